@@ -1,0 +1,213 @@
+"""The values that cross the public API: messages, tools, requests, responses, chunks, records.
+
+Plain slotted dataclasses (cheap to build on the hot path); conversion from OpenAI-shaped dicts
+lives in ``router.normalize``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router.errors import ErrorClass
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(slots=True, frozen=True)
+class TextPart:
+    """A piece of text inside a message."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True, frozen=True)
+class ImagePart:
+    """An image given by http(s) URL or ``data:`` URL."""
+
+    url: str
+    detail: str | None = None
+    type: Literal["image"] = "image"
+
+    @property
+    def is_data_url(self) -> bool:
+        return self.url.startswith("data:")
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the parsed JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: ``index`` identifies the call, ``arguments`` is a fragment."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One conversation turn. ``content`` is a string or a list of parts."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the message, parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(
+            isinstance(p, ImagePart) for p in self.content
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Tool:
+    """A function the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ResponseFormat:
+    """Structured output: ``json_object`` or ``json_schema`` (with ``schema``)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One provider-independent request, built once per call."""
+
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    seed: int | None = None
+    user: str | None = None
+    reasoning_effort: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_images(self) -> bool:
+        return any(m.has_images for m in self.messages)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call. ``input_tokens`` includes ``cached_tokens``; ``output_tokens``
+    includes ``reasoning_tokens``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt or skip of one target during one call (also logged as one event)."""
+
+    request_id: str
+    alias: str
+    target: str
+    attempt: int
+    outcome: Literal["ok", "error", "skipped"]
+    error_class: ErrorClass | None = None
+    reason: str | None = None
+    detail: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    retry_in_ms: float | None = None
+    retry_after_used: bool = False
+    timeout_kind: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as the key-values of its log event (None fields dropped)."""
+        out: dict[str, Any] = {}
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            v = getattr(self, name)
+            if v is not None and v is not False:
+                out[name] = v.value if isinstance(v, ErrorClass) else v
+        return out
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """The answer of a call, in one shape whatever the provider."""
+
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: FinishReason
+    usage: Usage
+    model: str
+    target: str = ""
+    cost_usd: float | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    id: str | None = None
+    request_id: str | None = None
+    reasoning: str | None = None
+
+    @property
+    def message(self) -> Message:
+        """The answer as an assistant Message, ready to append to a conversation."""
+        return Message(role="assistant", content=self.text or None,
+                       tool_calls=self.tool_calls or None)
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    """A piece of a streamed answer. The last chunk has ``finish_reason``, ``usage`` and
+    ``final_tool_calls`` (the streamed calls, assembled and parsed)."""
+
+    delta: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    target: str = ""
+    cost_usd: float | None = None
+    final_tool_calls: list[ToolCall] | None = None
+    attempts: list[AttemptRecord] | None = None
+    reasoning_delta: str = ""
