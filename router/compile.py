@@ -1,0 +1,468 @@
+"""Compile a checked route file into a Plan, reporting every problem of meaning on the way.
+
+Structure was checked against the JSON Schema already (router.config.check); what is checked
+here needs the whole file: references between aliases and providers, effective timeouts after
+overrides, capabilities, budget scopes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from router.config.diagnostics import Diagnostic, Mark
+from router.config.load import Document
+from router.config.model import (
+    BreakerCfg,
+    PoolCfg,
+    ProviderCfg,
+    RetryCfg,
+    RouteCfg,
+    RouteFileCfg,
+    TargetCfg,
+    TimeoutCfg,
+)
+from router.config.units import format_duration
+from router.errors import Action, ErrorClass, NoRouteError
+from router.plan import (
+    BUILTIN_BREAKER,
+    BUILTIN_RETRY,
+    BUILTIN_TIMEOUTS,
+    BreakerPolicy,
+    BudgetSpec,
+    ErrorRule,
+    Layer,
+    Plan,
+    Price,
+    ProviderSpec,
+    RetryPolicy,
+    Route,
+    Step,
+    Target,
+    freeze,
+    merged_actions,
+)
+from router.providers import catalog, registry
+from router.providers.base import Capabilities, Timeouts
+
+Path = tuple[str | int, ...]
+
+
+def _layer(timeout: TimeoutCfg | None, retry: RetryCfg | None, breaker: BreakerCfg | None,
+           on: Mapping[ErrorClass, Action] | None) -> Layer:
+    return Layer(
+        timeouts=freeze(timeout.model_dump(exclude_none=True)) if timeout else freeze({}),
+        retry=freeze(retry.model_dump(exclude_none=True)) if retry else freeze({}),
+        breaker=freeze(breaker.model_dump(exclude_none=True)) if breaker else freeze({}),
+        actions=freeze(on or {}),
+    )
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in layers:
+        out.update(layer)
+    return out
+
+
+def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) -> Capabilities:
+    """Catalog facts for ``model`` with the route file's ``models:`` entry on top."""
+    facts = catalog.facts_for(kind, model)
+    caps: dict[str, Any] = {}
+    if facts is not None:
+        caps = {"tools": facts.tools, "vision": facts.vision, "json_schema": facts.json_schema,
+                "context_window": facts.context_window,
+                "max_output_tokens": facts.max_output_tokens}
+    else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
+        caps = {"tools": True, "vision": True, "json_schema": True}
+    if override:
+        caps.update({k: v for k, v in override.items() if k != "price"})
+    return Capabilities(**caps)
+
+
+def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
+                 model: str, model_override: Mapping[str, Any] | None,
+                 *layers: Layer, weight: float = 1.0, max_tokens: int | None = None) -> Target:
+    """One Target with every layer merged: builtin < defaults < provider < route < target."""
+    all_layers = (plan_defaults, provider_layer, *layers)
+    t = _merge(*(la.timeouts for la in all_layers))
+    r = _merge(*(la.retry for la in all_layers))
+    b = _merge(*(la.breaker for la in all_layers))
+    price = model_override.get("price") if model_override else None
+    return Target(
+        key=f"{provider.name}:{model}",
+        provider=provider.name,
+        kind=provider.kind,
+        model=model,
+        timeouts=Timeouts(
+            connect=t.get("connect", BUILTIN_TIMEOUTS.connect),
+            first_token=t.get("first_token", BUILTIN_TIMEOUTS.first_token),
+            total=t.get("total", BUILTIN_TIMEOUTS.total),
+            idle=t.get("idle", BUILTIN_TIMEOUTS.idle),
+        ),
+        retry=RetryPolicy(**{**_policy_dict(BUILTIN_RETRY), **r}),
+        breaker=BreakerPolicy(**{**_policy_dict(BUILTIN_BREAKER), **b}),
+        actions=merged_actions(*(la.actions for la in all_layers)),
+        capabilities=capabilities_for(provider.kind, model, model_override),
+        weight=weight,
+        max_tokens=max_tokens,
+        price=Price(**price) if isinstance(price, Mapping) else None,
+    )
+
+
+def _policy_dict(p: RetryPolicy | BreakerPolicy) -> dict[str, Any]:
+    return {name: getattr(p, name) for name in p.__slots__}
+
+
+@dataclass
+class _Compiler:
+    cfg: RouteFileCfg
+    doc: Document
+    env: Mapping[str, str]
+    diags: list[Diagnostic] = field(default_factory=list)
+    providers: dict[str, ProviderSpec] = field(default_factory=dict)
+    provider_layers: dict[str, Layer] = field(default_factory=dict)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    defaults: Layer = field(default_factory=Layer)
+    _expanding: list[str] = field(default_factory=list)
+
+    def error(self, path: Path, code: str, message: str, hint: str = "", *,
+              key: bool = False, severity: str = "error") -> None:
+        mark = self.doc.mark(path, key=key)
+        d = Diagnostic.at(mark, "error" if severity == "error" else "warning", code,
+                          self.doc.redact(message), self.doc.redact(hint))
+        if d not in self.diags:
+            self.diags.append(d)
+
+    def warn(self, path: Path, code: str, message: str, hint: str = "") -> None:
+        self.error(path, code, message, hint, severity="warning")
+
+    # -- providers ------------------------------------------------------------------------
+    def compile_providers(self) -> None:
+        for name, p in (self.cfg.providers or {}).items():
+            self.providers[name] = self._provider_spec(name, p)
+            self.provider_layers[name] = _layer(p.timeout, p.retry, p.breaker, None)
+            self.model_overrides.update({
+                f"{name}:{m}": info.model_dump(exclude_none=True)
+                for m, info in (p.models or {}).items()
+            })
+
+    def _provider_spec(self, name: str, p: ProviderCfg) -> ProviderSpec:
+        missing = tuple(
+            r.var for r in self.doc.env_refs
+            if not r.present and not r.has_default and r.path[:2] == ("providers", name)
+        )
+        key_env = registry.key_env(p.kind)
+        api_key = p.api_key
+        if api_key is not None and not api_key.get_secret_value():
+            api_key = None
+        if api_key is None and "api_key" not in p.model_fields_set and key_env:
+            value = self.env.get(key_env)
+            api_key = SecretStr(value) if value else None
+            if not value and p.kind not in ("ollama", "openai-compatible", "fake"):
+                missing = (*missing, key_env)
+        if not registry.is_available(p.kind):
+            self.error(("providers", name, "kind"), "E027",
+                       f"provider kind {p.kind!r} is not available in this installation",
+                       f"available kinds: {', '.join(registry.available_kinds())}")
+        return ProviderSpec(name=name, kind=p.kind, base_url=p.base_url, api_key=api_key,
+                            headers=freeze(p.headers or {}), options=freeze(p.options()),
+                            key_env=key_env, missing_env=missing)
+
+    # -- routes ---------------------------------------------------------------------------
+    def compile_routes(self) -> None:
+        for alias in (self.cfg.models or {}):
+            if alias not in self.routes:
+                self._route(alias)
+
+    def _route(self, alias: str) -> Route | None:
+        if alias in self.routes:
+            return self.routes[alias]
+        if alias in self._expanding:
+            cycle = " -> ".join([*self._expanding[self._expanding.index(alias):], alias])
+            self.error(("models", alias), "E021", f"alias cycle: {cycle}",
+                       "an alias may refer to another alias, but never back to itself",
+                       key=True)
+            return None
+        self._expanding.append(alias)
+        try:
+            route = self._compile_route(alias, (self.cfg.models or {})[alias])
+        finally:
+            self._expanding.pop()
+        if route is not None:
+            self.routes[alias] = route
+        return route
+
+    def _compile_route(self, alias: str, raw: Sequence[Any] | RouteCfg) -> Route | None:
+        rc = raw if isinstance(raw, RouteCfg) else RouteCfg(chain=list(raw))
+        base: Path = ("models", alias, "chain") if isinstance(raw, RouteCfg) else ("models", alias)
+        route_layer = _layer(rc.timeout, rc.retry, None, rc.on)
+        steps: list[Step] = []
+        seen: dict[str, Path] = {}
+        for i, item in enumerate(rc.chain):
+            for step in self._item_steps((*base, i), item, route_layer):
+                for t in step.targets:
+                    if t.key in seen:
+                        self.error((*base, i), "E022",
+                                   f"target {t.key} is listed twice in the chain of {alias!r}",
+                                   "a target is tried (with its retries) once per call; "
+                                   "remove the second entry")
+                    seen.setdefault(t.key, (*base, i))
+                steps.append(step)
+        if not rc.chain:
+            self.error(("models", alias), "E023", f"the chain of {alias!r} is empty",
+                       "list at least one target, e.g. [openai:gpt-4o-mini]", key=True)
+        budgets: tuple[BudgetSpec, ...] = ()
+        if rc.budget is not None:
+            budgets = (BudgetSpec(f"alias:{alias}", rc.budget.usd, rc.budget.per or "total",
+                                  rc.budget.warn_at),)
+        route = Route(alias=alias, steps=tuple(steps),
+                      deadline=rc.deadline if rc.deadline is not None else self.cfg_deadline,
+                      requires=frozenset(rc.requires or ()), budgets=budgets,
+                      max_tokens=rc.max_tokens)
+        self._check_route(route, seen, explicit_deadline=rc.deadline is not None)
+        return route
+
+    @property
+    def cfg_deadline(self) -> float | None:
+        return self.cfg.defaults.deadline if self.cfg.defaults else None
+
+    def _item_steps(self, path: Path, item: Any, route_layer: Layer) -> list[Step]:
+        if isinstance(item, PoolCfg):
+            members = [
+                self._target((*path, "pool", j), m, route_layer, allow_alias=False)
+                for j, m in enumerate(item.pool)
+            ]
+            targets = tuple(t for ts in members for t in ts)
+            return [Step(targets, item.strategy or "weighted")] if targets else []
+        return [Step((t,)) for t in self._target(path, item, route_layer, allow_alias=True)]
+
+    def _target(self, path: Path, item: str | TargetCfg, route_layer: Layer, *,
+                allow_alias: bool) -> list[Target]:
+        ref = item if isinstance(item, str) else item.target
+        ref_path = path if isinstance(item, str) else (*path, "target")
+        if ":" not in ref and ref in (self.cfg.models or {}):
+            if not allow_alias or isinstance(item, TargetCfg):
+                self.error(ref_path, "E026",
+                           f"{ref!r} is an alias: it cannot be used inside a pool or with "
+                           "per-target settings",
+                           "list the alias as a plain chain entry, or name provider:model here")
+                return []
+            sub = self._route(ref)
+            return list(sub.targets) if sub else []
+        resolved = self._resolve_ref(ref_path, ref)
+        if resolved is None:
+            return []
+        pname, model = resolved
+        layers = [route_layer]
+        weight, max_tokens = 1.0, None
+        if isinstance(item, TargetCfg):
+            layers.append(_layer(item.timeout, item.retry, None, item.on))
+            weight = item.weight if item.weight is not None else 1.0
+            max_tokens = item.max_tokens
+        spec = self.providers[pname]
+        self._check_model_name(ref_path, spec, model)
+        return [build_target(self.defaults, spec, self.provider_layers[pname], model,
+                             self.model_overrides.get(f"{pname}:{model}"), *layers,
+                             weight=weight, max_tokens=max_tokens)]
+
+    def _resolve_ref(self, path: Path, ref: str) -> tuple[str, str] | None:
+        split = registry.split_target(ref)
+        if split is not None:
+            pname, model = split
+            if pname in self.providers:
+                return pname, model
+            names = list(self.providers)
+            close = difflib.get_close_matches(pname, names, n=1)
+            hint = (f"did you mean {close[0]!r}?" if close else
+                    f"define it under providers: {pname}: {{kind: ...}}"
+                    + (f" (defined: {', '.join(names)})" if names else ""))
+            self.error(path, "E020", f"target {ref!r} names provider {pname!r}, "
+                       "which is not defined", hint)
+            return None
+        kind = catalog.detect_kind(ref)
+        aliases = list(self.cfg.models or {})
+        if kind is None:
+            close = difflib.get_close_matches(ref, aliases, n=1)
+            self.error(path, "E024", f"{ref!r} is neither an alias nor provider:model, and "
+                       "its provider cannot be told from the name",
+                       f"did you mean the alias {close[0]!r}?" if close else
+                       "write it as provider:model, e.g. local:llama3.2")
+            return None
+        of_kind = [n for n, p in self.providers.items() if p.kind == kind]
+        if len(of_kind) == 1:
+            return of_kind[0], ref
+        if not of_kind:
+            self.error(path, "E024", f"{ref!r} looks like a {kind} model, but no provider of "
+                       f"kind {kind} is defined",
+                       f"add providers: {kind}: {{kind: {kind}}} or write provider:model")
+        else:
+            self.error(path, "E025", f"{ref!r} is a {kind} model and several providers have "
+                       f"kind {kind} ({', '.join(of_kind)})",
+                       f"write it as provider:model, e.g. {of_kind[0]}:{ref}")
+        return None
+
+    def _check_model_name(self, path: Path, spec: ProviderSpec, model: str) -> None:
+        if catalog.looks_like(spec.kind, model):
+            return
+        close = catalog.closest_model(spec.kind, model)
+        other = catalog.detect_kind(model)
+        self.warn(path, "W102",
+                  f"model {model!r} does not look like a {spec.kind} model (provider "
+                  f"{spec.name!r})" + (f"; it looks like a {other} model" if other else ""),
+                  f"closest known {spec.kind} model: {close}" if close else "")
+
+    # -- checks of effective values ---------------------------------------------------------
+    def _check_route(self, route: Route, paths: Mapping[str, Path], *,
+                     explicit_deadline: bool) -> None:
+        alias_path: Path = ("models", route.alias)
+        for t in route.targets:
+            to = t.timeouts
+            where = paths.get(t.key, alias_path)
+            for name in ("first_token", "connect", "idle"):
+                v = getattr(to, name)
+                if v > to.total:
+                    self.error(where, "E030",
+                               f"{t.key}: timeout {name} ({format_duration(v)}) is longer "
+                               f"than total ({format_duration(to.total)}) in route "
+                               f"{route.alias!r}",
+                               f"make total at least {format_duration(v)} or lower {name}")
+            for cap in sorted(route.requires):
+                if not _has(t.capabilities, cap):
+                    self.error(where, "E051", f"route {route.alias!r} requires {cap}, but "
+                               f"{t.key} does not support it",
+                               f"remove {t.key} from the chain, or declare it under "
+                               f"providers.{t.provider}.models.{t.model}.{cap}: true "
+                               "if the model does support it")
+        if route.deadline is None or not route.targets:
+            return
+        first = route.targets[0]
+        waits = first.retry.worst_case_waits()
+        if waits >= route.deadline:
+            self.error(alias_path, "E031",
+                       f"the retry backoff of {first.key} alone ({format_duration(waits)} for "
+                       f"{first.retry.attempts} attempts) does not fit the deadline "
+                       f"({format_duration(route.deadline)}) of {route.alias!r}",
+                       "lower retry.attempts or retry.max, or raise the deadline", key=True)
+        worst = sum(t.retry.attempts * t.timeouts.total + t.retry.worst_case_waits()
+                    for t in route.targets)
+        if explicit_deadline and worst > route.deadline:
+            self.warn(alias_path, "W103",
+                      f"the worst case of {route.alias!r} ({format_duration(worst)}) exceeds "
+                      f"its deadline ({format_duration(route.deadline)}); later targets may "
+                      "never be tried when earlier ones time out",
+                      "lower timeout.total or retry.attempts of the first targets")
+
+    def compile_budgets(self) -> list[BudgetSpec]:
+        out: list[BudgetSpec] = []
+        targets = {t.key for r in self.routes.values() for t in r.targets}
+        for i, b in enumerate(self.cfg.budgets or []):
+            kind, _, rest = b.scope.partition(":")
+            known: Sequence[str] = ()
+            if kind == "provider":
+                known = list(self.providers)
+            elif kind == "alias":
+                known = list(self.cfg.models or {})
+            elif kind == "target":
+                known = sorted(targets)
+            if kind in ("provider", "alias", "target") and rest not in known:
+                close = difflib.get_close_matches(rest, list(known), n=1)
+                self.error(("budgets", i, "scope"), "E040",
+                           f"budget scope {b.scope!r} names no {kind} of this file",
+                           f"did you mean {kind}:{close[0]}?" if close else
+                           f"use one of: global, provider:NAME, alias:NAME, target:P:M, "
+                           f"tag:KEY=VALUE")
+                continue
+            out.append(BudgetSpec(b.scope, b.usd, b.per or "total", b.warn_at))
+        return out
+
+    def compile_error_rules(self) -> list[ErrorRule]:
+        rules = []
+        for i, r in enumerate(self.cfg.errors or []):
+            if r.provider is not None and r.provider not in self.providers:
+                self.error(("errors", i, "provider"), "E042",
+                           f"error rule names provider {r.provider!r}, which is not defined",
+                           f"defined providers: {', '.join(self.providers) or 'none'}")
+            rules.append(ErrorRule(r.error_class, r.provider, r.kind, r.status, r.code, r.type,
+                                   r.match.lower() if r.match else None))
+        return rules
+
+
+def _has(caps: Capabilities, cap: str) -> bool:
+    return bool(getattr(caps, cap, False))
+
+
+def compile_plan(cfg: RouteFileCfg, doc: Document,
+                 env: Mapping[str, str] | None = None) -> tuple[Plan, list[Diagnostic]]:
+    """Compile a structurally valid route file; the diagnostics say what is wrong in meaning.
+    The Plan is only usable when no diagnostic is an error."""
+    import os
+
+    c = _Compiler(cfg, doc, os.environ if env is None else env)
+    d = cfg.defaults
+    if d is not None:
+        c.defaults = _layer(d.timeout, d.retry, d.breaker, d.on)
+    c.compile_providers()
+    c.compile_routes()
+    budgets = c.compile_budgets()
+    rules = c.compile_error_rules()
+    plan = Plan(
+        file=doc.file,
+        providers=freeze(c.providers),
+        routes=freeze(c.routes),
+        budgets=tuple(budgets),
+        error_rules=tuple(rules),
+        defaults=c.defaults,
+        default_deadline=d.deadline if d else None,
+        default_max_tokens=d.max_tokens if d else None,
+        provider_layers=freeze(c.provider_layers),
+        model_overrides=freeze(c.model_overrides),
+    )
+    return plan, c.diags
+
+
+def adhoc_route(plan: Plan, model: str) -> Route:
+    """A route for a name that is no alias: ``p:m``, a bare model name, or ``a,b,c``."""
+    steps: list[Step] = []
+    for ref in (r.strip() for r in model.split(",")):
+        if not ref:
+            continue
+        if ref in plan.routes:
+            steps.extend(plan.routes[ref].steps)
+            continue
+        split = registry.split_target(ref)
+        if split is None:
+            kind = catalog.detect_kind(ref)
+            of_kind = [p for p in plan.providers.values() if p.kind == kind] if kind else []
+            if len(of_kind) != 1:
+                raise NoRouteError(_no_route_message(plan, ref, kind, len(of_kind)))
+            split = (of_kind[0].name, ref)
+        pname, m = split
+        spec = plan.providers.get(pname)
+        if spec is None:
+            raise NoRouteError(f"{ref!r}: no provider named {pname!r} "
+                               f"(defined: {', '.join(plan.providers) or 'none'})")
+        steps.append(Step((build_target(plan.defaults, spec, plan.provider_layers[pname], m,
+                                        plan.model_overrides.get(f"{pname}:{m}")),)))
+    if not steps:
+        raise NoRouteError(f"{model!r} names no target")
+    return Route(alias=model, steps=tuple(steps), deadline=plan.default_deadline,
+                 max_tokens=plan.default_max_tokens)
+
+
+def _no_route_message(plan: Plan, ref: str, kind: str | None, n: int) -> str:
+    if kind is None:
+        close = difflib.get_close_matches(ref, list(plan.routes), n=1)
+        return (f"{ref!r} is not an alias and not provider:model"
+                + (f"; did you mean {close[0]!r}?" if close else ""))
+    if n == 0:
+        return f"{ref!r} is a {kind} model but no provider of kind {kind} is configured"
+    return f"{ref!r} is a {kind} model and several providers have that kind: write provider:model"
+
+
+__all__ = ["Mark", "adhoc_route", "build_target", "capabilities_for", "compile_plan"]

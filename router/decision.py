@@ -1,0 +1,251 @@
+"""The routing decisions of one call, shared by the engine and dry-run (one code path).
+
+``walk`` is a generator: it yields what to do next (Try a target, Skip it, Wait before a retry)
+and is sent the outcome of each Try (None for success, the LlmError otherwise). The engine
+drives it with real attempts; dry-run drives it with simulated outcomes and no I/O. So what
+dry-run prints is what the router does.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tenacity.wait import wait_random_exponential
+
+from router.errors import Action, ErrorClass, LlmError
+from router.plan import RetryPolicy, Route, Target
+
+
+@dataclass(slots=True, frozen=True)
+class CallNeeds:
+    """What a request needs from a target, computed once per call."""
+
+    tools: bool = False
+    vision: bool = False
+    json_object: bool = False
+    json_schema: bool = False
+    stream: bool = False
+    prompt_tokens: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Try:
+    """Attempt ``target`` now, within ``timeout`` seconds."""
+
+    target: Target
+    attempt: int  # 1-based over the whole call
+    try_number: int  # 1-based for this target
+    timeout: float
+    timeout_is_deadline: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Skip:
+    """Do not attempt ``target``: ``reason`` is breaker_open, capability, context_window,
+    budget, rate_limited_locally or deadline."""
+
+    target: Target
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True, frozen=True)
+class Wait:
+    """Sleep ``seconds`` before retrying ``target``."""
+
+    target: Target
+    seconds: float
+    cap: float  # the backoff cap (the worst case of the jittered wait)
+    from_retry_after: bool
+    after_error: LlmError
+
+
+@dataclass(slots=True, frozen=True)
+class Done:
+    """The walk is over: ``ok``, or failed with ``error`` (None when nothing was attempted)."""
+
+    ok: bool
+    error: LlmError | None = None
+    reason: str = ""  # why it failed: exhausted | fail_now | deadline
+
+
+Decision = Try | Skip | Wait | Done
+
+
+class WalkEnv(Protocol):
+    """What the walk asks of the world: breaker state, budgets, the clock, randomness."""
+
+    def breaker_allows(self, target: Target) -> bool: ...
+
+    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None: ...
+
+    def remaining(self) -> float | None: ...
+
+    def jitter(self, policy: RetryPolicy, retry_number: int) -> float: ...
+
+
+_TOKENS_IN_MESSAGE = re.compile(r"(?:resulted in|prompt is too long:?)\s*(\d[\d,]*)\s*tokens")
+
+
+def needed_tokens(error: LlmError) -> int | None:
+    """The prompt size a context_window error reports, if it says."""
+    n = getattr(error, "needed_tokens", None)
+    if isinstance(n, int):
+        return n
+    m = _TOKENS_IN_MESSAGE.search(error.provider_message or error.message or "")
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tuple[str, str] | None:
+    """Why ``target`` cannot serve this request, from the plan alone (no state)."""
+    caps = target.capabilities
+    if needs.tools and not caps.tools:
+        return "capability", f"{target.model} does not support tools"
+    if needs.vision and not caps.vision:
+        return "capability", f"{target.model} does not accept images"
+    if needs.json_schema and not caps.json_schema:
+        return "capability", f"{target.model} does not support JSON schema output"
+    if needs.stream and not caps.streaming:
+        return "capability", f"{target.model} does not stream"
+    window = caps.context_window
+    if window is not None:
+        if min_window is not None and window < min_window:
+            return ("context_window",
+                    f"window {window} < {min_window} tokens reported by an earlier target")
+        if needs.prompt_tokens is not None:
+            want = needs.prompt_tokens + (needs.max_tokens or 0)
+            if want > window:
+                return ("context_window", f"~{needs.prompt_tokens} prompt + "
+                        f"{needs.max_tokens or 0} output tokens > window {window}")
+    return None
+
+
+def action_for(target: Target, error: LlmError) -> Action:
+    """What to do after ``error`` on ``target``: the route's ``on:`` table, then built-ins."""
+    action = target.actions.get(error.error_class, Action.FALLBACK)
+    if action is Action.RETRY and not error.retryable:
+        return Action.FALLBACK  # e.g. x-should-retry: false
+    return action
+
+
+def retry_wait(target: Target, error: LlmError, try_number: int, env: WalkEnv) -> Wait | None:
+    """The wait before retrying ``target`` after ``error``, or None to fall back instead.
+    Retry-After wins when present and within ``max_retry_after``; the deadline caps both."""
+    policy = target.retry
+    cap = policy.backoff_cap(try_number)
+    if error.retry_after is not None:
+        if error.retry_after > policy.max_retry_after:
+            return None
+        seconds, from_ra = error.retry_after, True
+    else:
+        seconds, from_ra = env.jitter(policy, try_number), False
+    remaining = env.remaining()
+    if remaining is not None and seconds >= remaining:
+        return None
+    return Wait(target, seconds, cap, from_ra, error)
+
+
+def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
+         env: WalkEnv) -> Generator[Decision, LlmError | None, None]:
+    """Yield the decisions of one call over ``order`` (the route's targets for this call)."""
+    attempt = 0
+    last: LlmError | None = None
+    min_window: int | None = None
+    for target in order:
+        why = skip_reason(target, needs, min_window)
+        if why is None and not env.breaker_allows(target):
+            why = ("breaker_open", "circuit breaker is open")
+        if why is None:
+            budget = env.budget_reason(target, needs)
+            if budget is not None:
+                why = ("budget", budget)
+        if why is not None:
+            yield Skip(target, *why)
+            continue
+        try_number = 0
+        while True:
+            remaining = env.remaining()
+            if remaining is not None and remaining <= 0:
+                yield Skip(target, "deadline", "the call deadline has passed")
+                yield Done(False, last, "deadline")
+                return
+            try_number += 1
+            attempt += 1
+            total = target.timeouts.total
+            limit = total if remaining is None else min(total, remaining)
+            error = yield Try(target, attempt, try_number, limit,
+                              remaining is not None and remaining < total)
+            if error is None:
+                yield Done(True)
+                return
+            last = error
+            action = action_for(target, error)
+            if error.error_class is ErrorClass.CONTEXT_WINDOW:
+                min_window = needed_tokens(error) or _above(target.capabilities.context_window)
+            if action is Action.FAIL:
+                yield Done(False, error, "fail_now")
+                return
+            if action is Action.RETRY and try_number < target.retry.attempts:
+                wait = retry_wait(target, error, try_number, env)
+                if wait is not None:
+                    yield wait
+                    continue
+            break
+    yield Done(False, last, "exhausted")
+
+
+def _above(window: int | None) -> int | None:
+    return window + 1 if window is not None else None
+
+
+def order_targets(route: Route, rng: random.Random, counter: int) -> list[Target]:
+    """The targets of ``route`` in the order this call tries them (pools expanded)."""
+    out: list[Target] = []
+    for step in route.steps:
+        ts = step.targets
+        if len(ts) == 1 or step.strategy in ("single", "ordered"):
+            out.extend(ts)
+        elif step.strategy == "round_robin":
+            k = counter % len(ts)
+            out.extend(ts[k:] + ts[:k])
+        elif step.strategy == "random":
+            shuffled = list(ts)
+            rng.shuffle(shuffled)
+            out.extend(shuffled)
+        else:  # weighted: a weighted random permutation (Efraimidis-Spirakis keys)
+            keyed = sorted(ts, key=lambda t: -(rng.random() ** (1.0 / t.weight))
+                           if t.weight > 0 else 1.0)
+            out.extend(keyed)
+    return out
+
+
+class _AttemptState:
+    """The piece of tenacity's RetryCallState that its wait strategies read."""
+
+    __slots__ = ("attempt_number",)
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
+
+def jittered_wait(policy: RetryPolicy, retry_number: int) -> float:
+    """Exponential backoff with full jitter (tenacity's wait_random_exponential)."""
+    if policy.jitter == "none":
+        return policy.backoff_cap(retry_number)
+    strategy = _strategies.get(policy)
+    if strategy is None:
+        strategy = wait_random_exponential(multiplier=policy.initial, max=policy.max,
+                                           exp_base=policy.multiplier)
+        _strategies[policy] = strategy
+    state: Any = _AttemptState(retry_number)
+    return float(strategy(state))
+
+
+_strategies: dict[RetryPolicy, wait_random_exponential] = {}
+
+__all__ = ["CallNeeds", "Decision", "Done", "Skip", "Try", "Wait", "walk"]

@@ -1,0 +1,289 @@
+"""Dry-run: what the router would do for one call, decided by the same walk as the engine,
+fed simulated outcomes instead of I/O.
+
+Simulated outcomes per target (``provider:model``, or a provider name for all its models):
+``ok``, an error class (``rate_limit``), an error class with a Retry-After (``rate_limit@2s``),
+``breaker_open`` or ``budget``. A list (or ``a,b``) gives one outcome per try; the last repeats.
+Targets with no simulation answer ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.config.units import format_duration, parse_duration
+from router.decision import CallNeeds, Decision, Done, Skip, Try, Wait, order_targets, walk
+from router.errors import Action, ErrorClass, InvalidRequestError, LlmError, make_error
+from router.money.pricing import price_of, worst_case_cost
+from router.money.tokens import estimate_prompt_tokens
+from router.normalize import build_request
+from router.plan import Plan, RetryPolicy, Route, Target
+from router.policy.breaker import Breakers
+from router.types import Message
+
+_SPECIAL = ("ok", "breaker_open", "budget")
+_DEFAULT_MAX_OUTPUT = 4096
+
+
+@dataclass
+class DryRunEvent:
+    """One line of the story: a try and its simulated outcome, a skip, or a wait."""
+
+    kind: str  # try | skip | wait
+    target: str
+    attempt: int | None = None
+    try_number: int | None = None
+    outcome: str | None = None
+    action: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    seconds: float | None = None
+    retry_after: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and v is not False}
+
+
+@dataclass
+class DryRunReport:
+    """The decisions for one call, the target that answers, and the worst case."""
+
+    alias: str
+    targets: list[str]
+    needs: CallNeeds
+    deadline: float | None
+    events: list[DryRunEvent] = field(default_factory=list)
+    answered_by: str | None = None
+    failure: str | None = None
+    worst_latency_s: float = 0.0
+    worst_cost_usd: float | None = None
+    answer_cost_usd: float | None = None
+    unpriced: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias, "targets": self.targets, "deadline_s": self.deadline,
+            "request": _needs_dict(self.needs),
+            "events": [e.as_dict() for e in self.events],
+            "answered_by": self.answered_by, "failure": self.failure,
+            "worst_case": {"latency_s": round(self.worst_latency_s, 3),
+                           "cost_usd": self.worst_cost_usd},
+            "answer_cost_usd": self.answer_cost_usd, "unpriced": self.unpriced,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return render_text(self)
+
+
+def _needs_dict(n: CallNeeds) -> dict[str, Any]:
+    return {name: getattr(n, name) for name in n.__slots__}
+
+
+class _SimEnv:
+    """WalkEnv over simulated outcomes and a simulated clock (no sleeping)."""
+
+    def __init__(self, plan_deadline: float | None, sims: Mapping[str, list[str]],
+                 breakers: Breakers | None) -> None:
+        self.deadline = plan_deadline
+        self.elapsed = 0.0
+        self.sims = sims
+        self.breakers = breakers
+        self.tries: dict[str, int] = {}
+
+    def outcomes(self, target: Target) -> list[str]:
+        return self.sims.get(target.key) or self.sims.get(target.provider) or ["ok"]
+
+    def breaker_allows(self, target: Target) -> bool:
+        if "breaker_open" in self.outcomes(target):
+            return False
+        if self.breakers is not None:
+            return self.breakers.state(target.key, target.breaker) != "open"
+        return True
+
+    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None:
+        return "budget exceeded (simulated)" if "budget" in self.outcomes(target) else None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.elapsed
+
+    def jitter(self, policy: RetryPolicy, retry_number: int) -> float:
+        return policy.backoff_cap(retry_number)  # the worst case of the jittered wait
+
+    def next_outcome(self, target: Target) -> str:
+        n = self.tries.get(target.key, 0)
+        self.tries[target.key] = n + 1
+        seq = [o for o in self.outcomes(target) if o not in ("breaker_open", "budget")] or ["ok"]
+        return seq[min(n, len(seq) - 1)]
+
+
+def parse_outcome(text: str) -> tuple[str, float | None]:
+    """``rate_limit@2s`` -> ("rate_limit", 2.0). Raises InvalidRequestError when unknown."""
+    name, _, ra = text.strip().partition("@")
+    if name not in _SPECIAL and name not in ErrorClass._value2member_map_:
+        allowed = ", ".join([*_SPECIAL, *(c.value for c in ErrorClass)])
+        raise InvalidRequestError(f"unknown simulated outcome {name!r}; use one of {allowed}")
+    try:
+        return name, (parse_duration(ra) if ra else None)
+    except ValueError as e:
+        raise InvalidRequestError(f"bad Retry-After in {text!r}: {e}") from e
+
+
+def _normalize_sims(plan: Plan, route: Route,
+                    simulate: Mapping[str, str | Sequence[str]] | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    keys = {t.key for t in route.targets} | {t.provider for t in route.targets}
+    for key, value in (simulate or {}).items():
+        if key not in keys:
+            raise InvalidRequestError(
+                f"--simulate names {key!r}, which is not a target of {route.alias!r} "
+                f"(targets: {', '.join(t.key for t in route.targets)})")
+        seq = value.split(",") if isinstance(value, str) else list(value)
+        for o in seq:
+            parse_outcome(o)
+        out[key] = [o.strip() for o in seq]
+    return out
+
+
+def _simulated_error(outcome: str, target: Target) -> LlmError:
+    name, ra = parse_outcome(outcome)
+    err = make_error(ErrorClass(name), f"simulated {name}", retry_after=ra, target=target.key)
+    if name == "timeout":
+        err.timeout_kind = "total"
+    return err
+
+
+def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, Any]] | None, *,
+            simulate: Mapping[str, str | Sequence[str]] | None = None,
+            params: Mapping[str, Any] | None = None, breakers: Breakers | None = None,
+            prompt_tokens: int | None = None, seed: int = 0) -> DryRunReport:
+    """Walk ``model``'s route with simulated outcomes; nothing is sent."""
+    import random
+
+    route = plan.resolve(model)
+    params = dict(params or {})
+    request = build_request(messages or [{"role": "user", "content": "(dry run)"}], params)
+    rf = request.response_format
+    max_tokens = request.max_tokens or route.max_tokens
+    needs = CallNeeds(
+        tools=bool(request.tools) or bool(params.get("need_tools")) or "tools" in route.requires,
+        vision=request.has_images or bool(params.get("need_images")) or "vision" in route.requires,
+        json_object=rf is not None and rf.type == "json_object",
+        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in route.requires,
+        stream=bool(params.get("stream")),
+        prompt_tokens=prompt_tokens if prompt_tokens is not None
+        else estimate_prompt_tokens(request),
+        max_tokens=max_tokens,
+    )
+    env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers)
+    order = order_targets(route, random.Random(seed), 0)
+    report = DryRunReport(route.alias, [t.key for t in order], needs, route.deadline)
+    gen = walk(route, order, needs, env)
+    decision: Decision = next(gen)
+    while not isinstance(decision, Done):
+        decision = _step(report, env, gen, decision)
+    _finish(report, decision, order, needs, env)
+    return report
+
+
+def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision:
+    if isinstance(d, Try):
+        outcome = env.next_outcome(d.target)
+        report.worst_latency_s += d.timeout
+        ev = DryRunEvent("try", d.target.key, d.attempt, d.try_number, outcome)
+        report.events.append(ev)
+        if outcome == "ok":
+            report.answered_by = d.target.key
+            ev.action = "answers"
+            return gen.send(None)  # type: ignore[no-any-return]
+        err = _simulated_error(outcome, d.target)
+        if err.error_class is ErrorClass.TIMEOUT:
+            env.elapsed += d.timeout
+        nxt = gen.send(err)
+        ev.action = _describe_action(d, err, nxt)
+        return nxt  # type: ignore[no-any-return]
+    if isinstance(d, Wait):
+        env.elapsed += d.seconds
+        report.worst_latency_s += d.seconds
+        report.events.append(DryRunEvent("wait", d.target.key, seconds=d.seconds,
+                                         retry_after=d.from_retry_after))
+    elif isinstance(d, Skip):
+        report.events.append(DryRunEvent("skip", d.target.key, reason=d.reason,
+                                         detail=d.detail))
+    return next(gen)  # type: ignore[no-any-return]
+
+
+def _describe_action(d: Try, err: LlmError, nxt: Decision) -> str:
+    if isinstance(nxt, Wait):
+        how = "Retry-After" if nxt.from_retry_after else "backoff, full jitter, up to"
+        return f"retry in {format_duration(nxt.seconds)} ({how})"
+    if isinstance(nxt, Done) and nxt.reason == "fail_now":
+        return f"fail now ({err.error_class.value} -> fail)"
+    action = d.target.actions.get(err.error_class, Action.FALLBACK)
+    if action is Action.RETRY and d.try_number >= d.target.retry.attempts:
+        return f"retries exhausted ({d.target.retry.attempts} attempts) -> next target"
+    if action is Action.RETRY:
+        return "retry would not fit the deadline or Retry-After is too long -> next target"
+    return f"next target ({err.error_class.value} -> fallback)"
+
+
+def _finish(report: DryRunReport, done: Done, order: Sequence[Target], needs: CallNeeds,
+            env: _SimEnv) -> None:
+    if report.deadline is not None:
+        report.worst_latency_s = min(report.worst_latency_s, report.deadline)
+    if not done.ok:
+        cls = done.error.error_class.value if done.error else "no_route"
+        report.failure = f"{cls} ({done.reason.replace('_', ' ')})"
+    skipped = {e.target for e in report.events if e.kind == "skip"}
+    worst: float | None = None
+    for t in order:
+        if t.key in skipped:
+            continue
+        out = needs.max_tokens or t.capabilities.max_output_tokens or _DEFAULT_MAX_OUTPUT
+        c = worst_case_cost(price_of(t), needs.prompt_tokens or 0, out)
+        if c is None:
+            report.unpriced.append(t.key)
+            continue
+        worst = c if worst is None else max(worst, c)
+        if t.key == report.answered_by:
+            report.answer_cost_usd = c
+    report.worst_cost_usd = worst
+
+
+def _usd(v: float | None) -> str:
+    return "unknown" if v is None else f"${v:.6f}".rstrip("0").rstrip(".") if v else "$0"
+
+
+def render_text(r: DryRunReport) -> str:
+    """The report as a terminal-friendly story, one target at a time."""
+    n = r.needs
+    wants = [w for w, on in (("tools", n.tools), ("images", n.vision),
+                             ("json", n.json_object), ("json schema", n.json_schema)) if on]
+    lines = [f"route {r.alias!r}: {len(r.targets)} target(s), deadline "
+             f"{format_duration(r.deadline) if r.deadline else 'none'}",
+             f"request: ~{n.prompt_tokens} prompt tokens, max {n.max_tokens or 'default'} output"
+             + (f", needs {', '.join(wants)}" if wants else "")]
+    for i, key in enumerate(r.targets, 1):
+        lines.append(f"{i}. {key}")
+        evs = [e for e in r.events if e.target == key]
+        if not evs:
+            lines.append("     not reached")
+        for e in evs:
+            if e.kind == "skip":
+                lines.append(f"     skipped: {e.reason} ({e.detail})")
+            elif e.kind == "try":
+                lines.append(f"     try {e.try_number} (attempt {e.attempt}): {e.outcome} -> "
+                             f"{e.action}")
+    if r.answered_by:
+        lines.append(f"answer: {r.answered_by}")
+    else:
+        lines.append(f"answer: none, the call fails with {r.failure}")
+    lines.append(f"worst case: latency {format_duration(r.worst_latency_s)}, cost "
+                 f"{_usd(r.worst_cost_usd)}"
+                 + (f" (no price known for {', '.join(r.unpriced)})" if r.unpriced else ""))
+    return "\n".join(lines)

@@ -1,0 +1,353 @@
+"""Router: executes a Plan. Tries targets in the order the decision module gives, under their
+timeouts and the call's deadline, and records every attempt and skip.
+
+The engine never touches aiohttp or wire shapes: providers do (router.providers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from router import log
+from router.decision import (
+    CallNeeds,
+    Decision,
+    Done,
+    Skip,
+    Try,
+    Wait,
+    jittered_wait,
+    order_targets,
+    walk,
+)
+from router.errors import (
+    ConfigError,
+    ErrorClass,
+    LlmError,
+    NoRouteError,
+    RouteFailed,
+    StreamInterruptedError,
+    TimeoutError_,
+    make_error,
+)
+from router.money.pricing import cost_usd, price_of
+from router.money.tokens import estimate_prompt_tokens
+from router.normalize import build_request
+from router.plan import Plan, RetryPolicy, Route, Target
+from router.policy.breaker import Breakers
+from router.providers import registry
+from router.providers.base import HttpPool, Provider, ProviderConfig
+from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
+
+_counter = itertools.count()
+
+
+class _Call:
+    """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
+
+    __slots__ = ("alias", "deadline", "loop", "records", "request_id", "router")
+
+    def __init__(self, router: Router, route: Route, request_id: str,
+                 timeout: float | None) -> None:
+        self.router = router
+        self.alias = route.alias
+        self.request_id = request_id
+        self.loop = asyncio.get_running_loop()
+        limit = timeout if timeout is not None else route.deadline
+        self.deadline = None if limit is None else self.loop.time() + limit
+        self.records: list[AttemptRecord] = []
+
+    # WalkEnv
+    def breaker_allows(self, target: Target) -> bool:
+        return self.router._breakers.allows(target.key, target.breaker)
+
+    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None:
+        return None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.loop.time()
+
+    def jitter(self, policy: RetryPolicy, retry_number: int) -> float:
+        return jittered_wait(policy, retry_number)
+
+    # records
+    def record(self, rec: AttemptRecord) -> None:
+        self.records.append(rec)
+        fields = rec.as_dict()
+        event = {"ok": "attempt_ok", "error": "attempt_failed",
+                 "skipped": "target_skipped"}[rec.outcome]
+        log.emit(event, **fields)
+
+    def skip(self, d: Skip, attempt: int) -> None:
+        self.record(AttemptRecord(self.request_id, self.alias, d.target.key, attempt, "skipped",
+                                  reason=d.reason, detail=d.detail))
+
+    def note_wait(self, d: Wait) -> None:
+        if self.records:
+            last = self.records[-1]
+            last.retry_in_ms = round(d.seconds * 1000, 1)
+            last.retry_after_used = d.from_retry_after
+            log.emit("retry_scheduled", request_id=self.request_id, alias=self.alias,
+                     target=d.target.key, retry_in_ms=last.retry_in_ms,
+                     retry_after_used=d.from_retry_after)
+
+
+def _needs(request: ChatRequest, route: Route, stream: bool) -> CallNeeds:
+    rf = request.response_format
+    return CallNeeds(
+        tools=bool(request.tools) or "tools" in route.requires,
+        vision=request.has_images or "vision" in route.requires,
+        json_object=rf is not None and rf.type == "json_object",
+        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in route.requires,
+        stream=stream,
+        prompt_tokens=estimate_prompt_tokens(request),
+        max_tokens=request.max_tokens or route.max_tokens,
+    )
+
+
+class Router:
+    """Routes LLM calls by a compiled Plan. Use ``async with Router.from_yaml(path)``.
+
+    Owns one HTTP connection pool; ``aclose()`` (or leaving ``async with``) closes it.
+    """
+
+    def __init__(self, plan: Plan, *, http: HttpPool | None = None,
+                 seed: int | None = None) -> None:
+        self.plan = plan
+        self._http = http or HttpPool()
+        self._breakers = Breakers()
+        self._rng = random.Random(seed)
+        self._providers: dict[str, Provider] = {}
+        self._missing: dict[str, tuple[str, ...]] = {}
+        for name, spec in plan.providers.items():
+            cfg = ProviderConfig(name=name, kind=spec.kind, base_url=spec.base_url,
+                                 api_key=spec.api_key, headers=spec.headers,
+                                 options=spec.options)
+            self._providers[name] = registry.provider_class(spec.kind)(cfg, self._http)
+            if spec.missing_env:
+                self._missing[name] = spec.missing_env
+            if spec.api_key is not None:
+                log.add_secrets([spec.api_key.get_secret_value()])
+            log.add_secrets(v for v in spec.headers.values())
+        self._closed = False
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
+                  **kw: Any) -> Router:
+        """Load, check and compile a route file. Raises ConfigError listing every error."""
+        from router.validate import validate_file  # noqa: PLC0415 - keeps import light
+
+        result = validate_file(Path(path), env=env)
+        return cls._from_result(result, **kw)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+                  **kw: Any) -> Router:
+        """Like from_yaml, from a dict shaped like the route file."""
+        from router.validate import validate_dict  # noqa: PLC0415
+
+        return cls._from_result(validate_dict(data, env=env), **kw)
+
+    @classmethod
+    def _from_result(cls, result: Any, **kw: Any) -> Router:
+        errors = [d for d in result.diagnostics if d.is_error]
+        if errors or result.plan is None:
+            raise ConfigError(f"{result.file}: {len(errors)} error(s) in the route file", errors)
+        used = {t.provider for r in result.plan.routes.values() for t in r.targets}
+        missing = result.missing_key_errors(used)
+        if missing:
+            raise ConfigError(f"{result.file}: environment variables missing for providers "
+                              "used by routes", missing)
+        return cls(result.plan, **kw)
+
+    # -- lifetime -------------------------------------------------------------------------
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._http.aclose()
+
+    # -- calls ----------------------------------------------------------------------------
+    def _prepare(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
+                 params: dict[str, Any], stream: bool,
+                 request_id: str | None) -> tuple[Route, ChatRequest, CallNeeds, str]:
+        if self._closed:
+            raise RuntimeError("this Router is closed")
+        route = self.plan.resolve(model)
+        request = build_request(messages, params)
+        if request.max_tokens is None and route.max_tokens is not None:
+            request.max_tokens = route.max_tokens
+        return route, request, _needs(request, route, stream), request_id or uuid.uuid4().hex
+
+    def _order(self, route: Route) -> list[Target]:
+        return order_targets(route, self._rng, next(_counter))
+
+    async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
+                   timeout: float | None = None, request_id: str | None = None,
+                   **params: Any) -> ChatResponse:
+        """One call routed by ``model`` (alias, provider:model, bare model name or a,b chain).
+        Raises RouteFailed (an LlmError) with every attempt when no target answers."""
+        route, request, needs, rid = self._prepare(model, messages, params, False, request_id)
+        call = _Call(self, route, rid, timeout)
+        gen = walk(route, self._order(route), needs, call)
+        decision: Decision = next(gen)
+        response: ChatResponse | None = None
+        while not isinstance(decision, Done):
+            if isinstance(decision, Try):
+                response, error = await self._attempt(call, decision, request)
+                decision = gen.send(error)
+            elif isinstance(decision, Wait):
+                call.note_wait(decision)
+                await asyncio.sleep(decision.seconds)
+                decision = next(gen)
+            else:
+                call.skip(decision, len(call.records) + 1)
+                decision = next(gen)
+        gen.close()
+        if decision.ok and response is not None:
+            response.attempts = call.records
+            response.request_id = rid
+            log.emit("route_done", request_id=rid, alias=route.alias, target=response.target,
+                     attempts=len(call.records), cost_usd=response.cost_usd)
+            return response
+        raise self._failed(call, decision)
+
+    def _failed(self, call: _Call, done: Done) -> RouteFailed:
+        err = done.error
+        if done.reason == "deadline" and err is None:
+            err = TimeoutError_("the call deadline passed before any target answered",
+                                timeout_kind="deadline")
+        tried = sum(1 for r in call.records if r.outcome == "error")
+        if err is None:
+            msg = (f"no target of {call.alias!r} could be tried: "
+                   + "; ".join(f"{r.target} {r.reason}" for r in call.records))
+        else:
+            msg = (f"{call.alias!r} failed after {tried} attempt(s) "
+                   f"({done.reason.replace('_', ' ')}): {err}")
+        log.emit("route_failed", request_id=call.request_id, alias=call.alias,
+                 error_class=(err.error_class.value if err else ErrorClass.NO_ROUTE.value),
+                 attempts=len(call.records), reason=done.reason)
+        return RouteFailed(msg, attempts=call.records, last_error=err, alias=call.alias)
+
+    def _request_for(self, target: Target, request: ChatRequest) -> ChatRequest:
+        if target.max_tokens is not None and request.max_tokens is None:
+            return replace(request, max_tokens=target.max_tokens)
+        return request
+
+    def _classify(self, target: Target, err: LlmError) -> LlmError:
+        """Apply the route file's ``errors:`` rules, then set the target."""
+        for rule in self.plan.error_rules:
+            if rule.matches(target.provider, target.kind, err.status, err.provider_code,
+                            err.provider_type, err.provider_message or err.message):
+                if rule.error_class is not err.error_class:
+                    new = make_error(rule.error_class, err.message, status=err.status,
+                                     retry_after=err.retry_after, target=target.key,
+                                     provider_type=err.provider_type,
+                                     provider_code=err.provider_code,
+                                     provider_message=err.provider_message)
+                    new.__cause__ = err
+                    return new
+                break
+        return err.with_target(target.key)
+
+    def _missing_key_error(self, target: Target) -> LlmError | None:
+        missing = self._missing.get(target.provider)
+        if not missing:
+            return None
+        return make_error(ErrorClass.AUTH, f"provider {target.provider!r} needs "
+                          f"{', '.join(missing)} in the environment", target=target.key,
+                          retryable=False)
+
+    def _timeout_error(self, d: Try) -> LlmError:
+        kind = "deadline" if d.timeout_is_deadline else "total"
+        return TimeoutError_(f"no answer within {d.timeout:.3g}s ({kind} timeout)",
+                             timeout_kind=kind, target=d.target.key)
+
+    async def _attempt(self, call: _Call, d: Try,
+                       request: ChatRequest) -> tuple[ChatResponse | None, LlmError | None]:
+        target = d.target
+        provider = self._providers[target.provider]
+        start = time.perf_counter()
+        error = self._missing_key_error(target)
+        response: ChatResponse | None = None
+        if error is None:
+            try:
+                async with asyncio.timeout(d.timeout):
+                    response = await provider.chat(target.model, self._request_for(target, request),
+                                                   target.timeouts)
+            except LlmError as e:
+                error = self._classify(target, e)
+            except TimeoutError:
+                error = self._timeout_error(d)
+        latency = (time.perf_counter() - start) * 1000
+        if error is not None:
+            self._note_failure(target, error)
+            call.record(_error_record(call, d, error, latency))
+            return None, error
+        assert response is not None
+        self._breakers.record_success(target.key)
+        response.target = target.key
+        response.cost_usd = cost_usd(price_of(target), response.usage)
+        call.record(AttemptRecord(
+            call.request_id, call.alias, target.key, d.attempt, "ok", latency_ms=round(latency, 2),
+            input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
+            cost_usd=response.cost_usd))
+        return response, None
+
+    def _note_failure(self, target: Target, error: LlmError) -> None:
+        if self._breakers.record_failure(target.key, target.breaker, retryable=error.retryable):
+            log.emit("breaker_opened", target=target.key, cooldown_s=target.breaker.cooldown)
+
+    # -- streaming ------------------------------------------------------------------------
+    def stream(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
+               timeout: float | None = None, request_id: str | None = None,
+               **params: Any) -> AsyncIterator[ChatChunk]:
+        """Stream one call. Retries and fallbacks happen until the first chunk reaches you;
+        after it, a failure raises StreamInterruptedError with the partial text."""
+        from router.streaming import stream_call  # noqa: PLC0415
+
+        return stream_call(self, model, messages, timeout=timeout, request_id=request_id,
+                           params=params)
+
+    # -- explaining -----------------------------------------------------------------------
+    def dry_run(self, model: str, messages: Iterable[Message | Mapping[str, Any]] | None = None,
+                *, simulate: Mapping[str, str | list[str]] | None = None,
+                **params: Any) -> Any:
+        """What the router would do for this call, without I/O; ``simulate`` maps a target
+        (provider:model) to an outcome or a list of outcomes, one per try."""
+        from router.dryrun import dry_run  # noqa: PLC0415
+
+        return dry_run(self.plan, model, messages, simulate=simulate, params=params,
+                       breakers=self._breakers)
+
+    def __repr__(self) -> str:
+        return (f"Router(file={self.plan.file!r}, providers={sorted(self.plan.providers)}, "
+                f"aliases={len(self.plan.routes)})")
+
+
+def _error_record(call: _Call, d: Try, error: LlmError, latency_ms: float) -> AttemptRecord:
+    return AttemptRecord(
+        call.request_id, call.alias, d.target.key, d.attempt, "error",
+        error_class=error.error_class, status=error.status, latency_ms=round(latency_ms, 2),
+        timeout_kind=error.timeout_kind, detail=error.message[:200])
+
+
+__all__ = ["NoRouteError", "Router", "StreamInterruptedError"]

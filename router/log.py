@@ -1,0 +1,66 @@
+"""Router's events: structlog events sent through the stdlib logger ``router``.
+
+As a library router prints nothing by default: when the ``router`` logger is not enabled for
+INFO, an event costs one ``isEnabledFor`` check. Applications choose level, handlers and
+rendering; the CLI picks console or JSON output with ``configure_output``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import structlog
+
+_std = logging.getLogger("router")
+_log = structlog.wrap_logger(_std, wrapper_class=structlog.stdlib.BoundLogger)
+_secrets: set[str] = set()
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Register values (API keys) that must never appear in an event."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for s in _secrets:
+            if s in value:
+                value = value.replace(s, "***")
+    return value
+
+
+def enabled(level: int = logging.INFO) -> bool:
+    return _std.isEnabledFor(level)
+
+
+def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one event with key-values (None values dropped, secrets scrubbed)."""
+    if not _std.isEnabledFor(level):
+        return
+    clean = {k: _scrub(v) for k, v in fields.items() if v is not None}
+    _log.log(level, event, **clean)
+
+
+def configure_output(fmt: Literal["console", "json"] = "console", level: int = logging.INFO,
+                     stream: Any = None) -> None:
+    """Render router's events to ``stream`` (stderr) as console lines or JSON lines (CLI use)."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    _std.handlers[:] = [handler]
+    _std.setLevel(level)
+    _std.propagate = False

@@ -1,0 +1,74 @@
+"""The price of each call, from the ``genai-prices`` package's offline data (or the route file's
+``price:`` override), resolved once per provider kind and model and cached.
+
+genai-prices is imported on first use: it takes ~0.4 s to import, which `import router` must not pay.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from router.plan import Price, Target
+from router.types import Usage
+
+#: genai-prices provider ids per provider kind (kinds not listed have no public price list).
+_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google",
+                 "azure-openai": "azure"}
+_cache: dict[tuple[str, str], Price | None] = {}
+
+
+def _number(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, Decimal | int | float):
+        return float(v)
+    base = getattr(v, "base", None)  # tiered prices: the first tier
+    return float(base) if base is not None else None
+
+
+def lookup_price(kind: str, model: str) -> Price | None:
+    """The list price of ``model`` on a provider of ``kind``, or None when unknown."""
+    key = (kind, model)
+    if key in _cache:
+        return _cache[key]
+    price: Price | None = None
+    provider_id = _PROVIDER_IDS.get(kind)
+    if provider_id is not None:
+        from genai_prices import Usage as GUsage  # noqa: PLC0415 - slow import, on first use
+        from genai_prices import calc_price  # noqa: PLC0415
+
+        try:
+            mp = calc_price(GUsage(input_tokens=1), model, provider_id=provider_id).model_price
+        except LookupError:
+            mp = None
+        if mp is not None:
+            inp, out = _number(mp.input_mtok), _number(mp.output_mtok)
+            if inp is not None and out is not None:
+                price = Price(inp, out, _number(mp.cache_read_mtok))
+    if kind == "fake" or kind == "ollama":
+        price = Price(0.0, 0.0, 0.0)  # local or scripted: free
+    _cache[key] = price
+    return price
+
+
+def price_of(target: Target) -> Price | None:
+    """The price in force for ``target``: the route file's, else the list price."""
+    return target.price if target.price is not None else lookup_price(target.kind, target.model)
+
+
+def cost_usd(price: Price | None, usage: Usage) -> float | None:
+    """US dollars for ``usage`` at ``price``; cached input tokens at the cached rate."""
+    if price is None:
+        return None
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    return ((usage.input_tokens - cached) * price.input + cached * cached_rate
+            + usage.output_tokens * price.output) / 1_000_000
+
+
+def worst_case_cost(price: Price | None, prompt_tokens: int, max_tokens: int) -> float | None:
+    """The most one call can cost: every prompt token uncached, every output token used."""
+    if price is None:
+        return None
+    return (prompt_tokens * price.input + max_tokens * price.output) / 1_000_000

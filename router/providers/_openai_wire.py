@@ -1,0 +1,363 @@
+"""OpenAI Chat Completions wire format: our types to request JSON, response JSON back, and the
+error-body mapping. Pure functions; no I/O.
+
+Field names follow the API reference and openai-python's generated types
+(``types/chat/completion_create_params.py``, ``chat_completion.py``, ``chat_completion_chunk.py``,
+``completion_usage.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from router.errors import ErrorClass, LlmError, QuotaExhaustedError, ServerError
+from router.providers.base import ErrorBody, classify_status, make_status_error
+from router.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+#: Key of the one-entry dict that holds tool-call arguments that are not a JSON object.
+RAW_ARGUMENTS_KEY = "_raw"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "tool_calls",  # deprecated functions API
+}
+_TOOL_CHOICE_WORDS = frozenset({"auto", "none", "required"})
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_POLICY_CODES = frozenset({"content_filter", "content_policy_violation"})
+_QUOTA = "insufficient_quota"
+
+
+def is_reasoning_model(model: str) -> bool:
+    """o-series and gpt-5 models: they take ``max_completion_tokens`` and no sampling params."""
+    return model.startswith(_REASONING_PREFIXES)
+
+
+# --------------------------------------------------------------------------------------------
+# Request
+
+
+def encode_arguments(arguments: Mapping[str, Any]) -> str:
+    """Tool-call arguments as the JSON string the API expects (raw text passed back as is)."""
+    if len(arguments) == 1 and isinstance(arguments.get(RAW_ARGUMENTS_KEY), str):
+        return str(arguments[RAW_ARGUMENTS_KEY])
+    return json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+
+
+def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.url}
+    if part.detail is not None:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def encode_message(message: Message) -> dict[str, Any]:
+    """One message in the Chat Completions shape."""
+    out: dict[str, Any] = {"role": message.role}
+    if message.role == "assistant":
+        # Assistant content is text only; with tool calls it may be null.
+        text = message.text
+        out["content"] = text if text or not message.tool_calls else None
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": encode_arguments(c.arguments)}}
+                for c in message.tool_calls
+            ]
+    elif message.role == "tool":
+        out["content"] = message.text
+        out["tool_call_id"] = message.tool_call_id or ""
+    elif isinstance(message.content, list):
+        out["content"] = [_encode_part(p) for p in message.content]
+    else:
+        out["content"] = message.content or ""
+    if message.name is not None and message.role != "tool":
+        out["name"] = message.name
+    return out
+
+
+def encode_tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def encode_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """``auto``/``none``/``required`` and dicts pass through; any other string names a tool."""
+    if isinstance(choice, str) and choice not in _TOOL_CHOICE_WORDS:
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+def encode_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    schema: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+    if fmt.strict is not None:
+        schema["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def build_body(
+    model: str,
+    request: ChatRequest,
+    *,
+    stream: bool,
+    max_tokens_field: str,
+    include_usage: bool,
+    drop_sampling: bool,
+) -> dict[str, Any]:
+    """The request body; ``request.extra`` is merged last and wins."""
+    body: dict[str, Any] = {"model": model,
+                            "messages": [encode_message(m) for m in request.messages]}
+    if request.max_tokens is not None:
+        body[max_tokens_field] = request.max_tokens
+    if not drop_sampling:
+        _put(body, "temperature", request.temperature)
+        _put(body, "top_p", request.top_p)
+    _put(body, "stop", request.stop or None)
+    _put(body, "seed", request.seed)
+    _put(body, "user", request.user)
+    _put(body, "reasoning_effort", request.reasoning_effort)
+    if request.tools:
+        body["tools"] = [encode_tool(t) for t in request.tools]
+        _put(body, "parallel_tool_calls", request.parallel_tool_calls)
+    if request.tool_choice is not None:
+        body["tool_choice"] = encode_tool_choice(request.tool_choice)
+    if request.response_format is not None:
+        body["response_format"] = encode_response_format(request.response_format)
+    if stream:
+        body["stream"] = True
+        if include_usage:
+            body["stream_options"] = {"include_usage": True}
+    body.update(request.extra)
+    return body
+
+
+def _put(body: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        body[key] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Response
+
+
+def parse_arguments(text: str | None) -> dict[str, Any]:
+    """Arguments JSON to a dict. Empty → {}; not a JSON object → ``{"_raw": text}`` (the model
+    produced bad JSON: the caller decides; we do not crash, and ``encode_arguments`` sends the
+    text back unchanged if the call is replayed)."""
+    if not text or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {RAW_ARGUMENTS_KEY: text}
+    return value if isinstance(value, dict) else {RAW_ARGUMENTS_KEY: text}
+
+
+def normalize_finish_reason(value: Any, has_tool_calls: bool) -> FinishReason:
+    """Known values map through (function_call → tool_calls); unknown or missing → stop, or
+    tool_calls when the answer holds tool calls."""
+    reason = _FINISH_REASONS.get(value) if isinstance(value, str) else None
+    if reason is None:
+        return "tool_calls" if has_tool_calls else "stop"
+    return reason
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` to Usage; missing ``*_tokens_details`` count as 0."""
+    if not isinstance(data, Mapping):
+        return None
+    prompt = data.get("prompt_tokens_details")
+    completion = data.get("completion_tokens_details")
+    return Usage(
+        input_tokens=_int(data.get("prompt_tokens")),
+        output_tokens=_int(data.get("completion_tokens")),
+        cached_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, Mapping) else 0,
+        reasoning_tokens=(_int(completion.get("reasoning_tokens"))
+                          if isinstance(completion, Mapping) else 0),
+    )
+
+
+def _reasoning_text(message: Mapping[str, Any]) -> str | None:
+    # Not OpenAI: DeepSeek, vLLM and others put thinking in reasoning_content (or reasoning).
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def parse_completion(data: Any, model: str) -> ChatResponse:
+    """A ``chat.completion`` object to ChatResponse (first choice)."""
+    choices = data.get("choices") if isinstance(data, Mapping) else None
+    if not choices or not isinstance(choices[0], Mapping):
+        raise ServerError("completion has no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    calls = [
+        ToolCall(id=str(c.get("id") or ""), name=str(fn.get("name") or ""),
+                 arguments=parse_arguments(fn.get("arguments")))
+        for c in message.get("tool_calls") or ()
+        if isinstance(fn := c.get("function"), Mapping)
+    ]
+    if not calls and isinstance(fc := message.get("function_call"), Mapping):
+        calls.append(ToolCall(id="", name=str(fc.get("name") or ""),
+                              arguments=parse_arguments(fc.get("arguments"))))
+    return ChatResponse(
+        text=message.get("content") or message.get("refusal") or "",
+        tool_calls=calls,
+        finish_reason=normalize_finish_reason(choice.get("finish_reason"), bool(calls)),
+        usage=parse_usage(data.get("usage")) or Usage(),
+        model=str(data.get("model") or model),
+        id=data.get("id"),
+        reasoning=_reasoning_text(message),
+    )
+
+
+class StreamAssembler:
+    """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk."""
+
+    __slots__ = ("_calls", "finish_reason", "model", "usage")
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+
+    def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
+        """One parsed chunk; returns a ChatChunk when it carries text or tool-call deltas."""
+        if isinstance(data.get("model"), str):
+            self.model = data["model"]
+        usage = parse_usage(data.get("usage"))
+        if usage is not None:  # sent on the last, choices-less chunk (include_usage)
+            self.usage = usage
+        choices = data.get("choices")
+        if not choices or not isinstance(choices[0], Mapping):
+            return None
+        choice = choices[0]
+        if isinstance(choice.get("finish_reason"), str):
+            self.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta")
+        if not isinstance(delta, Mapping):
+            return None
+        deltas = [self._add(d) for d in delta.get("tool_calls") or () if isinstance(d, Mapping)]
+        if isinstance(fc := delta.get("function_call"), Mapping):
+            deltas.append(self._add({"index": 0, "function": fc}))
+        text = delta.get("content") or delta.get("refusal") or ""
+        reasoning = _reasoning_text(delta) or ""
+        if not (text or deltas or reasoning):
+            return None
+        return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=reasoning)
+
+    def _add(self, d: Mapping[str, Any]) -> ToolCallDelta:
+        index = _int(d.get("index"))
+        raw_fn = d.get("function")
+        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, Mapping) else {}
+        call = self._calls.setdefault(index, [None, None, []])
+        if d.get("id"):
+            call[0] = d["id"]
+        if fn.get("name"):
+            call[1] = fn["name"]
+        args = fn.get("arguments") or ""
+        if args:
+            call[2].append(args)
+        return ToolCallDelta(index=index, id=d.get("id"), name=fn.get("name"), arguments=args)
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The streamed calls in index order, arguments joined and parsed."""
+        return [
+            ToolCall(id=str(cid or ""), name=str(name or ""),
+                     arguments=parse_arguments("".join(fragments)))
+            for _, (cid, name, fragments) in sorted(self._calls.items())
+        ]
+
+    def final_chunk(self) -> ChatChunk:
+        calls = self.tool_calls()
+        return ChatChunk(
+            finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),
+            usage=self.usage,
+            final_tool_calls=calls,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _error_class(status: int | None, err_type: str, code: str, message: str) -> ErrorClass:
+    if err_type == _QUOTA or code == _QUOTA:
+        return ErrorClass.QUOTA_EXHAUSTED
+    if status is None or 400 <= status < 500:
+        if code in _CONTEXT_CODES or "maximum context length" in message.lower():
+            return ErrorClass.CONTEXT_WINDOW
+        if code in _POLICY_CODES:
+            return ErrorClass.CONTENT_POLICY
+    if status is not None:
+        return classify_status(status)
+    # A mid-stream error event has no status of its own: read its type.
+    if code == "rate_limit_exceeded" or err_type in ("rate_limit_error", "tokens", "requests"):
+        return ErrorClass.RATE_LIMIT
+    if err_type == "invalid_request_error":
+        return ErrorClass.INVALID_REQUEST
+    return ErrorClass.SERVER
+
+
+def map_openai_error(
+    status: int | None,
+    headers: Mapping[str, str],
+    body: ErrorBody,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> LlmError:
+    """The LlmError for an OpenAI error body ``{"error": {"message","type","param","code"}}``
+    (status None for an error event inside a 200 stream)."""
+    err = body.error_object()
+    err_type = _str(err.get("type"))
+    code = _str(err.get("code"))
+    message = _str(err.get("message")) or body.text
+    error_class = _error_class(status, err_type, code, message)
+    return make_status_error(
+        error_class,
+        status,
+        headers,
+        provider_message=message,
+        provider_type=err_type or None,
+        provider_code=code or None,
+        # Out of credit is not fixed by waiting, whatever x-should-retry says.
+        retryable=False if error_class is QuotaExhaustedError.error_class else None,
+        secrets=secrets,
+    )

@@ -1,0 +1,504 @@
+"""The provider seam: the Provider protocol, the shared HTTP pool and the helpers every provider
+kind reuses (timeouts, transport-error mapping, status classification, Retry-After, error bodies).
+
+This is the only module that imports aiohttp. Provider modules get an ``HttpResponse`` and
+raise ``router.errors`` classes; they never see an aiohttp exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import SecretStr
+
+from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_, make_error
+from router.types import ChatChunk, ChatRequest, ChatResponse
+
+__all__ = [
+    "Capabilities",
+    "ErrorBody",
+    "HttpPool",
+    "HttpResponse",
+    "Provider",
+    "ProviderConfig",
+    "Timeouts",
+    "classify_status",
+    "dumps_json",
+    "make_status_error",
+    "parse_retry_after",
+    "parse_should_retry",
+    "redact_secrets",
+]
+
+ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
+_MESSAGE_LIMIT = 500  # characters of a provider message kept in our error message
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-attempt timeouts in seconds. HttpPool enforces connect, first_token and idle; the
+    engine enforces total with ``asyncio.timeout``."""
+
+    connect: float
+    first_token: float
+    total: float
+    idle: float
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider (or one of its models) can do; checked before any I/O."""
+
+    tools: bool = True
+    vision: bool = False
+    json_object: bool = True
+    json_schema: bool = False
+    streaming: bool = True
+    streaming_usage: bool = True
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One configured provider. ``options`` holds kind-specific settings (organization, ...).
+
+    The repr shows header names only and never the key (``SecretStr`` masks it).
+    """
+
+    name: str
+    kind: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        key = "None" if self.api_key is None else "SecretStr('**********')"
+        return (
+            f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r}, "
+            f"api_key={key}, headers=<{', '.join(sorted(self.headers))}>, "
+            f"options={sorted(self.options)!r})"
+        )
+
+    __str__ = __repr__
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: status table, Retry-After, x-should-retry, error bodies, redaction
+
+
+_STATUS_CLASSES: dict[int, ErrorClass] = {
+    400: ErrorClass.INVALID_REQUEST,
+    401: ErrorClass.AUTH,
+    403: ErrorClass.PERMISSION,
+    404: ErrorClass.NOT_FOUND,
+    408: ErrorClass.TIMEOUT,
+    409: ErrorClass.SERVER,  # lock conflict: openai-python retries it
+    413: ErrorClass.CONTEXT_WINDOW,
+    422: ErrorClass.INVALID_REQUEST,
+    429: ErrorClass.RATE_LIMIT,
+    500: ErrorClass.SERVER,
+    502: ErrorClass.SERVER,
+    503: ErrorClass.OVERLOADED,
+    529: ErrorClass.OVERLOADED,  # Anthropic "overloaded_error"
+}
+
+
+def classify_status(status: int) -> ErrorClass:
+    """The default error class of an HTTP status; provider modules refine it from the body."""
+    cls = _STATUS_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if 400 <= status < 500:
+        return ErrorClass.INVALID_REQUEST
+    return ErrorClass.SERVER
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (ms) or ``retry-after`` (seconds or HTTP date).
+
+    ``None`` when absent or unparseable; a date in the past gives 0. Same precedence as
+    openai-python's ``_parse_retry_after_header``: milliseconds first, then seconds, then a date.
+    """
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are GMT
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
+    """The server's own verdict from ``x-should-retry: true|false`` (None when absent)."""
+    value = headers.get("x-should-retry")
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+_SECRET_PATTERNS = re.compile(
+    r"(?:\bsk-[A-Za-z0-9_\-*.]{3,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+[A-Za-z0-9._\-~+/=*]+)"
+)
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with the given secrets and anything shaped like an API key replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET_PATTERNS.sub("***", text)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    """An error response body, read safely: ``text`` (truncated) and ``json`` (None if not JSON)."""
+
+    text: str
+    json: Any = None
+
+    def error_object(self) -> Mapping[str, Any]:
+        """The ``{"error": {...}}`` object if the body has that shape (most vendors), else {}."""
+        if isinstance(self.json, Mapping):
+            err = self.json.get("error")
+            if isinstance(err, Mapping):
+                return err
+        return {}
+
+
+def make_status_error(
+    error_class: ErrorClass,
+    status: int | None,
+    headers: Mapping[str, str],
+    *,
+    provider_message: str | None,
+    provider_type: str | None = None,
+    provider_code: str | None = None,
+    retryable: bool | None = None,
+    secrets: tuple[str, ...] = (),
+) -> LlmError:
+    """Build the LlmError for an HTTP error: message redacted and truncated, Retry-After read,
+    ``x-should-retry`` honoured unless ``retryable`` is forced by the caller."""
+    message = redact_secrets((provider_message or "").strip(), secrets)[:_MESSAGE_LIMIT]
+    if retryable is None:
+        retryable = parse_should_retry(headers)
+    return make_error(
+        error_class,
+        message or f"HTTP {status}",
+        status=status,
+        retry_after=parse_retry_after(headers),
+        retryable=retryable,
+        provider_type=provider_type,
+        provider_code=provider_code,
+        provider_message=message or None,
+    )
+
+
+def dumps_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, serialized once per request."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --------------------------------------------------------------------------------------------
+# Transport errors: one table, most specific first (httpx's map_exceptions idea)
+
+_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], ErrorClass, str], ...] = (
+    (aiohttp.ConnectionTimeoutError, ErrorClass.TIMEOUT, "connect timed out"),
+    (aiohttp.ServerTimeoutError, ErrorClass.TIMEOUT, "read timed out"),
+    (TimeoutError, ErrorClass.TIMEOUT, ""),  # ours (asyncio.timeout); before OSError
+    (aiohttp.ClientConnectorError, ErrorClass.NETWORK, "cannot connect"),
+    (aiohttp.ServerDisconnectedError, ErrorClass.NETWORK, "server disconnected"),
+    (aiohttp.ClientPayloadError, ErrorClass.NETWORK, "response body cut short"),
+    (aiohttp.ClientOSError, ErrorClass.NETWORK, "connection error"),
+    (aiohttp.InvalidURL, ErrorClass.NETWORK, "invalid URL"),
+    (aiohttp.ClientError, ErrorClass.NETWORK, "HTTP client error"),
+    (ConnectionError, ErrorClass.NETWORK, "connection reset"),
+    (OSError, ErrorClass.NETWORK, "socket error"),
+)
+
+
+@contextlib.contextmanager
+def _map_transport_errors(host: str, timeout_kind: str) -> Iterator[None]:
+    """Re-raise transport failures as NetworkError / TimeoutError_ (from the original).
+
+    Messages name the host and the exception type only: a URL may carry a key in its query.
+    A bare ``TimeoutError`` reaching here is one of ours (asyncio.timeout), of ``timeout_kind``.
+    """
+    try:
+        yield
+    except LlmError:
+        raise
+    except (aiohttp.ClientError, OSError) as e:  # OSError includes TimeoutError
+        error_class, what = next(
+            ((c, w) for t, c, w in _TRANSPORT_ERRORS if isinstance(e, t)),
+            (ErrorClass.NETWORK, "transport error"),
+        )
+        if error_class is ErrorClass.TIMEOUT:
+            kind = "connect" if isinstance(e, aiohttp.ConnectionTimeoutError) else timeout_kind
+            raise TimeoutError_(f"{what or kind + ' timeout'} ({host})", timeout_kind=kind) from e
+        raise NetworkError(
+            f"{what} ({host}): {type(e).__name__}",
+            retryable=not isinstance(e, aiohttp.InvalidURL),
+        ) from e
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+
+class HttpResponse:
+    """A response whose body reads obey the first_token / idle timeouts and raise router errors.
+
+    Until ``mark_first_token()`` (or the first bytes of ``read()``), reads are bounded by the
+    first-token deadline; after it, each read may wait at most ``idle`` seconds.
+    """
+
+    __slots__ = ("_deadline", "_first", "_host", "_idle", "_resp", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float,
+                 idle: float) -> None:
+        self._resp = resp
+        self._host = host
+        self._deadline = deadline
+        self._idle = idle
+        self._first = False
+        self.status: int = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    @property
+    def request_id(self) -> str | None:
+        """The provider's request id header (``x-request-id`` or ``request-id``)."""
+        return self.headers.get("x-request-id") or self.headers.get("request-id")
+
+    def mark_first_token(self) -> None:
+        """Switch reads from the first-token deadline to the idle timeout."""
+        self._first = True
+
+    async def read_chunk(self) -> bytes:
+        """The next bytes of the body as they arrive; ``b""`` at the end."""
+        loop = asyncio.get_running_loop()
+        if self._first:
+            deadline, kind = loop.time() + self._idle, "idle"
+        else:
+            deadline, kind = self._deadline, "first_token"
+        with _map_transport_errors(self._host, kind):
+            async with asyncio.timeout_at(deadline):
+                return await self._resp.content.readany()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, chunk by chunk (see ``read_chunk``)."""
+        while chunk := await self.read_chunk():
+            yield chunk
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (or its first ``limit`` bytes)."""
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await self.read_chunk():
+            self._first = True
+            parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size >= limit:
+                break
+        body = b"".join(parts)
+        return body if limit is None else body[:limit]
+
+    async def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON is a ServerError."""
+        body = await self.read()
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise ServerError(f"response is not JSON ({self._host}): {body[:200]!r}",
+                              status=self.status) from e
+
+    async def drain(self, timeout: float) -> None:
+        """Read what is left of the body (e.g. the end of a chunked body after ``[DONE]``) so
+        the connection can go back to the pool; give up quietly after ``timeout`` seconds."""
+        with contextlib.suppress(aiohttp.ClientError, OSError):  # OSError covers TimeoutError
+            async with asyncio.timeout(timeout):
+                while await self._resp.content.readany():
+                    pass
+
+    async def read_error_body(self, limit: int = ERROR_BODY_LIMIT) -> ErrorBody:
+        """The body of an error response, truncated to ``limit`` bytes; never raises a parse
+        error (a transport failure while reading gives what arrived so far)."""
+        try:
+            raw = await self.read(limit)
+        except (NetworkError, TimeoutError_):
+            raw = b""
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            parsed: Any = json.loads(text)
+        except ValueError:
+            parsed = None
+        return ErrorBody(text=text, json=parsed)
+
+    def close(self) -> None:
+        """Free the connection: back to the pool if the body was fully read, else closed."""
+        if self._resp.closed:
+            return
+        if self._resp.content.at_eof():
+            self._resp.release()
+        else:
+            self._resp.close()  # a half-read body would poison a pooled connection
+
+
+class HttpPool:
+    """One aiohttp ClientSession for a whole Router, created lazily inside the running loop.
+
+    A session passed in by the caller is used as is and never closed by us.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        limit: int = 100,
+        limit_per_host: int = 0,
+        keepalive_timeout: float = 30.0,
+        ttl_dns_cache: int | None = 300,
+        trust_env: bool = False,
+    ) -> None:
+        self._session = session
+        self._owner = session is None
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._keepalive_timeout = keepalive_timeout
+        self._ttl_dns_cache = ttl_dns_cache
+        self._trust_env = trust_env
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("HttpPool is closed")
+        if self._session is None:  # no await between check and set: no race
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                keepalive_timeout=self._keepalive_timeout,
+                ttl_dns_cache=self._ttl_dns_cache,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=self._trust_env,
+            )
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def post(
+        self,
+        url: str,
+        body: Mapping[str, Any] | bytes,
+        *,
+        headers: Mapping[str, str],
+        timeouts: Timeouts,
+    ) -> AsyncIterator[HttpResponse]:
+        """POST JSON and yield the response once its headers arrive (any status).
+
+        Raises TimeoutError_ (connect | first_token) or NetworkError. On exit the connection is
+        released if the body was fully read and closed otherwise (early exit, cancellation).
+        """
+        session = self._get_session()
+        data = body if isinstance(body, bytes) else dumps_json(body)
+        host = urlsplit(url).hostname or "?"
+        deadline = asyncio.get_running_loop().time() + timeouts.first_token
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+        with _map_transport_errors(host, "first_token"):
+            async with asyncio.timeout_at(deadline):
+                resp = await session.post(url, data=data, headers=dict(headers),
+                                          timeout=client_timeout)
+        response = HttpResponse(resp, host=host, deadline=deadline, idle=timeouts.idle)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    async def aclose(self) -> None:
+        """Close the session if we created it; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if self._owner and session is not None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> HttpPool:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# The provider protocol
+
+
+class Provider(abc.ABC):
+    """What every provider kind implements: convert our types to its wire and back, and map its
+    errors to ``router.errors`` classes (``target`` left None: the engine sets it)."""
+
+    kind: ClassVar[str]
+    key_env: ClassVar[str | None] = None
+    default_base_url: ClassVar[str | None] = None
+    capabilities_default: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
+        self.config = config
+        self.http = http
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def capabilities(self, model: str) -> Capabilities:
+        """What ``model`` can do on this provider (default: the class default)."""
+        return self.capabilities_default
+
+    @abc.abstractmethod
+    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
+        """One non-streamed call. ``ChatResponse.target`` is left "" for the engine to fill."""
+
+    @abc.abstractmethod
+    def stream(self, model: str, request: ChatRequest,
+               timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
+        """An async generator of chunks; the last one has finish_reason, usage and
+        final_tool_calls. It closes the upstream response in ``finally``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.config.name!r}, kind={self.kind!r})"

@@ -1,0 +1,170 @@
+"""Streaming calls: the same walk as ``chat`` until the first chunk with content reaches the
+caller; after that the target is committed, and a failure raises StreamInterruptedError with
+the partial text. Output is never repeated. The upstream stream is closed in ``finally``, so a
+caller that stops iterating or is cancelled frees the connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from router import log
+from router.decision import Decision, Done, Try, Wait, walk
+from router.errors import LlmError, StreamInterruptedError, TimeoutError_
+from router.money.pricing import cost_usd, price_of
+from router.types import AttemptRecord, ChatChunk, ChatRequest, Message
+
+if TYPE_CHECKING:
+    from router.engine import Router, _Call
+
+
+def _has_content(c: ChatChunk) -> bool:
+    return bool(c.delta or c.tool_calls or c.finish_reason or c.usage or c.reasoning_delta)
+
+
+class _Opened:
+    """A stream whose first chunk with content has arrived."""
+
+    __slots__ = ("agen", "deadline_at", "first", "start", "ttft_ms")
+
+    def __init__(self, agen: AsyncIterator[ChatChunk], first: ChatChunk, deadline_at: float,
+                 start: float, ttft_ms: float) -> None:
+        self.agen, self.first, self.deadline_at = agen, first, deadline_at
+        self.start, self.ttft_ms = start, ttft_ms
+
+
+async def _close(agen: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _open(router: Router, call: _Call, d: Try,
+                request: ChatRequest) -> _Opened | LlmError:
+    target = d.target
+    error = router._missing_key_error(target)
+    if error is not None:
+        return error
+    provider = router._providers[target.provider]
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    deadline_at = loop.time() + d.timeout
+    agen = provider.stream(target.model, router._request_for(target, request), target.timeouts)
+    try:
+        async with asyncio.timeout_at(deadline_at):
+            while True:
+                first = await agen.__anext__()
+                if _has_content(first):
+                    break
+    except LlmError as e:
+        await _close(agen)
+        return router._classify(target, e)
+    except TimeoutError:
+        await _close(agen)
+        return router._timeout_error(d)
+    except StopAsyncIteration:
+        await _close(agen)
+        return TimeoutError_("the stream ended before any content", target=target.key,
+                             timeout_kind="first_token")
+    except BaseException:
+        await _close(agen)
+        raise
+    return _Opened(agen, first, deadline_at, start, (time.perf_counter() - start) * 1000)
+
+
+async def stream_call(router: Router, model: str,
+                      messages: Iterable[Message | Mapping[str, Any]], *,
+                      timeout: float | None, request_id: str | None,
+                      params: dict[str, Any]) -> AsyncIterator[ChatChunk]:
+    """The async generator behind ``Router.stream``."""
+    from router.engine import _Call, _error_record  # noqa: PLC0415
+
+    route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
+    call = _Call(router, route, rid, timeout)
+    gen = walk(route, router._order(route), needs, call)
+    decision: Decision = next(gen)
+    while not isinstance(decision, Done):
+        if isinstance(decision, Try):
+            t0 = time.perf_counter()
+            opened = await _open(router, call, decision, request)
+            if isinstance(opened, LlmError):
+                router._note_failure(decision.target, opened)
+                latency = (time.perf_counter() - t0) * 1000
+                call.record(_error_record(call, decision, opened, latency))
+                decision = gen.send(opened)
+                continue
+            gen.close()
+            async for chunk in _relay(router, call, decision, opened):
+                yield chunk
+            return
+        if isinstance(decision, Wait):
+            call.note_wait(decision)
+            await asyncio.sleep(decision.seconds)
+        else:
+            call.skip(decision, len(call.records) + 1)
+        decision = next(gen)
+    gen.close()
+    raise router._failed(call, decision)
+
+
+async def _relay(router: Router, call: _Call, d: Try,
+                 opened: _Opened) -> AsyncIterator[ChatChunk]:
+    """Yield the committed stream's chunks; a failure now is stream_interrupted."""
+    target = d.target
+    agen = opened.agen
+    parts: list[str] = []
+    chunk = opened.first
+    finished = False
+    try:
+        while True:
+            chunk.target = target.key
+            if chunk.delta:
+                parts.append(chunk.delta)
+            if chunk.usage is not None:
+                chunk.cost_usd = cost_usd(price_of(target), chunk.usage)
+            if chunk.finish_reason is not None and chunk.usage is not None:
+                finished = True
+                _record_ok(router, call, d, opened, chunk)
+                chunk.attempts = call.records
+            yield chunk
+            try:
+                async with asyncio.timeout_at(opened.deadline_at):
+                    chunk = await agen.__anext__()
+            except StopAsyncIteration:
+                break
+        if not finished:
+            _record_ok(router, call, d, opened, None)
+    except (LlmError, TimeoutError) as e:
+        err = e if isinstance(e, LlmError) else router._timeout_error(d)
+        router._note_failure(target, err)
+        latency = (time.perf_counter() - opened.start) * 1000
+        from router.engine import _error_record  # noqa: PLC0415
+
+        rec = _error_record(call, d, err, latency)
+        rec.ttft_ms = round(opened.ttft_ms, 2)
+        call.record(rec)
+        text = "".join(parts)
+        raise StreamInterruptedError(
+            f"the stream from {target.key} failed after {len(text)} characters: {err}",
+            partial_text=text, cause_class=err.error_class, target=target.key,
+            status=err.status) from e
+    finally:
+        await _close(agen)
+
+
+def _record_ok(router: Router, call: _Call, d: Try, opened: _Opened,
+               last: ChatChunk | None) -> None:
+    router._breakers.record_success(d.target.key)
+    usage = last.usage if last is not None else None
+    call.record(AttemptRecord(
+        call.request_id, call.alias, d.target.key, d.attempt, "ok",
+        latency_ms=round((time.perf_counter() - opened.start) * 1000, 2),
+        ttft_ms=round(opened.ttft_ms, 2),
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cost_usd=last.cost_usd if last is not None else None))
+    log.emit("route_done", request_id=call.request_id, alias=call.alias, target=d.target.key,
+             attempts=len(call.records), cost_usd=last.cost_usd if last is not None else None)

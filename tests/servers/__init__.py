@@ -1,0 +1,1 @@
+"""Loopback servers that speak each provider's real wire format, for tests."""
