@@ -98,12 +98,7 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
         provider=provider.name,
         kind=provider.kind,
         model=model,
-        timeouts=Timeouts(
-            connect=t.get("connect", BUILTIN_TIMEOUTS.connect),
-            first_token=t.get("first_token", BUILTIN_TIMEOUTS.first_token),
-            total=t.get("total", BUILTIN_TIMEOUTS.total),
-            idle=t.get("idle", BUILTIN_TIMEOUTS.idle),
-        ),
+        timeouts=_timeouts(t),
         retry=RetryPolicy(**{**_policy_dict(BUILTIN_RETRY), **r}),
         breaker=BreakerPolicy(**{**_policy_dict(BUILTIN_BREAKER), **b}),
         actions=merged_actions(*(la.actions for la in all_layers)),
@@ -112,6 +107,26 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
         max_tokens=max_tokens,
         price=Price(**price) if isinstance(price, Mapping) else None,
     )
+
+
+def _timeouts(t: Mapping[str, float]) -> Timeouts:
+    # Built-in values the file did not set never exceed the file's total.
+    total = t.get("total", BUILTIN_TIMEOUTS.total)
+    return Timeouts(
+        connect=t.get("connect", min(BUILTIN_TIMEOUTS.connect, total)),
+        first_token=t.get("first_token", min(BUILTIN_TIMEOUTS.first_token, total)),
+        total=total,
+        idle=t.get("idle", min(BUILTIN_TIMEOUTS.idle, total)),
+    )
+
+
+def timeout_contradictions(t: Mapping[str, float]) -> list[tuple[str, float, float]]:
+    """(name, value, total) for each of connect, first_token, idle longer than total."""
+    total = t.get("total")
+    if total is None:
+        return []
+    return [(n, t[n], total) for n in ("first_token", "connect", "idle")
+            if n in t and t[n] > total]
 
 
 def _policy_dict(p: RetryPolicy | BreakerPolicy) -> dict[str, Any]:
@@ -130,6 +145,35 @@ class _Compiler:
     routes: dict[str, Route] = field(default_factory=dict)
     defaults: Layer = field(default_factory=Layer)
     _expanding: list[str] = field(default_factory=list)
+
+    def check_layer_timeouts(self) -> None:
+        """E030 where one block sets a timeout longer than its own total."""
+        blocks: list[tuple[Path, TimeoutCfg | None]] = []
+        if self.cfg.defaults:
+            blocks.append((("defaults", "timeout"), self.cfg.defaults.timeout))
+        for name, p in (self.cfg.providers or {}).items():
+            blocks.append((("providers", name, "timeout"), p.timeout))
+        for alias, raw in (self.cfg.models or {}).items():
+            if isinstance(raw, RouteCfg):
+                blocks.append((("models", alias, "timeout"), raw.timeout))
+                items: Sequence[Any] = raw.chain
+                base: Path = ("models", alias, "chain")
+            else:
+                items, base = raw, ("models", alias)
+            for i, item in enumerate(items):
+                if isinstance(item, TargetCfg):
+                    blocks.append(((*base, i, "timeout"), item.timeout))
+        for path, block in blocks:
+            if block is None:
+                continue
+            for name, v, total in timeout_contradictions(block.model_dump(exclude_none=True)):
+                self.error((*path, name), "E030",
+                           f"timeout {name} ({format_duration(v)}) is longer than total "
+                           f"({format_duration(total)})",
+                           f"make total at least {format_duration(v)} or lower {name}")
+                self._contradicting.add(name)
+
+    _contradicting: set[str] = field(default_factory=set)
 
     def error(self, path: Path, code: str, message: str, hint: str = "", *,
               key: bool = False, severity: str = "error") -> None:
@@ -166,10 +210,6 @@ class _Compiler:
             api_key = SecretStr(value) if value else None
             if not value and p.kind not in ("ollama", "openai-compatible", "fake"):
                 missing = (*missing, key_env)
-        if not registry.is_available(p.kind):
-            self.error(("providers", name, "kind"), "E027",
-                       f"provider kind {p.kind!r} is not available in this installation",
-                       f"available kinds: {', '.join(registry.available_kinds())}")
         return ProviderSpec(name=name, kind=p.kind, base_url=p.base_url, api_key=api_key,
                             headers=freeze(p.headers or {}), options=freeze(p.options()),
                             key_env=key_env, missing_env=missing)
@@ -326,11 +366,11 @@ class _Compiler:
             where = paths.get(t.key, alias_path)
             for name in ("first_token", "connect", "idle"):
                 v = getattr(to, name)
-                if v > to.total:
+                if v > to.total and name not in self._contradicting:
                     self.error(where, "E030",
                                f"{t.key}: timeout {name} ({format_duration(v)}) is longer "
                                f"than total ({format_duration(to.total)}) in route "
-                               f"{route.alias!r}",
+                               f"{route.alias!r} once defaults and overrides are merged",
                                f"make total at least {format_duration(v)} or lower {name}")
             for cap in sorted(route.requires):
                 if not _has(t.capabilities, cap):
@@ -408,6 +448,7 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
     if d is not None:
         c.defaults = _layer(d.timeout, d.retry, d.breaker, d.on)
     c.compile_providers()
+    c.check_layer_timeouts()
     c.compile_routes()
     budgets = c.compile_budgets()
     rules = c.compile_error_rules()

@@ -133,6 +133,10 @@ class Router:
             cfg = ProviderConfig(name=name, kind=spec.kind, base_url=spec.base_url,
                                  api_key=spec.api_key, headers=spec.headers,
                                  options=spec.options)
+            if not registry.is_available(spec.kind):
+                raise ConfigError(f"provider {name!r}: kind {spec.kind!r} is not available in "
+                                  f"this installation (available: "
+                                  f"{', '.join(registry.available_kinds())})")
             self._providers[name] = registry.provider_class(spec.kind)(cfg, self._http)
             if spec.missing_env:
                 self._missing[name] = spec.missing_env

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 
 import pytest
@@ -20,7 +22,7 @@ def feed_all(decoder: SSEDecoder, pieces: list[bytes]) -> list[ServerSentEvent]:
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def test_event_dispatched_at_blank_line() -> None:
@@ -113,7 +115,7 @@ def test_long_line_fed_byte_by_byte_is_linear() -> None:
 
 
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n\x00"),
     max_size=20,
 )
 _event = st.fixed_dictionaries(
@@ -176,8 +178,6 @@ def test_ndjson_bad_line_raises_clear_value_error() -> None:
 )
 def test_ndjson_any_split_yields_the_same_values(values: list[dict[str, object]],
                                                  cuts: list[int]) -> None:
-    import json
-
     raw = "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in values).encode()
     d = NDJSONDecoder()
     out: list[object] = []

@@ -1,8 +1,8 @@
-"""Load a route file into a Document: plain data, the line/column of every value, env references.
+"""Load a route file into a Document: plain data, where each value sits, and its ${ENV} uses.
 
-The walk runs over parser *events* rather than composed nodes: libyaml composes by calling back
-into Python for every scalar, which costs more than the whole load budget on large files, and
-events are also the only place an alias's use site is visible.
+The walk runs over parser events, not composed nodes: libyaml's composer calls back into Python
+for every scalar, which alone costs more than the load budget on large files, and only events
+show where an alias is used.
 """
 
 from __future__ import annotations
@@ -26,25 +26,23 @@ from yaml.events import (
     StreamEndEvent,
 )
 
-from router.config.diagnostics import Diagnostic, Mark
+from router.config.diagnostics import Diagnostic, Mark, Severity
 
 Path = tuple[str | int, ...]
-# A `<<` source: the mapping, and the value and key marks of its entries.
-_Source = tuple[dict[str, Any], dict[Path, Any], dict[Path, Any]]
+# A `<<` source: the mapping, then the positions of its entries' values and keys.
+_Source = tuple[dict[str, Any], dict[Path, int], dict[Path, int]]
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _MERGE, _SEQ, _MAP = _TAG + "merge", _TAG + "seq", _TAG + "map"
 _SECRET_KEYS = frozenset({"api_key", "token", "password", "secret"})
-# `${NAME}`, `${NAME:-default}`, or the `$${` escape; a missing `}` is caught so it can be reported.
+# `$${` (a literal `${`), or `${` up to the first `}`; a missing `}` still matches, to report it.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _REF_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-# The characters PyYAML's reader accepts (yaml/reader.py NON_PRINTABLE), checked up front so the
-# error can name a byte offset whichever parser runs.
-_NON_PRINTABLE = re.compile(
-    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
-_EMPTY_HINT = (
+# What PyYAML's reader accepts (yaml/reader.py NON_PRINTABLE), checked up front so the error
+# names a byte offset whichever parser runs.
+_NON_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SKELETON = (
     "a minimal route file:\n"
     "      version: 1\n"
     '      providers: {openai: {kind: openai, api_key: "${OPENAI_API_KEY}"}}\n'
@@ -53,25 +51,24 @@ _EMPTY_HINT = (
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose only booleans are true/false: YAML 1.1 reads the route key `on:` as True.
+    """SafeLoader whose only booleans are true/false, any case: YAML 1.1 reads `on:` as True.
 
-    Timestamps stay strings (data must be JSON-like) and `=` is not the unconstructible !!value.
+    Timestamps stay strings (data is JSON-like), and `=` is a string, not SafeLoader's
+    unconstructible !!value.
     """
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _TAG + "timestamp", _TAG + "value")]
+    first: [(t, rx) for t, rx in resolvers if t not in (_BOOL, _TAG + "timestamp", _TAG + "value")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|false)$", re.IGNORECASE), list("tTfF"))
-_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = _Loader.yaml_implicit_resolvers
-_CONSTRUCT = {
-    _INT: SafeConstructor.construct_yaml_int,
-    _FLOAT: SafeConstructor.construct_yaml_float,
-    _BOOL: SafeConstructor.construct_yaml_bool,
-    _NULL: SafeConstructor.construct_yaml_null,
-}
+# Only first characters that some resolver claims: any other plain scalar is a string.
+_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+    first: resolvers for first, resolvers in _Loader.yaml_implicit_resolvers.items() if resolvers}
 _CONSTRUCTOR = SafeConstructor()
+_CONSTRUCT = {tag: getattr(SafeConstructor, "construct_yaml_" + tag.removeprefix(_TAG))
+              for tag in (_INT, _FLOAT, _BOOL, _NULL)}
 
 
 class _EventSource(Protocol):
@@ -79,21 +76,13 @@ class _EventSource(Protocol):
     def dispose(self) -> None: ...
 
 
-try:
-    from yaml import CSafeLoader
-
-    class _CLoader(CSafeLoader):
-        """libyaml-backed twin of _Loader: same events and marks, several times faster."""
-
-    _CLoader.yaml_implicit_resolvers = _IMPLICIT
-    _FAST: Callable[[str], _EventSource] | None = _CLoader
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    _FAST = None
+# Events carry no resolved tags, so _tag() applies _Loader's table whichever parser produced them.
+_FAST: Callable[[str], _EventSource] | None = getattr(yaml, "CSafeLoader", None)
 
 
 @dataclass(frozen=True, slots=True)
 class EnvRef:
-    """One `${VAR}` use: where, which variable, and whether the environment had it."""
+    """One `${VAR}` use: the value's path, the variable, and whether the environment had it."""
 
     path: Path
     var: str
@@ -114,7 +103,7 @@ class Document:
     secrets: frozenset[str]
 
     def mark(self, path: Sequence[str | int], *, key: bool = False) -> Mark:
-        """The mark of path (its key's if key=True), else of its longest marked prefix."""
+        """The mark of path (of its key if key=True), else of its longest marked prefix."""
         p = tuple(path)
         if key and p in self.key_marks:
             return self.key_marks[p]
@@ -130,47 +119,57 @@ class Document:
 
     @cached_property
     def _secret_pattern(self) -> re.Pattern[str] | None:
-        # Longest first, so a secret containing another is hidden whole.
+        # Longest first, so a secret that contains another is hidden whole.
         ordered = sorted(self.secrets, key=len, reverse=True)
         return re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
 
+def _pos(mark: Any) -> int:
+    """A parser mark as one int, 1-based `line << 32 | column`; 0 is "no position".
+
+    Keeping ~100k parser Mark objects alive makes the garbage collector rescan them all
+    through the load; ints are not tracked.
+    """
+    line: int = mark.line
+    return (line + 1) << 32 | (mark.column + 1)
+
+
 class _MarkTable(Mapping[Path, Mark]):
-    """Parser positions turned into Marks on access: making ~100k Marks up front costs more
-    than parsing."""
+    """Positions turned into Marks when asked for (most never are)."""
 
-    __slots__ = ("_file", "_raw")
+    __slots__ = ("_file", "_pos")
 
-    def __init__(self, file: str, raw: dict[Path, Any]) -> None:
-        self._file, self._raw = file, raw
+    def __init__(self, file: str, positions: dict[Path, int]) -> None:
+        self._file, self._pos = file, positions
 
     def __getitem__(self, path: Path) -> Mark:
-        raw = self._raw[path]
-        return Mark(self._file) if raw is None else Mark(self._file, raw.line + 1, raw.column + 1)
+        pos = self._pos[path]
+        return Mark(self._file, pos >> 32, pos & 0xFFFFFFFF)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._raw
+        return path in self._pos
 
     def __iter__(self) -> Iterator[Path]:
-        return iter(self._raw)
+        return iter(self._pos)
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(self._pos)
 
-
-class _MergeKey:
-    """What key() returns for `<<`, so no key read from the file can be mistaken for it."""
-
-
-_MERGE_KEY = _MergeKey()
+    def __repr__(self) -> str:
+        return f"<{len(self)} marks in {self._file}>"
 
 
 class _Fatal(Exception):
-    """The text cannot become data; carries the one diagnostic that says why."""
+    """The text cannot become data; carries the diagnostic that says why."""
 
     def __init__(self, diagnostic: Diagnostic) -> None:
         super().__init__(diagnostic.message)
         self.diagnostic = diagnostic
+
+
+def _holds_secret(path: Path) -> bool:
+    """A string here is a credential: under api_key, token, password or secret, or a header."""
+    return bool(path) and (path[-1] in _SECRET_KEYS or (len(path) > 1 and path[-2] == "headers"))
 
 
 def _dotted(path: Path) -> str:
@@ -181,85 +180,85 @@ def _dotted(path: Path) -> str:
 
 
 class _Builder:
-    """Collects what every loader records: marks, env references, secrets, diagnostics."""
+    """What every loader records: positions, env references, secrets and diagnostics."""
 
     def __init__(self, file: str, env: Mapping[str, str] | None) -> None:
         self.file = file
         self.env: Mapping[str, str] = os.environ if env is None else env
-        self.marks: dict[Path, Any] = {}  # a parser mark, or None for "no position"
-        self.key_marks: dict[Path, Any] = {}
+        self.marks: dict[Path, int] = {}
+        self.key_marks: dict[Path, int] = {}
         self.env_refs: list[EnvRef] = []
         self.secrets: set[str] = set()
         self.diagnostics: list[Diagnostic] = []
 
-    def to_mark(self, raw: Any) -> Mark:
-        return Mark(self.file) if raw is None else Mark(self.file, raw.line + 1, raw.column + 1)
+    def mark(self, pos: int) -> Mark:
+        return Mark(self.file, pos >> 32, pos & 0xFFFFFFFF)
 
-    def error(self, raw: Any, code: str, message: str, hint: str) -> None:
-        self.diagnostics.append(Diagnostic.at(self.to_mark(raw), "error", code, message, hint))
+    def report(self, pos: int, code: str, message: str, hint: str,
+               severity: Severity = "error") -> None:
+        self.diagnostics.append(Diagnostic.at(self.mark(pos), severity, code, message, hint))
+
+    def fatal(self, pos: int, code: str, message: str, hint: str) -> NoReturn:
+        raise _Fatal(Diagnostic.at(self.mark(pos), "error", code, message, hint))
 
     def document(self, data: Any) -> Document:
         return Document(self.file, data, _MarkTable(self.file, self.marks),
                         _MarkTable(self.file, self.key_marks), tuple(self.env_refs),
                         frozenset(self.secrets))
 
-    def string(self, value: str, path: Path, raw: Any) -> str:
-        """A string value after interpolation, remembered as a secret if its key says so."""
+    def string(self, value: str, path: Path, pos: int) -> str:
+        """A string value, interpolated, and kept as a secret if its key says it is one."""
         if "$" in value:
-            value = _REF.sub(lambda m: self._substitute(m, path, raw), value)
-        self.note_secrets(path, value)
+            value = _REF.sub(lambda m: self._substitute(m, path, pos), value)
+        if value and _holds_secret(path):
+            self.secrets.add(value)
         return value
 
     def note_secrets(self, path: Path, value: Any) -> None:
-        if not path or not value:
-            return
-        last = path[-1]
-        if isinstance(value, str):
-            if isinstance(last, str) and (last.lower() in _SECRET_KEYS
-                                          or (len(path) > 1 and path[-2] == "headers")):
-                self.secrets.add(value)
-        elif last == "headers" and isinstance(value, dict):
+        """Remember the secrets in a value that an alias or a merge puts at path."""
+        if isinstance(value, str) and value and _holds_secret(path):
+            self.secrets.add(value)
+        elif path and path[-1] == "headers" and isinstance(value, dict):
             self.secrets.update(v for v in value.values() if isinstance(v, str) and v)
 
-    def _substitute(self, match: re.Match[str], path: Path, raw: Any) -> str:
-        whole, body = match.group(0), match.group(1)
+    def _substitute(self, match: re.Match[str], path: Path, pos: int) -> str:
+        whole, body, closed = match.group(0, 1, 2)
         if body is None:
             return "${"
-        ref = _REF_BODY.fullmatch(body) if match.group(2) else None
+        ref = _REF_BODY.fullmatch(body) if closed else None
         if ref is None or "${" in (ref.group(2) or ""):
-            problem = "has no closing '}'" if not match.group(2) else "is not ${NAME} or ${NAME:-default}"
-            self.error(raw, "E007", f"environment reference {whole!r} {problem}",
-                       "names match [A-Za-z_][A-Za-z0-9_]*; write '$${' for a literal '${'")
-            return whole
-        var, default = ref.group(1), ref.group(2)
+            problem = "is not ${NAME} or ${NAME:-default}" if closed else "has no closing '}'"
+            self.report(pos, "E007", f"environment reference {whole!r} {problem}",
+                        "names match [A-Za-z_][A-Za-z0-9_]*; write '$${' for a literal '${'")
+            return str(whole)
+        var, default = ref.group(1, 2)
         value = self.env.get(var)
         self.env_refs.append(EnvRef(path, var, default is not None, value is not None,
-                                    self.to_mark(raw)))
+                                    self.mark(pos)))
         if value:
             self.secrets.add(value)
             return value
         if default is not None:
-            return default
+            return str(default)
         if value is None:
-            self.diagnostics.append(Diagnostic.at(
-                self.to_mark(raw), "warning", "W101",
-                f"environment variable {var} is not set (used in {_dotted(path)})",
-                f"export {var}=... or use ${{{var}:-default}}"))
+            self.report(pos, "W101", f"environment variable {var} is not set (used in "
+                        f"{_dotted(path)})", f"export {var}=... or use ${{{var}:-default}}",
+                        "warning")
         return ""
 
     def plain(self, value: Any, path: Path) -> Any:
-        """A deep copy of plain Python data, interpolated like a file (from_dict)."""
-        self.marks[path] = None
+        """A deep copy of plain Python data, interpolated like a file (for from_dict)."""
+        self.marks[path] = 0
         if isinstance(value, str):
-            return self.string(value, path, None)
+            return self.string(value, path, 0)
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
             for key, item in value.items():
                 if not isinstance(key, str):
-                    self.error(None, "E006", f"keys must be strings: {key!r} in {_dotted(path)}",
-                               f"use the string {str(key)!r} as the key")
+                    self.report(0, "E006", f"keys must be strings: {key!r} in {_dotted(path)}",
+                                f"use the string {str(key)!r} as the key")
                     key = str(key)
-                self.key_marks[(*path, key)] = None
+                self.key_marks[(*path, key)] = 0
                 out[key] = self.plain(item, (*path, key))
             return out
         if isinstance(value, list | tuple):
@@ -267,137 +266,123 @@ class _Builder:
         return value
 
 
+def _tag(event: Any) -> str:
+    """The tag SafeLoader's composer would give this scalar, with _Loader's resolvers."""
+    tag: str | None = event.tag
+    if tag is not None and tag != "!":
+        return tag
+    value: str = event.value
+    if event.implicit[0]:
+        for candidate, regexp in _IMPLICIT.get(value[:1], ()):
+            if regexp.match(value):
+                return candidate
+    return _STR
+
+
 class _YamlBuilder(_Builder):
-    """Turns one stream of parser events into data, checking what PyYAML lets pass."""
+    """Turns one stream of parser events into data, catching what PyYAML lets pass."""
 
     def __init__(self, file: str, env: Mapping[str, str] | None, source: _EventSource) -> None:
         super().__init__(file, env)
         self.next = source.get_event
         self.anchors: dict[str, Any] = {}
 
-    def fatal(self, raw: Any, code: str, message: str, hint: str) -> NoReturn:
-        raise _Fatal(Diagnostic.at(self.to_mark(raw), "error", code, message, hint))
-
     def stream(self) -> Any:
         self.next()  # StreamStartEvent
-        start = self.next()
-        if type(start) is StreamEndEvent:
-            self.fatal(None, "E005", "the route file is empty", _EMPTY_HINT)
+        if type(self.next()) is StreamEndEvent:
+            self.fatal(0, "E005", "the route file is empty", _SKELETON)
         data = self.node(self.next(), ())
         self.next()  # DocumentEndEvent
-        extra = self.next()
-        if type(extra) is not StreamEndEvent:
-            self.fatal(extra.start_mark, "E003", "a route file holds one YAML document; "
-                       "found a second one", "remove the extra '---' and what follows it")
+        if type(extra := self.next()) is not StreamEndEvent:
+            self.fatal(_pos(extra.start_mark), "E003", "a second YAML document starts here; a "
+                       "route file is one document", "remove this '---' and what follows it")
         return data
 
     def node(self, event: Any, path: Path) -> Any:
-        self.marks[path] = event.start_mark
+        start = event.start_mark  # _pos() inlined: this runs for every value in the file
+        self.marks[path] = pos = (start.line + 1) << 32 | (start.column + 1)
         kind = type(event)
         if kind is ScalarEvent:
-            value = self.scalar(event, path)
+            value = self.scalar(event, path, pos)
         elif kind is MappingStartEvent:
             value = self.mapping(event, path)
         elif kind is SequenceStartEvent:
             value = self.sequence(event, path)
-        elif kind is AliasEvent:
+        else:  # AliasEvent: the parser emits nothing else where a node may start
             value = self.alias(event)
             self.note_secrets(path, value)
             return value
-        else:
-            self.fatal(event.start_mark, "E003", f"unexpected {kind.__name__}", "")
         if event.anchor is not None:
             self.anchors[event.anchor] = value
         return value
 
     def alias(self, event: Any) -> Any:
-        try:
-            return self.anchors[event.anchor]
-        except KeyError:
-            self.fatal(event.start_mark, "E003", f"alias *{event.anchor} has no anchor before it",
-                       f"define &{event.anchor} on an earlier value")
+        if event.anchor not in self.anchors:
+            self.fatal(_pos(event.start_mark), "E003", f"alias *{event.anchor} has no anchor "
+                       "before it", f"define &{event.anchor} on a value above this one")
+        return self.anchors[event.anchor]
 
-    def tag(self, event: Any) -> str:
-        tag: str | None = event.tag
-        if tag is not None and tag != "!":
-            return tag
-        if not event.implicit[0]:
-            return _STR
-        value: str = event.value
-        for candidate, regexp in _IMPLICIT.get(value[:1], ()):
-            if regexp.match(value):
-                return candidate
-        return _STR
-
-    def scalar(self, event: Any, path: Path) -> Any:
-        tag = self.tag(event)
+    def scalar(self, event: Any, path: Path, pos: int) -> Any:
+        if event.tag is None and not (event.implicit[0] and event.value[:1] in _IMPLICIT):
+            return self.string(event.value, path, pos)  # the common case, without _tag()
+        tag = _tag(event)
         if tag == _STR:
-            return self.string(event.value, path, event.start_mark)
+            return self.string(event.value, path, pos)
         construct = _CONSTRUCT.get(tag)
-        if construct is None:
-            problem = f"unsupported tag {tag}"
-        else:
+        problem = f"unsupported tag {tag}"
+        if construct is not None:
             try:
                 return construct(_CONSTRUCTOR, yaml.ScalarNode(tag, event.value))
             except (ValueError, TypeError, KeyError, yaml.YAMLError):
                 problem = f"this value is not a valid {tag.removeprefix(_TAG)}"
-        self.error(event.start_mark, "E008", problem,
-                   "remove the tag; quote the value to keep it as a string")
-        return self.string(event.value, path, event.start_mark)
+        self.report(pos, "E008", problem, "remove the tag; quote the value to keep a string")
+        return self.string(event.value, path, pos)
+
+    def check_tag(self, event: Any, expected: str) -> None:
+        if event.tag not in (None, "!", expected):
+            self.report(_pos(event.start_mark), "E008", f"unsupported tag {event.tag}",
+                        "route files use plain mappings, lists and scalars; remove the tag")
 
     def sequence(self, start: Any, path: Path) -> list[Any]:
         self.check_tag(start, _SEQ)
         out: list[Any] = []
-        event = self.next()
-        while type(event) is not SequenceEndEvent:
+        while type(event := self.next()) is not SequenceEndEvent:
             out.append(self.node(event, (*path, len(out))))
-            event = self.next()
         return out
-
-    def check_tag(self, event: Any, expected: str) -> None:
-        if event.tag not in (None, "!", expected):
-            self.error(event.start_mark, "E008", f"unsupported tag {event.tag}",
-                       "route files use plain mappings, lists and scalars; remove the tag")
 
     def mapping(self, start: Any, path: Path) -> dict[str, Any]:
         self.check_tag(start, _MAP)
         out: dict[str, Any] = {}
-        first: dict[str, Any] = {}  # key -> mark of its first occurrence
         sources: list[_Source] = []
-        event = self.next()
-        while type(event) is not MappingEndEvent:
-            key = self.key(event)
-            if isinstance(key, _MergeKey):
+        while type(event := self.next()) is not MappingEndEvent:
+            if type(event) is ScalarEvent and event.value == "<<" and _tag(event) == _MERGE:
                 sources.extend(self.merge_sources(path))
-            elif key is None:
+            elif (key := self.key(event)) is None:
                 self.skip(self.next())
-            elif key in first:
-                self.error(event.start_mark, "E004",
-                           f"duplicate key {key!r} (first on line {first[key].line + 1})",
-                           "remove one of them; YAML would silently keep the last")
+            elif key in out:
+                line = self.key_marks[(*path, key)] >> 32
+                self.report(_pos(event.start_mark), "E004", f"duplicate key {key!r}, first on "
+                            f"line {line}", "remove one of them; YAML would silently keep the last")
                 self.detached(self.next(), (*path, key))
             else:
-                first[key] = event.start_mark
-                self.key_marks[(*path, key)] = event.start_mark
-                out[key] = self.node(self.next(), (*path, key))
-            event = self.next()
+                key_path, start = (*path, key), event.start_mark
+                self.key_marks[key_path] = (start.line + 1) << 32 | (start.column + 1)
+                out[key] = self.node(self.next(), key_path)
         return self.merge(out, sources, path) if sources else out
 
-    def key(self, event: Any) -> str | _MergeKey | None:
-        """The key's text, _MERGE_KEY for `<<`, or None (after an E006) to drop the entry."""
+    def key(self, event: Any) -> str | None:
+        """The key's text; None (after an E006) when the entry has to be dropped."""
         kind = type(event)
         if kind is ScalarEvent:
-            tag = self.tag(event)
-            if tag == _MERGE:
-                return _MERGE_KEY
-            if tag != _STR:
-                self.error(event.start_mark, "E006", f"keys must be strings: {event.value!r} is "
-                           f"read as {tag.removeprefix(_TAG)}", f'quote it: "{event.value}":')
-            return str(event.value)
+            text: str = event.value
+            if (event.tag is not None or text[:1] in _IMPLICIT) and (tag := _tag(event)) != _STR:
+                self.report(_pos(event.start_mark), "E006", f"keys must be strings: {text!r} is "
+                            f"read as {tag.removeprefix(_TAG)}", f'quote it: "{text}":')
+            return text
         if kind is AliasEvent and isinstance(value := self.alias(event), str):
             return value
-        self.error(event.start_mark, "E006", "keys must be strings, not a list or a mapping",
-                   "use a plain string key")
+        self.report(_pos(event.start_mark), "E006", "keys must be strings, not lists or "
+                    "mappings", "use a plain string key")
         if kind is not AliasEvent:
             self.skip(event)
         return None
@@ -414,8 +399,8 @@ class _YamlBuilder(_Builder):
                 return
             event = self.next()
 
-    def detached(self, event: Any, path: Path) -> tuple[Any, dict[Path, Any], dict[Path, Any]]:
-        """Build a value whose marks must not land in the document (merge sources, dupes)."""
+    def detached(self, event: Any, path: Path) -> _Source:
+        """Build a value whose positions must not land in the document (dupes, `<<` sources)."""
         saved = self.marks, self.key_marks
         self.marks, self.key_marks = {}, {}
         try:
@@ -432,10 +417,10 @@ class _YamlBuilder(_Builder):
                 break
             value, marks, key_marks = self.detached(item, path)
             if not isinstance(value, dict):
-                self.error(item.start_mark, "E008", "`<<` merges a mapping or a list of mappings",
-                           "point `<<:` at an anchored mapping, e.g. `<<: *defaults`")
+                self.report(_pos(item.start_mark), "E008", "`<<` merges a mapping or a list of "
+                            "mappings", "point it at an anchored mapping: `<<: *defaults`")
             elif type(item) is AliasEvent:  # its entries are marked where the alias is used
-                at = {(*path, k): item.start_mark for k in value}
+                at = dict.fromkeys([(*path, k) for k in value], _pos(item.start_mark))
                 sources.append((value, at, at))
             else:
                 sources.append((value, marks, key_marks))
@@ -456,23 +441,20 @@ class _YamlBuilder(_Builder):
         return merged
 
 
-
-
 def _bad_bytes(filename: str, data: bytes, at: int, what: str, hint: str) -> _Fatal:
-    """E002 at byte offset `at` of data (the text after any BOM)."""
-    line_start = data.rfind(b"\n", 0, at) + 1
-    line, col = data.count(b"\n", 0, at) + 1, len(data[line_start:at].decode(errors="replace")) + 1
+    """E002 for the byte at offset `at` of data (the file after any BOM)."""
+    line, col = data.count(b"\n", 0, at) + 1, at - data.rfind(b"\n", 0, at)
     return _Fatal(Diagnostic(filename, line, col, "error", "E002",
                              f"{what} at byte offset {at} (line {line})", hint))
 
 
 def _decode(text: str | bytes, filename: str) -> str:
-    """The text to parse, BOM removed; E002 for anything that is not printable UTF-8 text."""
+    """The text to parse, BOM removed; E002 unless it is printable UTF-8 text."""
     if isinstance(text, bytes):
         data = text.removeprefix(b"\xef\xbb\xbf")
         if (nul := data.find(b"\0")) >= 0:
             raise _bad_bytes(filename, data, nul, "binary data (a NUL byte)",
-                             "a route file is UTF-8 text: check that this is the right file")
+                             "a route file is UTF-8 text: is this the right file?")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -480,12 +462,10 @@ def _decode(text: str | bytes, filename: str) -> str:
                              "save the file as UTF-8") from e
     text = text.removeprefix("\ufeff")
     if (bad := _NON_PRINTABLE.search(text)) is not None:
-        at = bad.start()
-        data = text[:at].encode()
-        char = ord(text[at])
+        char, data = ord(bad.group()), text[: bad.start()].encode()
         what = "binary data (a NUL byte)" if char == 0 else f"control character U+{char:04X}"
-        raise _bad_bytes(filename, data + b"?", len(data), what,
-                         'remove it, or write it as an escape in a double-quoted string ("\\x1b")')
+        raise _bad_bytes(filename, data, len(data), what,
+                         'delete it, or write it as an escape in a double-quoted string: "\\x1b"')
     return text
 
 
@@ -494,16 +474,15 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, filename: str) -> Diagnost
     message = e.problem or "invalid YAML"
     if e.context:
         where = e.context_mark
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where and where != mark else ""
+        at = f" at line {where.line + 1}" if where and mark and where.line != mark.line else ""
         message += f" ({e.context}{at})"
     lines = text.split("\n")
     line = lines[mark.line] if mark and mark.line < len(lines) else ""
-    indent = line[: len(line) - len(line.lstrip(" \t"))]
-    tabs = "\t" in indent or "\\t" in message or "tab character" in message
+    tabs = "\t" in line[: len(line) - len(line.lstrip(" \t"))] or "'\\t'" in message
     hint = ("indent with spaces: YAML does not allow tabs in indentation" if tabs
-            else "check the indentation, colons and quotes here and on the line before")
+            else "check the indentation, colons and quotes here and on the line above")
     line_no, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-    return Diagnostic(filename, line_no, col, "error", "E003", f"YAML syntax error: {message}", hint)
+    return Diagnostic(filename, line_no, col, "error", "E003", f"YAML syntax: {message}", hint)
 
 
 _KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
@@ -518,19 +497,19 @@ def _build(text: str, filename: str, env: Mapping[str, str] | None,
     finally:
         source.dispose()
     if data is None:
-        raise _Fatal(Diagnostic(filename, 0, 0, "error", "E005", "the route file is empty",
-                                _EMPTY_HINT))
+        builder.fatal(0, "E005", "the route file is empty", _SKELETON)
     if not isinstance(data, dict):
-        builder.fatal(builder.marks[()], "E005", "the top level of a route file must be a "
-                      f"mapping, not {_KINDS.get(type(data), type(data).__name__)}", _EMPTY_HINT)
+        kind = _KINDS.get(type(data), type(data).__name__)
+        builder.fatal(builder.marks[()], "E005",
+                      f"the top level of a route file must be a mapping, not {kind}", _SKELETON)
     return builder.document(data), builder.diagnostics
 
 
-def _parse(text: str, filename: str, env: Mapping[str, str] | None,
-           ) -> tuple[Document, list[Diagnostic]]:
+def _parse(text: str, filename: str,
+           env: Mapping[str, str] | None) -> tuple[Document, list[Diagnostic]]:
     if _FAST is not None:
-        # libyaml's syntax errors are terse ("did not find expected key"): on any error, parse
-        # again with PyYAML, whose messages say what it expected.
+        # On any error, parse again with PyYAML: libyaml's messages are terse ("did not find
+        # expected key") where PyYAML's say what it expected.
         try:
             return _build(text, filename, env, _FAST)
         except (yaml.YAMLError, RecursionError):
@@ -539,12 +518,9 @@ def _parse(text: str, filename: str, env: Mapping[str, str] | None,
         return _build(text, filename, env, _Loader)
     except yaml.MarkedYAMLError as e:
         raise _Fatal(_syntax_error(e, text, filename)) from e
-    except yaml.YAMLError as e:
-        raise _Fatal(Diagnostic(filename, 0, 0, "error", "E003", "YAML error: the file cannot "
-                                "be parsed", "check that it is a YAML route file")) from e
-    except RecursionError as e:
-        raise _Fatal(Diagnostic(filename, 0, 0, "error", "E003", "the file nests too deeply to "
-                                "load", "a route file needs a handful of levels")) from e
+    except (yaml.YAMLError, RecursionError) as e:
+        raise _Fatal(Diagnostic(filename, 0, 0, "error", "E003", "the file cannot be parsed "
+                                "as YAML (nested too deeply?)", "is it a route file?")) from e
 
 
 def load_text(text: str | bytes, filename: str = "<string>",
@@ -565,11 +541,10 @@ def load_file(path: str | os.PathLike[str],
             data = f.read()
     except OSError as e:
         problem = ("file not found" if isinstance(e, FileNotFoundError)
-                   else "is a directory" if isinstance(e, IsADirectoryError)
                    else e.strerror or type(e).__name__)
         return None, [Diagnostic(filename, 0, 0, "error", "E001",
                                  f"cannot read the route file: {problem}",
-                                 "check the path and that the file is readable")]
+                                 "check the path, and that the file is readable")]
     return load_text(data, filename, env)
 
 

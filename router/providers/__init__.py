@@ -1,4 +1,5 @@
-"""Provider kinds and the HTTP seam they share (see ``base``)."""
+"""Provider kinds and the HTTP seam they share (``base``). Kind classes are looked up through
+``router.providers.registry`` and imported on first use, so nothing else is imported here."""
 
 from router.providers.base import (
     Capabilities,
@@ -7,14 +8,5 @@ from router.providers.base import (
     ProviderConfig,
     Timeouts,
 )
-from router.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 
-__all__ = [
-    "Capabilities",
-    "HttpPool",
-    "OpenAICompatibleProvider",
-    "OpenAIProvider",
-    "Provider",
-    "ProviderConfig",
-    "Timeouts",
-]
+__all__ = ["Capabilities", "HttpPool", "Provider", "ProviderConfig", "Timeouts"]

@@ -10,11 +10,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import email.utils
 import json
 import math
-import re
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -24,7 +21,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import SecretStr
 
-from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_, make_error
+from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
+from router.providers._status import (
+    ErrorBody,
+    classify_status,
+    make_status_error,
+    parse_retry_after,
+    parse_should_retry,
+    redact_secrets,
+)
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -44,7 +49,6 @@ __all__ = [
 ]
 
 ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
-_MESSAGE_LIMIT = 500  # characters of a provider message kept in our error message
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,132 +99,6 @@ class ProviderConfig:
         )
 
     __str__ = __repr__
-
-
-# --------------------------------------------------------------------------------------------
-# Errors: status table, Retry-After, x-should-retry, error bodies, redaction
-
-
-_STATUS_CLASSES: dict[int, ErrorClass] = {
-    400: ErrorClass.INVALID_REQUEST,
-    401: ErrorClass.AUTH,
-    403: ErrorClass.PERMISSION,
-    404: ErrorClass.NOT_FOUND,
-    408: ErrorClass.TIMEOUT,
-    409: ErrorClass.SERVER,  # lock conflict: openai-python retries it
-    413: ErrorClass.CONTEXT_WINDOW,
-    422: ErrorClass.INVALID_REQUEST,
-    429: ErrorClass.RATE_LIMIT,
-    500: ErrorClass.SERVER,
-    502: ErrorClass.SERVER,
-    503: ErrorClass.OVERLOADED,
-    529: ErrorClass.OVERLOADED,  # Anthropic "overloaded_error"
-}
-
-
-def classify_status(status: int) -> ErrorClass:
-    """The default error class of an HTTP status; provider modules refine it from the body."""
-    cls = _STATUS_CLASSES.get(status)
-    if cls is not None:
-        return cls
-    if 400 <= status < 500:
-        return ErrorClass.INVALID_REQUEST
-    return ErrorClass.SERVER
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (ms) or ``retry-after`` (seconds or HTTP date).
-
-    ``None`` when absent or unparseable; a date in the past gives 0. Same precedence as
-    openai-python's ``_parse_retry_after_header``: milliseconds first, then seconds, then a date.
-    """
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds):
-            return max(seconds, 0.0)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are GMT
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
-    """The server's own verdict from ``x-should-retry: true|false`` (None when absent)."""
-    value = headers.get("x-should-retry")
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    return None
-
-
-_SECRET_PATTERNS = re.compile(
-    r"(?:\bsk-[A-Za-z0-9_\-*.]{3,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+[A-Za-z0-9._\-~+/=*]+)"
-)
-
-
-def redact_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like an API key replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET_PATTERNS.sub("***", text)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorBody:
-    """An error response body, read safely: ``text`` (truncated) and ``json`` (None if not JSON)."""
-
-    text: str
-    json: Any = None
-
-    def error_object(self) -> Mapping[str, Any]:
-        """The ``{"error": {...}}`` object if the body has that shape (most vendors), else {}."""
-        if isinstance(self.json, Mapping):
-            err = self.json.get("error")
-            if isinstance(err, Mapping):
-                return err
-        return {}
-
-
-def make_status_error(
-    error_class: ErrorClass,
-    status: int | None,
-    headers: Mapping[str, str],
-    *,
-    provider_message: str | None,
-    provider_type: str | None = None,
-    provider_code: str | None = None,
-    retryable: bool | None = None,
-    secrets: tuple[str, ...] = (),
-) -> LlmError:
-    """Build the LlmError for an HTTP error: message redacted and truncated, Retry-After read,
-    ``x-should-retry`` honoured unless ``retryable`` is forced by the caller."""
-    message = redact_secrets((provider_message or "").strip(), secrets)[:_MESSAGE_LIMIT]
-    if retryable is None:
-        retryable = parse_should_retry(headers)
-    return make_error(
-        error_class,
-        message or f"HTTP {status}",
-        status=status,
-        retry_after=parse_retry_after(headers),
-        retryable=retryable,
-        provider_type=provider_type,
-        provider_code=provider_code,
-        provider_message=message or None,
-    )
 
 
 def dumps_json(value: Any) -> bytes:
@@ -275,6 +153,11 @@ def _map_transport_errors(host: str, timeout_kind: str) -> Iterator[None]:
 # HTTP
 
 
+def _deadline(loop: asyncio.AbstractEventLoop, seconds: float) -> float | None:
+    """``seconds`` from now on the loop clock; None (no limit) for an infinite timeout."""
+    return loop.time() + seconds if math.isfinite(seconds) else None
+
+
 class HttpResponse:
     """A response whose body reads obey the first_token / idle timeouts and raise router errors.
 
@@ -284,7 +167,7 @@ class HttpResponse:
 
     __slots__ = ("_deadline", "_first", "_host", "_idle", "_resp", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float,
+    def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float | None,
                  idle: float) -> None:
         self._resp = resp
         self._host = host
@@ -307,7 +190,7 @@ class HttpResponse:
         """The next bytes of the body as they arrive; ``b""`` at the end."""
         loop = asyncio.get_running_loop()
         if self._first:
-            deadline, kind = loop.time() + self._idle, "idle"
+            deadline, kind = _deadline(loop, self._idle), "idle"
         else:
             deadline, kind = self._deadline, "first_token"
         with _map_transport_errors(self._host, kind):
@@ -338,7 +221,8 @@ class HttpResponse:
         try:
             return json.loads(body)
         except ValueError as e:
-            raise ServerError(f"response is not JSON ({self._host}): {body[:200]!r}",
+            excerpt = redact_secrets(body[:200].decode("utf-8", errors="replace"))
+            raise ServerError(f"response is not JSON ({self._host}): {excerpt!r}",
                               status=self.status) from e
 
     async def drain(self, timeout: float) -> None:
@@ -436,8 +320,9 @@ class HttpPool:
         session = self._get_session()
         data = body if isinstance(body, bytes) else dumps_json(body)
         host = urlsplit(url).hostname or "?"
-        deadline = asyncio.get_running_loop().time() + timeouts.first_token
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+        deadline = _deadline(asyncio.get_running_loop(), timeouts.first_token)
+        connect = timeouts.connect if math.isfinite(timeouts.connect) else None
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect)
         with _map_transport_errors(host, "first_token"):
             async with asyncio.timeout_at(deadline):
                 resp = await session.post(url, data=data, headers=dict(headers),

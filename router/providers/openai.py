@@ -26,6 +26,7 @@ from router.providers.base import (
     Provider,
     ProviderConfig,
     Timeouts,
+    redact_secrets,
 )
 from router.providers.sse import ServerSentEvent, SSEDecoder
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -175,7 +176,8 @@ class OpenAIProvider(Provider):
         except ValueError as e:
             if last:  # the body ended inside an event: the connection was cut
                 raise NetworkError("stream ended inside an event") from e
-            raise ServerError(f"stream event is not JSON: {event.data[:200]!r}") from e
+            excerpt = redact_secrets(event.data[:200], (self._secret,))
+            raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
         if not isinstance(data, Mapping):
             return None
         if data.get("error") or event.event == "error":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import random
@@ -65,6 +66,7 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    peer: tuple[str, int] | None = None  # client address: one per connection
 
     @property
     def json(self) -> Any:
@@ -147,14 +149,13 @@ class OpenAIServer:
 
     async def _pause(self, seconds: float | None) -> None:
         """Wait ``seconds`` (None: forever), or until the server closes."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         recorded = RecordedRequest(request.method, request.path, dict(request.headers),
-                                   await request.read())
+                                   await request.read(), tuple(peer) if peer else None)
         self.requests.append(recorded)
         queue = self._queues.get(request.path)
         script = queue.popleft() if queue else self.default
