@@ -15,10 +15,10 @@ from router.types import AttemptRecord
 def format_record(r: AttemptRecord) -> str:
     """One attempt as a short line for humans."""
     if r.outcome == "skipped":
-        return f"  #{r.attempt} {r.target}: skipped ({r.reason}: {r.detail})"
+        return f"  -  {r.target}: skipped ({r.reason}: {r.detail})"
     if r.outcome == "ok":
         ttft = f", first token {r.ttft_ms:.0f}ms" if r.ttft_ms is not None else ""
-        cost = f", ${r.cost_usd:.6f}" if r.cost_usd is not None else ""
+        cost = "" if r.cost_usd is None else f", ${r.cost_usd:.6f}" if r.cost_usd else ", $0"
         return (f"  #{r.attempt} {r.target}: ok in {r.latency_ms or 0:.0f}ms{ttft}, "
                 f"{r.input_tokens} in / {r.output_tokens} out tokens{cost}")
     status = f" HTTP {r.status}" if r.status else ""

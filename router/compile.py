@@ -89,7 +89,7 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
                  *layers: Layer, weight: float = 1.0, max_tokens: int | None = None) -> Target:
     """One Target with every layer merged: builtin < defaults < provider < route < target."""
     all_layers = (plan_defaults, provider_layer, *layers)
-    t = _merge(*(la.timeouts for la in all_layers))
+    t = _merge_timeouts([la.timeouts for la in all_layers])
     r = _merge(*(la.retry for la in all_layers))
     b = _merge(*(la.breaker for la in all_layers))
     price = model_override.get("price") if model_override else None
@@ -107,6 +107,23 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
         max_tokens=max_tokens,
         price=Price(**price) if isinstance(price, Mapping) else None,
     )
+
+
+def _merge_timeouts(layers: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Merge timeout layers; a value inherited from a broader layer than the one that set
+    ``total`` is clamped to that total (a target's ``total: 10s`` bounds the defaults' 20s
+    first_token), while one set as specifically as total is kept, so checks can flag it."""
+    out: dict[str, float] = {}
+    level: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for k, v in layer.items():
+            out[k], level[k] = v, i
+    total = out.get("total")
+    if total is not None:
+        for k in ("connect", "first_token", "idle"):
+            if k in out and level[k] < level["total"] and out[k] > total:
+                out[k] = total
+    return out
 
 
 def _timeouts(t: Mapping[str, float]) -> Timeouts:
@@ -389,14 +406,15 @@ class _Compiler:
                        f"{first.retry.attempts} attempts) does not fit the deadline "
                        f"({format_duration(route.deadline)}) of {route.alias!r}",
                        "lower retry.attempts or retry.max, or raise the deadline", key=True)
-        worst = sum(t.retry.attempts * t.timeouts.total + t.retry.worst_case_waits()
-                    for t in route.targets)
-        if explicit_deadline and worst > route.deadline:
+        worst = first.retry.attempts * first.timeouts.total + waits
+        if explicit_deadline and worst > route.deadline and len(route.targets) > 1:
             self.warn(alias_path, "W103",
-                      f"the worst case of {route.alias!r} ({format_duration(worst)}) exceeds "
-                      f"its deadline ({format_duration(route.deadline)}); later targets may "
-                      "never be tried when earlier ones time out",
-                      "lower timeout.total or retry.attempts of the first targets")
+                      f"if {first.key} times out on every try ({first.retry.attempts} x "
+                      f"{format_duration(first.timeouts.total)} plus backoff = "
+                      f"{format_duration(worst)}), the deadline of {route.alias!r} "
+                      f"({format_duration(route.deadline)}) passes before any fallback",
+                      f"lower timeout.total or retry.attempts of {first.key}, or raise "
+                      "the deadline")
 
     def compile_budgets(self) -> list[BudgetSpec]:
         out: list[BudgetSpec] = []

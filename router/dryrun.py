@@ -220,8 +220,9 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
 
 def _describe_action(d: Try, err: LlmError, nxt: Decision) -> str:
     if isinstance(nxt, Wait):
-        how = "Retry-After" if nxt.from_retry_after else "backoff, full jitter, up to"
-        return f"retry in {format_duration(nxt.seconds)} ({how})"
+        if nxt.from_retry_after:
+            return f"retry in {format_duration(nxt.seconds)} (Retry-After)"
+        return f"retry in <= {format_duration(nxt.seconds)} (backoff with full jitter)"
     if isinstance(nxt, Done) and nxt.reason == "fail_now":
         return f"fail now ({err.error_class.value} -> fail)"
     action = d.target.actions.get(err.error_class, Action.FALLBACK)

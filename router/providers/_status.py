@@ -16,8 +16,6 @@ from router.errors import ErrorClass, LlmError, make_error
 
 _MESSAGE_LIMIT = 500  # characters of a provider message kept in our error message
 
-
-
 _STATUS_CLASSES: dict[int, ErrorClass] = {
     400: ErrorClass.INVALID_REQUEST,
     401: ErrorClass.AUTH,
