@@ -46,14 +46,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return exit_code(diags, args.strict)
 
 
-def _load_plan(path: Path, fmt: str) -> Any:
+def _load_plan(path: Path) -> Any:
     from router.config.report import format_diagnostics
     from router.validate import validate_file
 
     result = validate_file(path)
     if result.errors or result.plan is None:
-        print(format_diagnostics(result.errors, "text" if fmt == "json" else fmt),
-              file=sys.stderr)
+        print(format_diagnostics(result.errors, "text"), file=sys.stderr)
         raise SystemExit(1)
     return result.plan
 
@@ -61,7 +60,7 @@ def _load_plan(path: Path, fmt: str) -> Any:
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from router.dryrun import dry_run
 
-    plan = _load_plan(_default_file(args.file), "text")
+    plan = _load_plan(_default_file(args.file))
     simulate: dict[str, list[str]] = {}
     for item in args.simulate or []:
         target, sep, outcome = item.rpartition("=")

@@ -433,8 +433,8 @@ class _Compiler:
                 self.error(("budgets", i, "scope"), "E040",
                            f"budget scope {b.scope!r} names no {kind} of this file",
                            f"did you mean {kind}:{close[0]}?" if close else
-                           f"use one of: global, provider:NAME, alias:NAME, target:P:M, "
-                           f"tag:KEY=VALUE")
+                           "use one of: global, provider:NAME, alias:NAME, target:P:M, "
+                           "tag:KEY=VALUE")
                 continue
             out.append(BudgetSpec(b.scope, b.usd, b.per or "total", b.warn_at))
         return out

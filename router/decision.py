@@ -17,7 +17,9 @@ from typing import Any, Protocol
 from tenacity.wait import wait_random_exponential
 
 from router.errors import Action, ErrorClass, LlmError
+from router.money.tokens import estimate_prompt_tokens
 from router.plan import RetryPolicy, Route, Target
+from router.types import ChatRequest
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,6 +33,23 @@ class CallNeeds:
     stream: bool = False
     prompt_tokens: int | None = None
     max_tokens: int | None = None
+
+
+def needs_for(request: ChatRequest, route: Route, *, stream: bool,
+              prompt_tokens: int | None = None, tools: bool = False,
+              vision: bool = False) -> CallNeeds:
+    """What ``request`` needs on ``route`` (the route's ``requires:`` included)."""
+    rf = request.response_format
+    wants_schema = rf is not None and rf.type == "json_schema"
+    return CallNeeds(
+        tools=tools or bool(request.tools) or "tools" in route.requires,
+        vision=vision or request.has_images or "vision" in route.requires,
+        json_object=rf is not None and rf.type == "json_object",
+        json_schema=wants_schema or "json_schema" in route.requires,
+        stream=stream,
+        prompt_tokens=estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens,
+        max_tokens=request.max_tokens or route.max_tokens,
+    )
 
 
 @dataclass(slots=True, frozen=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 from router.chat_cli import format_record
 from router.engine import Router
+from router.types import AttemptRecord
 from router.validate import validate_text
 
 DEMO_ROUTES = """\
@@ -54,7 +56,7 @@ _SCENES = [
 ]
 
 
-def _render(_: Any, __: str, event: dict[str, Any]) -> str:
+def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
     name = event.get("event")
     target = event.get("target", "")
     if name == "attempt_failed":
@@ -100,7 +102,7 @@ async def run_demo(*, fast: bool = False) -> int:
             await asyncio.sleep(pause)
             messages = [{"role": "user", "content": "Say hello."}]
             if stream:
-                text, attempts = "", []
+                text, attempts = "", list[AttemptRecord]()
                 async for chunk in router.stream(model, messages):
                     text += chunk.delta
                     attempts = chunk.attempts or attempts

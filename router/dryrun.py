@@ -15,10 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.units import format_duration, parse_duration
-from router.decision import CallNeeds, Decision, Done, Skip, Try, Wait, order_targets, walk
+from router.decision import (
+    CallNeeds,
+    Decision,
+    Done,
+    Skip,
+    Try,
+    Wait,
+    needs_for,
+    order_targets,
+    walk,
+)
 from router.errors import Action, ErrorClass, InvalidRequestError, LlmError, make_error
 from router.money.pricing import price_of, worst_case_cost
-from router.money.tokens import estimate_prompt_tokens
 from router.normalize import build_request
 from router.plan import Plan, RetryPolicy, Route, Target
 from router.policy.breaker import Breakers
@@ -168,18 +177,9 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
     route = plan.resolve(model)
     params = dict(params or {})
     request = build_request(messages or [{"role": "user", "content": "(dry run)"}], params)
-    rf = request.response_format
-    max_tokens = request.max_tokens or route.max_tokens
-    needs = CallNeeds(
-        tools=bool(request.tools) or bool(params.get("need_tools")) or "tools" in route.requires,
-        vision=request.has_images or bool(params.get("need_images")) or "vision" in route.requires,
-        json_object=rf is not None and rf.type == "json_object",
-        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in route.requires,
-        stream=bool(params.get("stream")),
-        prompt_tokens=prompt_tokens if prompt_tokens is not None
-        else estimate_prompt_tokens(request),
-        max_tokens=max_tokens,
-    )
+    needs = needs_for(request, route, stream=bool(params.get("stream")),
+                      prompt_tokens=prompt_tokens, tools=bool(params.get("need_tools")),
+                      vision=bool(params.get("need_images")))
     env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers)
     order = order_targets(route, random.Random(seed), 0)
     report = DryRunReport(route.alias, [t.key for t in order], needs, route.deadline)

@@ -27,6 +27,7 @@ from router.decision import (
     Try,
     Wait,
     jittered_wait,
+    needs_for,
     order_targets,
     walk,
 )
@@ -41,7 +42,6 @@ from router.errors import (
     make_error,
 )
 from router.money.pricing import cost_usd, price_of
-from router.money.tokens import estimate_prompt_tokens
 from router.normalize import build_request
 from router.plan import Plan, RetryPolicy, Route, Target
 from router.policy.breaker import Breakers
@@ -102,19 +102,6 @@ class _Call:
                      retry_after_used=d.from_retry_after)
 
 
-def _needs(request: ChatRequest, route: Route, stream: bool) -> CallNeeds:
-    rf = request.response_format
-    return CallNeeds(
-        tools=bool(request.tools) or "tools" in route.requires,
-        vision=request.has_images or "vision" in route.requires,
-        json_object=rf is not None and rf.type == "json_object",
-        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in route.requires,
-        stream=stream,
-        prompt_tokens=estimate_prompt_tokens(request),
-        max_tokens=request.max_tokens or route.max_tokens,
-    )
-
-
 class Router:
     """Routes LLM calls by a compiled Plan. Use ``async with Router.from_yaml(path)``.
 
@@ -150,7 +137,7 @@ class Router:
     def from_yaml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
                   **kw: Any) -> Router:
         """Load, check and compile a route file. Raises ConfigError listing every error."""
-        from router.validate import validate_file  # noqa: PLC0415 - keeps import light
+        from router.validate import validate_file
 
         result = validate_file(Path(path), env=env)
         return cls._from_result(result, **kw)
@@ -159,7 +146,7 @@ class Router:
     def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
                   **kw: Any) -> Router:
         """Like from_yaml, from a dict shaped like the route file."""
-        from router.validate import validate_dict  # noqa: PLC0415
+        from router.validate import validate_dict
 
         return cls._from_result(validate_dict(data, env=env), **kw)
 
@@ -199,7 +186,8 @@ class Router:
         request = build_request(messages, params)
         if request.max_tokens is None and route.max_tokens is not None:
             request.max_tokens = route.max_tokens
-        return route, request, _needs(request, route, stream), request_id or uuid.uuid4().hex
+        needs = needs_for(request, route, stream=stream)
+        return route, request, needs, request_id or uuid.uuid4().hex
 
     def _order(self, route: Route) -> list[Target]:
         return order_targets(route, self._rng, next(_counter))
@@ -326,7 +314,7 @@ class Router:
                **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream one call. Retries and fallbacks happen until the first chunk reaches you;
         after it, a failure raises StreamInterruptedError with the partial text."""
-        from router.streaming import stream_call  # noqa: PLC0415
+        from router.streaming import stream_call
 
         return stream_call(self, model, messages, timeout=timeout, request_id=request_id,
                            params=params)
@@ -337,7 +325,7 @@ class Router:
                 **params: Any) -> Any:
         """What the router would do for this call, without I/O; ``simulate`` maps a target
         (provider:model) to an outcome or a list of outcomes, one per try."""
-        from router.dryrun import dry_run  # noqa: PLC0415
+        from router.dryrun import dry_run
 
         return dry_run(self.plan, model, messages, simulate=simulate, params=params,
                        breakers=self._breakers)

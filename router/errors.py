@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from router.config.diagnostics import Diagnostic
     from router.types import AttemptRecord
 
 
-class ErrorClass(str, enum.Enum):
+class ErrorClass(enum.StrEnum):
     """What went wrong, independent of the provider that said it."""
 
     AUTH = "auth"
@@ -38,7 +38,7 @@ class ErrorClass(str, enum.Enum):
         return self.value
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What the engine does after a failed attempt."""
 
     RETRY = "retry"  # retry the same target (backoff), then fall back
@@ -80,7 +80,7 @@ class RouterError(Exception):
 class LlmError(RouterError):
     """A failed LLM call, classified. ``error_class`` is what code should branch on."""
 
-    error_class: ClassVar[ErrorClass] = ErrorClass.SERVER
+    error_class: ErrorClass = ErrorClass.SERVER  # fixed per subclass, as a class attribute
 
     def __init__(
         self,
@@ -124,10 +124,6 @@ class LlmError(RouterError):
         if self.target is None:
             self.target = target
         return self
-
-
-def _subclass(name: str, cls: ErrorClass, doc: str) -> type[LlmError]:
-    return type(name, (LlmError,), {"error_class": cls, "__doc__": doc})
 
 
 class AuthError(LlmError):
@@ -191,7 +187,8 @@ class ServerError(LlmError):
 
 
 class TimeoutError_(LlmError):
-    """A timeout fired; ``timeout_kind`` says which (connect, first_token, idle, total, deadline)."""
+    """A timeout fired; ``timeout_kind`` says which: connect, first_token, idle, total or
+    deadline."""
 
     error_class = ErrorClass.TIMEOUT
 
@@ -221,12 +218,13 @@ class NoRouteError(LlmError):
 
 
 class StreamInterruptedError(LlmError):
-    """A stream failed after its first chunk reached the caller; ``partial_text`` holds what came."""
+    """A stream failed after its first chunk reached the caller; ``partial_text`` holds what
+    came before."""
 
     error_class = ErrorClass.STREAM_INTERRUPTED
 
-    def __init__(self, message: str, *, partial_text: str = "", cause_class: ErrorClass | None = None,
-                 **kw: Any) -> None:
+    def __init__(self, message: str, *, partial_text: str = "",
+                 cause_class: ErrorClass | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.partial_text = partial_text
         self.cause_class = cause_class
@@ -270,14 +268,10 @@ class RouteFailed(LlmError):
             retryable=last_error.retryable if last_error else False,
             target=last_error.target if last_error else None,
         )
-        self._error_class = cls
+        self.error_class = cls  # the class of the last real attempt
         self.attempts = list(attempts)
         self.last_error = last_error
         self.alias = alias
-
-    @property  # type: ignore[override]
-    def error_class(self) -> ErrorClass:  # the class of the last real attempt
-        return self._error_class
 
 
 class ConfigError(RouterError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from router.errors import InvalidRequestError
 from router.types import (
@@ -16,6 +16,7 @@ from router.types import (
     ImagePart,
     Message,
     ResponseFormat,
+    Role,
     TextPart,
     Tool,
     ToolCall,
@@ -48,7 +49,7 @@ def to_message(m: Message | Mapping[str, Any], i: int = 0) -> Message:
     tool_call_id = m.get("tool_call_id")
     if role == "tool" and not tool_call_id:
         raise InvalidRequestError(f"messages[{i}] has role tool but no tool_call_id")
-    return Message(role=role, content=content, tool_calls=tool_calls,
+    return Message(role=cast(Role, role), content=content, tool_calls=tool_calls,
                    tool_call_id=tool_call_id, name=m.get("name"))
 
 

@@ -80,7 +80,7 @@ async def stream_call(router: Router, model: str,
                       timeout: float | None, request_id: str | None,
                       params: dict[str, Any]) -> AsyncIterator[ChatChunk]:
     """The async generator behind ``Router.stream``."""
-    from router.engine import _Call, _error_record  # noqa: PLC0415
+    from router.engine import _Call, _error_record
 
     route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
     call = _Call(router, route, rid, timeout)
@@ -141,7 +141,7 @@ async def _relay(router: Router, call: _Call, d: Try,
         err = e if isinstance(e, LlmError) else router._timeout_error(d)
         router._note_failure(target, err)
         latency = (time.perf_counter() - opened.start) * 1000
-        from router.engine import _error_record  # noqa: PLC0415
+        from router.engine import _error_record
 
         rec = _error_record(call, d, err, latency)
         rec.ttft_ms = round(opened.ttft_ms, 2)

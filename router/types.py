@@ -50,7 +50,8 @@ class ToolCall:
 
 @dataclass(slots=True, frozen=True)
 class ToolCallDelta:
-    """A piece of a streamed tool call: ``index`` identifies the call, ``arguments`` is a fragment."""
+    """A piece of a streamed tool call: ``index`` identifies the call; ``arguments`` is a
+    fragment of its JSON."""
 
     index: int
     id: str | None = None
@@ -167,7 +168,7 @@ class AttemptRecord:
     def as_dict(self) -> dict[str, Any]:
         """The record as the key-values of its log event (None fields dropped)."""
         out: dict[str, Any] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             v = getattr(self, name)
             if v is not None and v is not False:
                 out[name] = v.value if isinstance(v, ErrorClass) else v

@@ -63,7 +63,7 @@ def _finish(doc: Document | None, diags: list[Diagnostic],
     diags = diags + structural
     plan = None
     if cfg is not None and not any(d.is_error for d in diags):
-        from router.compile import compile_plan  # noqa: PLC0415
+        from router.compile import compile_plan
 
         plan, meaning = compile_plan(cfg, doc, env)
         diags += meaning

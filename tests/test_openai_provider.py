@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from router.errors import (
     AuthError,
+    ConfigError,
     ContentPolicyError,
     ContextWindowError,
     ErrorClass,
@@ -745,3 +746,26 @@ async def test_infinite_timeouts_mean_no_limit(openai_server: OpenAIServer,
     p = openai(openai_server, http_pool)
     r = await p.chat("gpt-4o", ask(), Timeouts(connect=inf, first_token=inf, total=inf, idle=inf))
     assert r.text == "Hello!"
+
+
+async def test_compatible_reasoning_content_is_kept(openai_server: OpenAIServer,
+                                                    http_pool: HttpPool) -> None:
+    body = completion("42")
+    body["choices"][0]["message"]["reasoning_content"] = "think think"
+    openai_server.enqueue(json_reply(body))
+    r = await compatible(openai_server, http_pool).chat("deepseek-reasoner", ask(), TIMEOUTS)
+    assert (r.text, r.reasoning) == ("42", "think think")
+
+
+async def test_stream_ignores_keepalive_comments(openai_server: OpenAIServer,
+                                                 http_pool: HttpPool) -> None:
+    events: list[Any] = [b": OPENROUTER PROCESSING\n\n", *text_events(["a"]), b": ping\r\n\r\n"]
+    openai_server.enqueue(stream_reply(events))
+    chunks = await collect(compatible(openai_server, http_pool).stream("m", ask(), TIMEOUTS))
+    assert [c.delta for c in chunks] == ["a", ""] and chunks[-1].finish_reason == "stop"
+
+
+def test_compatible_without_base_url_is_config_error() -> None:
+    config = ProviderConfig(name="groq", kind="openai-compatible", base_url=None)
+    with pytest.raises(ConfigError, match="base_url"):
+        OpenAICompatibleProvider(config, HttpPool())

@@ -74,18 +74,28 @@ _STRUCTURAL = frozenset({"E010", "E011", "E012", "E013", "E014"})
 
 _IGNORED = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description", "default",
                       "examples", "deprecated", "then", "else"})
+_OBJECT_KEYWORDS = frozenset({"type", "properties", "additionalProperties", "required",
+                              "propertyNames"})
+
+
+def _is_int(x: Any) -> bool:
+    # jsonschema's Draft 2020-12 type checker: bools are not numbers, 1.0 is an integer.
+    return (isinstance(x, int) and not isinstance(x, bool)) or (
+        isinstance(x, float) and x.is_integer())
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Number) and not isinstance(x, bool)
+
+
+_TYPE_TESTS: dict[str, Check] = {
+    "integer": _is_int, "number": _is_number, "string": lambda x: isinstance(x, str),
+    "object": lambda x: isinstance(x, dict), "array": lambda x: isinstance(x, list),
+    "boolean": lambda x: isinstance(x, bool), "null": lambda x: x is None}
 
 
 def _is_type(x: Any, t: str) -> bool:
-    # jsonschema's Draft 2020-12 type checker: bools are not numbers, 1.0 is an integer.
-    if t == "integer":
-        return (isinstance(x, int) and not isinstance(x, bool)) or (
-            isinstance(x, float) and x.is_integer())
-    if t == "number":
-        return isinstance(x, numbers.Number) and not isinstance(x, bool)
-    kinds: dict[str, type | tuple[type, ...]] = {
-        "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
-    return isinstance(x, kinds[t])
+    return _TYPE_TESTS[t](x)
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -96,6 +106,19 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     return bool(a == b)
+
+
+def _every(checks: list[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+
+    def every(x: Any) -> bool:
+        for c in checks:  # noqa: SIM110 - a plain loop is the hot path of a large file
+            if not c(x):
+                return False
+        return True
+
+    return every
 
 
 class _Unsupported(Exception):
@@ -123,19 +146,43 @@ class _Twin:
     def compile(self, s: Any) -> Check:
         if isinstance(s, bool):
             return lambda x: s
-        checks = [self._keyword(k, v, s) for k, v in s.items() if k not in _IGNORED]
-        if len(checks) == 1:
-            return checks[0]
+        keys = s.keys() - _IGNORED
+        if s.get("type") == "object" and keys <= _OBJECT_KEYWORDS:
+            return self._object(s)
+        return _every([self._keyword(k, s[k], s) for k in s if k in keys])
 
-        return lambda x: all(c(x) for c in checks)
+    def _object(self, s: dict[str, Any]) -> Check:
+        """A plain object schema, fused into one pass over its keys."""
+        props = {name: self.compile(p) for name, p in s.get("properties", {}).items()}
+        required = tuple(s.get("required", ()))
+        extra = s.get("additionalProperties", True)
+        other = None if extra is True else self.compile(extra)
+        names = self.compile(s["propertyNames"]) if "propertyNames" in s else None
+
+        def check(x: Any) -> bool:
+            if not isinstance(x, dict):
+                return False
+            for r in required:
+                if r not in x:
+                    return False
+            for k, v in x.items():
+                c = props.get(k, other)
+                if (c is not None and not c(v)) or (names is not None and not names(k)):
+                    return False
+            return True
+
+        return check
 
     def _keyword(self, k: str, v: Any, s: dict[str, Any]) -> Check:
         if k == "$ref":
             return self.ref(v)
         if k == "type":
-            types = [v] if isinstance(v, str) else v
-            return lambda x: any(_is_type(x, t) for t in types)
+            tests = [_TYPE_TESTS[t] for t in ([v] if isinstance(v, str) else v)]
+            return tests[0] if len(tests) == 1 else lambda x: any(t(x) for t in tests)
         if k == "enum":
+            if all(isinstance(e, str) for e in v):
+                options = frozenset(v)
+                return lambda x: isinstance(x, str) and x in options
             return lambda x: any(_equal(x, e) for e in v)
         if k == "const":
             return lambda x: _equal(x, v)
@@ -144,24 +191,15 @@ class _Twin:
             return lambda x: not isinstance(x, str) or search(x) is not None
         if k in _BOUNDS:
             test = _BOUNDS[k]
-            return lambda x: not _is_type(x, "number") or test(x, v)
+            return lambda x: not _is_number(x) or test(x, v)
         if k in ("minItems", "minLength"):
             kind = list if k == "minItems" else str
             return lambda x: not isinstance(x, kind) or len(x) >= v
         if k == "uniqueItems":
             return lambda x: not (v and isinstance(x, list)) or not any(
                 _equal(a, b) for i, a in enumerate(x) for b in x[i + 1:])
-        if k == "required":
-            return lambda x: not isinstance(x, dict) or all(r in x for r in v)
-        if k in ("items", "propertyNames", "properties", "additionalProperties"):
-            return self._container(k, v, s)
         if k in ("anyOf", "allOf", "oneOf"):
-            subs = [self.compile(b) for b in v]
-            if k == "anyOf":
-                return lambda x: any(c(x) for c in subs)
-            if k == "allOf":
-                return lambda x: all(c(x) for c in subs)
-            return lambda x: sum(1 for c in subs if c(x)) == 1
+            return self._combine(k, [self.compile(b) for b in v])
         if k == "if":
             cond, then, other = (self.compile(s.get(w, True)) for w in ("if", "then", "else"))
             return lambda x: then(x) if cond(x) else other(x)
@@ -169,23 +207,41 @@ class _Twin:
             sub, seen = self.compile(v), self.evaluated(s)
             return lambda x: not isinstance(x, dict) or all(
                 sub(x[key]) for key in x.keys() - seen(x))
-        raise _Unsupported(k)
+        return self._container(k, v, s)
+
+    @staticmethod
+    def _combine(k: str, subs: list[Check]) -> Check:
+        if k == "allOf":
+            return _every(subs)
+        if k == "oneOf":
+            return lambda x: sum(1 for c in subs if c(x)) == 1
+
+        def any_of(x: Any) -> bool:
+            for c in subs:  # noqa: SIM110 - see _every
+                if c(x):
+                    return True
+            return False
+
+        return any_of
 
     def _container(self, k: str, v: Any, s: dict[str, Any]) -> Check:
-        if "prefixItems" in s or "patternProperties" in s:
+        if k not in ("properties", "items", "propertyNames", "additionalProperties", "required"
+                     ) or "prefixItems" in s or "patternProperties" in s:
             raise _Unsupported(k)
+        if k == "required":
+            return lambda x: not isinstance(x, dict) or all(r in x for r in v)
+        if k == "properties":
+            props = {name: self.compile(p) for name, p in v.items()}
+            return lambda x: not isinstance(x, dict) or all(
+                c(x[name]) for name, c in props.items() if name in x)
         sub = self.compile(v)
         if k == "items":
             return lambda x: not isinstance(x, list) or all(map(sub, x))
-        if k == "propertyNames":
-            return lambda x: not isinstance(x, dict) or all(map(sub, x))
         if k == "additionalProperties":
             named = frozenset(s.get("properties", ()))
             return lambda x: not isinstance(x, dict) or all(
                 sub(x[key]) for key in x.keys() - named)
-        props = {name: self.compile(p) for name, p in v.items()}
-        return lambda x: not isinstance(x, dict) or all(
-            c(x[name]) for name, c in props.items() if name in x)
+        return lambda x: not isinstance(x, dict) or all(map(sub, x))  # propertyNames
 
     def evaluated(self, s: Any) -> Seen:
         """The keys s evaluates, as jsonschema's find_evaluated_property_keys_by_schema."""
@@ -408,7 +464,8 @@ _TYPES = {
 }
 _EXAMPLES = {
     "version": "version: 1",
-    "kind": "kind: openai (or openai-compatible, anthropic, google, ollama, azure-openai, fake)", "target": "target: openai:gpt-4o-mini",
+    "kind": "kind: openai (or openai-compatible, anthropic, google, ollama, azure-openai, fake)",
+    "target": "target: openai:gpt-4o-mini",
     "pool": "pool: [openai:gpt-4o-mini, azure:gpt-4o-mini]", "usd": "usd: 5",
     "chain": "chain: [openai:gpt-4o-mini]", "scope": "scope: global", "class": "class: rate_limit",
     "outcome": "outcome: ok", "input": "input: 0.15 (USD per 1M input tokens)",
@@ -574,8 +631,7 @@ class _Explainer:
             expect = ", or ".join(_EXPECT[n][0] for n in names) or "another kind of value"
             hint = _EXPECT[names[0]][1] if names else ""
         got = _show(path, _inst(e))
-        if isinstance(_inst(e), bool | int | float | str) and got != "a string":
-            got = f"{_TYPES.get(_json_kind(_inst(e)), ('a value',))[0]} ({got})"
+        got = f"the string {got}" if isinstance(_inst(e), str) and got != "a string" else got
         self.add(path, "E011", f"{_dotted(path)}: expected {expect}, got {got}", hint)
 
     def bad_value(self, path: Path, e: SchemaError) -> None:

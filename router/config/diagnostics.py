@@ -31,7 +31,8 @@ class Diagnostic:
     hint: str = ""
 
     @classmethod
-    def at(cls, mark: Mark, severity: Severity, code: str, message: str, hint: str = "") -> Diagnostic:
+    def at(cls, mark: Mark, severity: Severity, code: str, message: str,
+           hint: str = "") -> Diagnostic:
         return cls(mark.file, mark.line, mark.col, severity, code, message, hint)
 
     @property
@@ -51,7 +52,8 @@ class Diagnostic:
         level = "error" if self.severity == "error" else "warning"
         msg = self.message + (f" (hint: {self.hint})" if self.hint else "")
         msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        props = f"file={self.file},line={max(self.line, 1)},col={max(self.col, 1)},title={self.code}"
+        line, col = max(self.line, 1), max(self.col, 1)
+        props = f"file={self.file},line={line},col={col},title={self.code}"
         return f"::{level} {props}::{msg}"
 
     def as_dict(self) -> dict[str, Any]:

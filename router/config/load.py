@@ -130,8 +130,7 @@ def _pos(mark: Any) -> int:
     Keeping ~100k parser Mark objects alive makes the garbage collector rescan them all
     through the load; ints are not tracked.
     """
-    line: int = mark.line
-    return (line + 1) << 32 | (mark.column + 1)
+    return int((mark.line + 1) << 32 | (mark.column + 1))
 
 
 class _MarkTable(Mapping[Path, Mark]):

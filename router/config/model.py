@@ -11,7 +11,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
+    StrictBool,
+    StrictStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -32,13 +36,15 @@ def _money(v: Any) -> float:
 
 
 def _number(v: Any) -> Any:
-    if isinstance(v, bool):  # JSON Schema's "number" excludes booleans
+    # JSON Schema's "number": no booleans, and no strings pydantic would otherwise coerce.
+    if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError("expected a number")
     return v
 
 
 def _integer(v: Any) -> Any:
-    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+    if isinstance(v, bool) or not isinstance(v, int | float) or (
+            isinstance(v, float) and not v.is_integer()):
         raise ValueError("expected an integer")
     return int(v) if isinstance(v, float) else v
 
@@ -47,9 +53,9 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 Money = Annotated[float, BeforeValidator(_money)]
 Number = Annotated[float, BeforeValidator(_number)]
 Int = Annotated[int, BeforeValidator(_integer)]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
-AliasName = Annotated[str, StringConstraints(pattern=r"^[^:,\s]+$")]
-TargetRef = Annotated[str, StringConstraints(pattern=r"^\S+$")]
+Name = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+AliasName = Annotated[str, StringConstraints(strict=True, pattern=r"^[^:,\s]+$")]
+TargetRef = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$")]
 OnMap = dict[ErrorClass, Action]
 Capability = Literal["tools", "vision", "json_object", "json_schema", "streaming"]
 Window = Literal["minute", "hour", "day", "month", "total"]
@@ -64,7 +70,17 @@ FakeOutcome = Literal[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Agreement with the schema (tests/test_schema_agreement.py): aliased fields accept only
+    # their alias (`class`, `$schema`), patterns use Python's re as jsonschema does, and an
+    # explicit null is rejected (the schema has no "null" type) rather than read as "unset".
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("null is not allowed here; remove the key to leave it unset")
+        return v
 
 
 class TimeoutCfg(_Model):
@@ -84,7 +100,7 @@ class RetryCfg(_Model):
 
 
 class BreakerCfg(_Model):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     failures: Annotated[Int, Field(ge=1)] | None = None
     cooldown: Duration | None = None
 
@@ -107,18 +123,18 @@ class PriceCfg(_Model):
 class ModelInfoCfg(_Model):
     context_window: Annotated[Int, Field(ge=1)] | None = None
     max_output_tokens: Annotated[Int, Field(ge=1)] | None = None
-    tools: bool | None = None
-    vision: bool | None = None
-    json_object: bool | None = None
-    json_schema: bool | None = None
-    streaming: bool | None = None
+    tools: StrictBool | None = None
+    vision: StrictBool | None = None
+    json_object: StrictBool | None = None
+    json_schema: StrictBool | None = None
+    streaming: StrictBool | None = None
     price: PriceCfg | None = None
 
 
 class FakeStepCfg(_Model):
     outcome: FakeOutcome
     latency: Duration | None = None
-    text: str | None = None
+    text: StrictStr | None = None
     retry_after: Duration | None = None
     status: Annotated[Int, Field(ge=100, le=599)] | None = None
 
@@ -141,24 +157,24 @@ REQUIRED_BASE_URL = frozenset({"openai-compatible", "azure-openai"})
 
 class ProviderCfg(_Model):
     kind: ProviderKind
-    api_key: SecretStr | None = None
-    base_url: str | None = None
-    headers: dict[str, str] | None = Field(default=None, repr=False)
+    api_key: Annotated[SecretStr, Strict()] | None = None
+    base_url: StrictStr | None = None
+    headers: dict[str, StrictStr] | None = Field(default=None, repr=False)
     timeout: TimeoutCfg | None = None
     retry: RetryCfg | None = None
     breaker: BreakerCfg | None = None
     models: dict[str, ModelInfoCfg] | None = None
     # kind-specific settings (see KIND_FIELDS)
-    organization: str | None = None
-    project: str | None = None
+    organization: StrictStr | None = None
+    project: StrictStr | None = None
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
-    stream_usage: bool | None = None
-    api_version: str | None = None
-    deployments: dict[str, str] | None = None
-    anthropic_version: str | None = None
+    stream_usage: StrictBool | None = None
+    api_version: StrictStr | None = None
+    deployments: dict[str, StrictStr] | None = None
+    anthropic_version: StrictStr | None = None
     keep_alive: Duration | None = None
     script: Annotated[list[FakeOutcome | FakeStepCfg], Field(min_length=1)] | None = None
-    text: str | None = None
+    text: StrictStr | None = None
     latency: Duration | None = None
 
     @model_validator(mode="after")
@@ -208,7 +224,7 @@ class RouteCfg(_Model):
     timeout: TimeoutCfg | None = None
     retry: RetryCfg | None = None
     max_tokens: Annotated[Int, Field(ge=1)] | None = None
-    description: str | None = None
+    description: StrictStr | None = None
 
     @model_validator(mode="after")
     def _unique_requires(self) -> RouteCfg:
@@ -218,18 +234,19 @@ class RouteCfg(_Model):
 
 
 class ErrorRuleCfg(_Model):
-    provider: str | None = None
-    kind: str | None = None
+    provider: StrictStr | None = None
+    kind: StrictStr | None = None
     status: Annotated[Int, Field(ge=100, le=599)] | None = None
-    code: str | None = None
-    type: str | None = None
-    match: Annotated[str, StringConstraints(min_length=1)] | None = None
+    code: StrictStr | None = None
+    type: StrictStr | None = None
+    match: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
     error_class: ErrorClass = Field(alias="class")
 
 
 class BudgetCfg(_Model):
     scope: Annotated[
-        str, StringConstraints(pattern=r"^(global|provider:.+|alias:.+|target:.+:.+|tag:[^=]+=.*)$")
+        str, StringConstraints(
+            strict=True, pattern=r"^(global|provider:.+|alias:.+|target:.+:.+|tag:[^=]+=.*)$")
     ]
     usd: Money
     per: Window | None = None
@@ -237,7 +254,7 @@ class BudgetCfg(_Model):
 
 
 class RouteFileCfg(_Model):
-    schema_: str | None = Field(default=None, alias="$schema")
+    schema_: StrictStr | None = Field(default=None, alias="$schema")
     version: Literal[1]
     defaults: DefaultsCfg | None = None
     providers: dict[Name, ProviderCfg] | None = None

@@ -1,7 +1,8 @@
 """The price of each call, from the ``genai-prices`` package's offline data (or the route file's
 ``price:`` override), resolved once per provider kind and model and cached.
 
-genai-prices is imported on first use: it takes ~0.4 s to import, which `import router` must not pay.
+genai-prices is imported on first use: it takes ~0.4 s to import, which `import router` must
+not pay.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def lookup_price(kind: str, model: str) -> Price | None:
     price: Price | None = None
     provider_id = _PROVIDER_IDS.get(kind)
     if provider_id is not None:
-        from genai_prices import Usage as GUsage  # noqa: PLC0415 - slow import, on first use
-        from genai_prices import calc_price  # noqa: PLC0415
+        from genai_prices import Usage as GUsage
+        from genai_prices import calc_price
 
         try:
             mp = calc_price(GUsage(input_tokens=1), model, provider_id=provider_id).model_price

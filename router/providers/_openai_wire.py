@@ -227,7 +227,7 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
         ToolCall(id=str(c.get("id") or ""), name=str(fn.get("name") or ""),
                  arguments=parse_arguments(fn.get("arguments")))
         for c in message.get("tool_calls") or ()
-        if isinstance(fn := c.get("function"), Mapping)
+        if isinstance(c, Mapping) and isinstance(fn := c.get("function"), Mapping)
     ]
     if not calls and isinstance(fc := message.get("function_call"), Mapping):
         calls.append(ToolCall(id="", name=str(fc.get("name") or ""),

@@ -6,7 +6,9 @@ run time.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 
 from router.providers.base import Provider
 
@@ -15,6 +17,10 @@ _BUILTIN: dict[str, str] = {
     "openai": "router.providers.openai:OpenAIProvider",
     "openai-compatible": "router.providers.openai:OpenAICompatibleProvider",
     "fake": "router.providers.fake:FakeProvider",
+    "anthropic": "router.providers.anthropic:AnthropicProvider",
+    "google": "router.providers.google:GoogleProvider",
+    "ollama": "router.providers.ollama:OllamaProvider",
+    "azure-openai": "router.providers.azure:AzureOpenAIProvider",
 }
 _LOADED: dict[str, type[Provider]] = {}
 
@@ -36,11 +42,20 @@ def provider_class(kind: str) -> type[Provider]:
 
 def available_kinds() -> list[str]:
     """Every kind this installation can serve."""
-    return sorted(set(_BUILTIN) | set(_LOADED))
+    return sorted(k for k in set(_BUILTIN) | set(_LOADED) if is_available(k))
+
+
+@functools.cache
+def _module_exists(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def is_available(kind: str) -> bool:
-    return kind in _BUILTIN or kind in _LOADED
+    """Whether a provider class for ``kind`` is registered and importable."""
+    if kind in _LOADED:
+        return True
+    ref = _BUILTIN.get(kind)
+    return ref is not None and _module_exists(ref.partition(":")[0])
 
 
 #: Key variables per kind, for kinds whose classes are not importable cheaply (or not yet
