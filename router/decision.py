@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from tenacity.wait import wait_random_exponential
 
-from router.errors import Action, ErrorClass, LlmError
+from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.money.tokens import estimate_prompt_tokens
 from router.plan import RetryPolicy, Route, Target
 from router.types import ChatRequest
@@ -147,8 +147,10 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
 def action_for(target: Target, error: LlmError) -> Action:
     """What to do after ``error`` on ``target``: the route's ``on:`` table, then built-ins."""
     action = target.actions.get(error.error_class, Action.FALLBACK)
-    if action is Action.RETRY and not error.retryable:
-        return Action.FALLBACK  # e.g. x-should-retry: false
+    if action is Action.RETRY and not error.retryable and error.error_class in RETRYABLE_CLASSES:
+        # A transient class the server said not to retry (x-should-retry: false). A class that
+        # is not transient by default is retried only because the route's ``on:`` asked to.
+        return Action.FALLBACK
     return action
 
 

@@ -55,7 +55,7 @@ _counter = itertools.count()
 class _Call:
     """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
 
-    __slots__ = ("alias", "deadline", "loop", "records", "request_id", "router")
+    __slots__ = ("alias", "deadline", "loop", "probes", "records", "request_id", "router")
 
     def __init__(self, router: Router, route: Route, request_id: str,
                  timeout: float | None) -> None:
@@ -66,10 +66,24 @@ class _Call:
         limit = timeout if timeout is not None else route.deadline
         self.deadline = None if limit is None else self.loop.time() + limit
         self.records: list[AttemptRecord] = []
+        self.probes: set[str] = set()  # targets whose half-open probe this call holds
 
     # WalkEnv
     def breaker_allows(self, target: Target) -> bool:
-        return self.router._breakers.allows(target.key, target.breaker)
+        breakers = self.router._breakers
+        half_open = breakers.state(target.key, target.breaker) == "half_open"
+        if not breakers.allows(target.key, target.breaker):
+            return False
+        if half_open:
+            self.probes.add(target.key)
+        return True
+
+    def release_probes(self) -> None:
+        """Free the slot of a probe that ended without a verdict (cancelled, the consumer
+        stopped, the deadline passed): otherwise the breaker would stay open for good."""
+        for key in self.probes:
+            self.router._breakers.release_probe(key)
+        self.probes.clear()
 
     def budget_reason(self, target: Target, needs: CallNeeds) -> str | None:
         return None
@@ -105,13 +119,15 @@ class _Call:
 class Router:
     """Routes LLM calls by a compiled Plan. Use ``async with Router.from_yaml(path)``.
 
-    Owns one HTTP connection pool; ``aclose()`` (or leaving ``async with``) closes it.
+    Owns one HTTP connection pool; ``aclose()`` (or leaving ``async with``) closes it. A pool
+    passed as ``http=`` belongs to the caller, who closes it (it may serve several Routers).
     """
 
     def __init__(self, plan: Plan, *, http: HttpPool | None = None,
                  seed: int | None = None) -> None:
         self.plan = plan
-        self._http = http or HttpPool()
+        self._http = http if http is not None else HttpPool()
+        self._owns_http = http is None
         self._breakers = Breakers()
         self._rng = random.Random(seed)
         self._providers: dict[str, Provider] = {}
@@ -171,10 +187,11 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool; safe to call twice."""
+        """Close the connection pool (if this Router created it); safe to call twice."""
         if not self._closed:
             self._closed = True
-            await self._http.aclose()
+            if self._owns_http:
+                await self._http.aclose()
 
     # -- calls ----------------------------------------------------------------------------
     def _prepare(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
@@ -202,18 +219,21 @@ class Router:
         gen = walk(route, self._order(route), needs, call)
         decision: Decision = next(gen)
         response: ChatResponse | None = None
-        while not isinstance(decision, Done):
-            if isinstance(decision, Try):
-                response, error = await self._attempt(call, decision, request)
-                decision = gen.send(error)
-            elif isinstance(decision, Wait):
-                call.note_wait(decision)
-                await asyncio.sleep(decision.seconds)
-                decision = next(gen)
-            else:
-                call.skip(decision, len(call.records) + 1)
-                decision = next(gen)
-        gen.close()
+        try:
+            while not isinstance(decision, Done):
+                if isinstance(decision, Try):
+                    response, error = await self._attempt(call, decision, request)
+                    decision = gen.send(error)
+                elif isinstance(decision, Wait):
+                    call.note_wait(decision)
+                    await asyncio.sleep(decision.seconds)
+                    decision = next(gen)
+                else:
+                    call.skip(decision, len(call.records) + 1)
+                    decision = next(gen)
+        finally:
+            gen.close()
+            call.release_probes()
         if decision.ok and response is not None:
             response.attempts = call.records
             response.request_id = rid
@@ -291,11 +311,11 @@ class Router:
                 error = self._timeout_error(d)
         latency = (time.perf_counter() - start) * 1000
         if error is not None:
-            self._note_failure(target, error)
+            self._note_failure(call, target, error)
             call.record(_error_record(call, d, error, latency))
             return None, error
         assert response is not None
-        self._breakers.record_success(target.key)
+        self._note_success(call, target)
         response.target = target.key
         response.cost_usd = cost_usd(price_of(target), response.usage)
         call.record(AttemptRecord(
@@ -304,7 +324,12 @@ class Router:
             cost_usd=response.cost_usd))
         return response, None
 
-    def _note_failure(self, target: Target, error: LlmError) -> None:
+    def _note_success(self, call: _Call, target: Target) -> None:
+        call.probes.discard(target.key)  # a verdict: the probe (if held) is spent
+        self._breakers.record_success(target.key)
+
+    def _note_failure(self, call: _Call, target: Target, error: LlmError) -> None:
+        call.probes.discard(target.key)
         if self._breakers.record_failure(target.key, target.breaker, retryable=error.retryable):
             log.emit("breaker_opened", target=target.key, cooldown_s=target.breaker.cooldown)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +58,8 @@ providers:
 ENV = {"OPENAI_API_KEY": "sk-test-123"}
 
 
-def load_ok(text: str | bytes, env: dict[str, str] | None = None) -> tuple[Document, list[Diagnostic]]:
+def load_ok(text: str | bytes,
+            env: dict[str, str] | None = None) -> tuple[Document, list[Diagnostic]]:
     doc, diags = load_text(text, "routes.yaml", env=ENV if env is None else env)
     assert doc is not None, diags
     return doc, diags
@@ -126,6 +128,11 @@ def test_numbers_and_nulls_resolve_like_safe_loader() -> None:
     doc, _ = load_ok("i: 12\nh: 0x1f\nf: 1.5\ne: 1e3\nn: ~\nm: null\nempty:\ns: '12'\nt: 30s\n")
     assert doc.data == {"i": 12, "h": 31, "f": 1.5, "e": "1e3", "n": None, "m": None,
                         "empty": None, "s": "12", "t": "30s"}
+
+
+def test_loading_leaves_pyyaml_safe_loader_unchanged() -> None:
+    load_ok("on: yes\n")
+    assert yaml.safe_load("on: yes\n") == {True: True}
 
 
 def test_dates_stay_strings() -> None:
@@ -238,6 +245,11 @@ def test_inline_merge_entries_keep_their_own_marks() -> None:
 def test_merge_of_a_scalar_is_e008() -> None:
     _, diags = load_ok("a: &s text\nb:\n  <<: *s\n")
     assert (only(diags, "E008").line, only(diags, "E008").col) == (3, 7)
+
+
+def test_anchor_on_a_key_can_be_aliased() -> None:
+    doc, diags = load_ok("&k kind: *k\n")
+    assert diags == [] and doc.data == {"kind": "kind"}
 
 
 def test_alias_without_anchor_is_e003() -> None:
@@ -367,6 +379,11 @@ def test_default_is_used_when_variable_is_missing(ref: str, value: str) -> None:
 def test_default_is_not_used_when_variable_is_set() -> None:
     doc, _ = load_ok('a: "${X:-fallback}"\n', env={"X": "real"})
     assert doc.data == {"a": "real"}
+
+
+def test_empty_variable_falls_back_to_default_like_the_shell() -> None:
+    doc, _ = load_ok('a: "${X:-fallback}"\n', env={"X": ""})
+    assert doc.data == {"a": "fallback"} and doc.env_refs[0].present
 
 
 def test_double_dollar_escapes_a_literal_reference() -> None:
@@ -504,16 +521,13 @@ def big_route_file(aliases: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_five_thousand_aliases_load_in_under_half_a_second() -> None:
+def test_five_thousand_aliases_load_with_every_mark() -> None:
+    # Speed is measured in bench/validate_bench.py, not asserted here (noisy machines).
     text = big_route_file(5000)
     assert text.count("\n") > 30_000
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        doc, diags = load_text(text, "big.yaml", env=ENV)
-        best = min(best, time.perf_counter() - start)
+    doc, diags = load_text(text, "big.yaml", env=ENV)
     assert doc is not None and diags == [] and len(doc.data["models"]) == 5000
-    assert best < 0.5
+    assert doc.marks[("models", "alias4999", "chain", 2)].line == text.count("\n") - 1
 
 
 # Fuzzing
@@ -545,8 +559,8 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     assert_well_formed(load_text(data, "fuzz.yaml", env={}))
 
 
-YAML_BITS = st.sampled_from(list(":-[]{}&*!|>'\"%@`#,?\t\n $<{}") + ["<<: *", "${", "&a ", "*a",
-                                                                       "\n  ", "\n- ", "---"])
+YAML_BITS = st.sampled_from([*":-[]{}&*!|>'\"%@`#,?\t\n $<", "<<: *", "${", "&a ", "*a", "\n  ",
+                             "\n- ", "---"])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -111,6 +111,9 @@ def _equal(a: Any, b: Any) -> bool:
 def _every(checks: list[Check]) -> Check:
     if len(checks) == 1:
         return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda x: first(x) and second(x)
 
     def every(x: Any) -> bool:
         for c in checks:  # noqa: SIM110 - a plain loop is the hot path of a large file
@@ -149,6 +152,9 @@ class _Twin:
         keys = s.keys() - _IGNORED
         if s.get("type") == "object" and keys <= _OBJECT_KEYWORDS:
             return self._object(s)
+        if s.get("type") == "string" and keys == {"type", "pattern"}:
+            search = re.compile(s["pattern"]).search
+            return lambda x: isinstance(x, str) and search(x) is not None
         return _every([self._keyword(k, s[k], s) for k in s if k in keys])
 
     def _object(self, s: dict[str, Any]) -> Check:
@@ -215,6 +221,10 @@ class _Twin:
             return _every(subs)
         if k == "oneOf":
             return lambda x: sum(1 for c in subs if c(x)) == 1
+
+        if len(subs) == 2:
+            first, second = subs
+            return lambda x: first(x) or second(x)
 
         def any_of(x: Any) -> bool:
             for c in subs:  # noqa: SIM110 - see _every
@@ -285,9 +295,10 @@ def _gated(cond: Check, yes: Seen, no: Seen) -> Seen:
     return lambda x: yes(x) if cond(x) else no(x)
 
 
+# Written as jsonschema writes them (fail when x < minimum, ...), so NaN passes as it does there.
 _BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
-    "minimum": lambda x, v: x >= v, "maximum": lambda x, v: x <= v,
-    "exclusiveMinimum": lambda x, v: x > v, "exclusiveMaximum": lambda x, v: x < v}
+    "minimum": lambda x, v: not x < v, "maximum": lambda x, v: not x > v,
+    "exclusiveMinimum": lambda x, v: not x <= v, "exclusiveMaximum": lambda x, v: not x >= v}
 
 
 class _Jsonschema:

@@ -328,7 +328,7 @@ class _YamlBuilder(_Builder):
         if tag == _STR:
             return self.string(event.value, path, pos)
         construct = _CONSTRUCT.get(tag)
-        problem = f"unsupported tag {tag}"
+        problem = f"unsupported tag {tag.replace(_TAG, '!!')}"
         if construct is not None:
             try:
                 return construct(_CONSTRUCTOR, yaml.ScalarNode(tag, event.value))
@@ -339,7 +339,8 @@ class _YamlBuilder(_Builder):
 
     def check_tag(self, event: Any, expected: str) -> None:
         if event.tag not in (None, "!", expected):
-            self.report(_pos(event.start_mark), "E008", f"unsupported tag {event.tag}",
+            tag = event.tag.replace(_TAG, "!!")
+            self.report(_pos(event.start_mark), "E008", f"unsupported tag {tag}",
                         "route files use plain mappings, lists and scalars; remove the tag")
 
     def sequence(self, start: Any, path: Path) -> list[Any]:
@@ -376,7 +377,9 @@ class _YamlBuilder(_Builder):
             text: str = event.value
             if (event.tag is not None or text[:1] in _IMPLICIT) and (tag := _tag(event)) != _STR:
                 self.report(_pos(event.start_mark), "E006", f"keys must be strings: {text!r} is "
-                            f"read as {tag.removeprefix(_TAG)}", f'quote it: "{text}":')
+                            f"read as {tag.replace(_TAG, '!!')}", f'quote it: "{text}":')
+            if event.anchor is not None:
+                self.anchors[event.anchor] = text
             return text
         if kind is AliasEvent and isinstance(value := self.alias(event), str):
             return value
@@ -430,12 +433,14 @@ class _YamlBuilder(_Builder):
         merged: dict[str, Any] = {}
         depth = len(path)
         for value, marks, key_marks in sources:
-            taken = {k for k in value if k not in out and k not in merged}
+            taken = [k for k in value if k not in out and k not in merged]  # keeps the order
             for k in taken:
                 merged[k] = value[k]
                 self.note_secrets((*path, k), value[k])
+            chosen = set(taken)
             for table, own in ((marks, self.marks), (key_marks, self.key_marks)):
-                own.update((p, m) for p, m in table.items() if len(p) > depth and p[depth] in taken)
+                own.update((p, m) for p, m in table.items()
+                           if len(p) > depth and p[depth] in chosen)
         merged.update(out)
         return merged
 
@@ -462,7 +467,7 @@ def _decode(text: str | bytes, filename: str) -> str:
     text = text.removeprefix("\ufeff")
     if (bad := _NON_PRINTABLE.search(text)) is not None:
         char, data = ord(bad.group()), text[: bad.start()].encode()
-        what = "binary data (a NUL byte)" if char == 0 else f"control character U+{char:04X}"
+        what = "binary data (a NUL byte)" if char == 0 else f"non-printable character U+{char:04X}"
         raise _bad_bytes(filename, data, len(data), what,
                          'delete it, or write it as an escape in a double-quoted string: "\\x1b"')
     return text

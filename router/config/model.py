@@ -3,6 +3,7 @@ tests/test_schema_agreement.py proves both accept and reject the same corpus."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,23 +24,31 @@ from router.config.units import parse_duration, parse_money
 from router.errors import Action, ErrorClass
 
 
+def _float(v: int | float) -> float:
+    # JSON Schema compares integers of any size; past float's range they mean +-infinity.
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
 def _duration(v: Any) -> float:
     if not isinstance(v, str | int | float) or isinstance(v, bool):
         raise ValueError("a duration is a number of seconds or a string like 500ms, 5s, 2m")
-    return parse_duration(v)
+    return parse_duration(v if isinstance(v, str) else _float(v))
 
 
 def _money(v: Any) -> float:
     if not isinstance(v, str | int | float) or isinstance(v, bool):
         raise ValueError("an amount is a number of US dollars")
-    return parse_money(v)
+    return parse_money(v if isinstance(v, str) else _float(v))
 
 
-def _number(v: Any) -> Any:
+def _number(v: Any) -> float:
     # JSON Schema's "number": no booleans, and no strings pydantic would otherwise coerce.
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError("expected a number")
-    return v
+    return _float(v)
 
 
 def _integer(v: Any) -> Any:

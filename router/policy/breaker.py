@@ -47,11 +47,12 @@ class Breakers:
         if not policy.enabled:
             return False
         s = self._states.setdefault(key, _State())
+        if not retryable:  # no verdict on health: a half-open probe just frees its slot
+            s.probing = False
+            return False
         if s.probing:  # the half-open probe failed: open again for a full cooldown
             s.probing, s.opened_at = False, self._clock()
             return True
-        if not retryable:
-            return False
         s.failures += 1
         if s.opened_at is None and s.failures >= policy.failures:
             s.opened_at = self._clock()

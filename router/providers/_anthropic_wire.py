@@ -1,0 +1,403 @@
+"""Anthropic Messages API wire format: our types to the request JSON, the ``message`` object
+back, and the error-body mapping. Pure functions; no I/O.
+
+Field names follow the API reference (https://docs.anthropic.com/en/api/messages) and
+anthropic-sdk-python's generated types (``types/message.py``, ``usage.py``,
+``message_create_params.py``, ``tool_choice_*_param.py``, ``thinking_config_*_param.py``).
+
+Error bodies are mapped in ``anthropic`` (the provider edge).
+
+Structured output: the API has no JSON mode. ``json_schema`` is served by an *answer tool*
+whose ``input_schema`` is the schema; the model is made to call it and the call's input comes
+back as ``ChatResponse.text`` (never as a tool call). ``json_object`` adds a system instruction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from router.errors import ServerError
+from router.providers.catalog import facts_for
+from router.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    Usage,
+)
+
+#: Key of the one-entry dict that holds tool input that was not a JSON object (the same
+#: convention as the OpenAI wire, so a replayed call is sent back unchanged).
+RAW_ARGUMENTS_KEY = "_raw"
+
+DEFAULT_MAX_TOKENS = 4096  # unknown model: the smallest output limit of any current Claude
+MAX_DEFAULT_MAX_TOKENS = 8192  # a known model's limit is capped here when the caller gave none
+MIN_THINKING_BUDGET = 1024  # the API rejects smaller budget_tokens
+EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+
+_ANSWER_TOOL = "json_response"
+_JSON_OBJECT_INSTRUCTION = ("Reply with a single valid JSON object and nothing else: no prose "
+                            "before or after it, no code fences.")
+_TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+_TOOL_CHOICE_WORDS = {"auto": "auto", "required": "any", "none": "none", "any": "any"}
+_PLACEHOLDER_USER_TURN = "(continue)"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTool:
+    """The tool that carries a ``json_schema`` answer. ``wrapped``: the schema is not an object
+    (``input_schema`` must be), so it sits under ``{"value": ...}`` and is unwrapped on return."""
+
+    name: str
+    wrapped: bool = False
+
+    def unwrap(self, value: Mapping[str, Any]) -> Any:
+        return value.get("value") if self.wrapped else value
+
+    def text(self, value: Mapping[str, Any]) -> str:
+        """The answer as JSON text."""
+        return json.dumps(self.unwrap(value), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Request: messages
+
+
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    if not part.is_data_url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    # data:[<media type>][;base64],<data>  (RFC 2397); the API wants base64 and a media type.
+    header, _, payload = part.url[5:].partition(",")
+    media_type, *params = header.split(";")
+    if "base64" in params:
+        data = payload
+    else:
+        data = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode("ascii")
+    return {"type": "image",
+            "source": {"type": "base64", "media_type": media_type or "image/png", "data": data}}
+
+
+def _content_blocks(content: str | list[TextPart | ImagePart] | None) -> list[dict[str, Any]]:
+    # Empty text blocks are rejected by the API ("text content blocks must be non-empty").
+    if content is None or isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        else:
+            blocks.append(_image_block(part))
+    return blocks
+
+
+def _tool_input(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    raw = arguments.get(RAW_ARGUMENTS_KEY)
+    if len(arguments) == 1 and isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    return dict(arguments)  # ``input`` must be an object: {"_raw": text} is one
+
+
+def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
+    """(role, blocks) of one non-system message."""
+    if message.role == "tool":
+        result: dict[str, Any] = {"type": "tool_result",
+                                  "tool_use_id": message.tool_call_id or ""}
+        blocks = _content_blocks(message.content)
+        if blocks:
+            result["content"] = blocks
+        return "user", [result]
+    blocks = _content_blocks(message.content)
+    if message.role == "assistant":
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
+                    "input": _tool_input(c.arguments)} for c in message.tool_calls or ()]
+    return ("assistant" if message.role == "assistant" else "user"), blocks
+
+
+def _tool_results_first(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # In a user turn, tool_result blocks must come before any other content.
+    results = [b for b in blocks if b["type"] == "tool_result"]
+    return results + [b for b in blocks if b["type"] != "tool_result"] if results else blocks
+
+
+def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """(system text, API messages). System messages go to ``system`` (joined); consecutive
+    turns of one role are merged, since the API wants user and assistant to alternate; tool
+    messages become ``tool_result`` blocks of a user turn; empty turns are dropped."""
+    system = [m.text for m in messages if m.role == "system" and m.text]
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role, blocks = _turn(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            turn["content"] = _tool_results_first(turn["content"])
+    if turns and turns[0]["role"] != "user":
+        # The first turn must be the user's; a conversation that opens with the assistant
+        # (replayed history) gets a minimal user turn in front.
+        turns.insert(0, {"role": "user", "content": [{"type": "text",
+                                                       "text": _PLACEHOLDER_USER_TURN}]})
+    if turns and turns[-1]["role"] == "assistant":
+        _strip_final_whitespace(turns[-1]["content"])
+    for turn in turns:  # one text block reads better (and is shorter) as a plain string
+        content = turn["content"]
+        if len(content) == 1 and content[0]["type"] == "text":
+            turn["content"] = content[0]["text"]
+    return "\n\n".join(system), turns
+
+
+def _strip_final_whitespace(blocks: list[dict[str, Any]]) -> None:
+    # "final assistant content cannot end with trailing whitespace" (a prefill).
+    last = blocks[-1]
+    if last["type"] == "text":
+        text = last["text"].rstrip()
+        if text:
+            last["text"] = text
+        else:
+            blocks.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# Request: tools, structured output, thinking, the body
+
+
+def encode_tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
+    if tool.description:
+        out["description"] = tool.description
+    return out
+
+
+def encode_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI-style choice to Anthropic's: auto, required → any, none, a tool name or
+    ``{"type": "function", "function": {"name": ...}}`` → tool; Anthropic dicts pass through."""
+    if isinstance(choice, str):
+        word = _TOOL_CHOICE_WORDS.get(choice)
+        return {"type": word} if word else {"type": "tool", "name": choice}
+    fn = choice.get("function")
+    if choice.get("type") == "function" and isinstance(fn, Mapping):
+        return {"type": "tool", "name": str(fn.get("name") or "")}
+    return dict(choice)
+
+
+def _answer_tool(fmt: ResponseFormat) -> tuple[AnswerTool, dict[str, Any]]:
+    name = _TOOL_NAME.sub("_", fmt.name or _ANSWER_TOOL)[:64] or _ANSWER_TOOL
+    schema: dict[str, Any] = dict(fmt.schema or {"type": "object"})
+    wrapped = schema.get("type") != "object"
+    if wrapped:
+        schema = {"type": "object", "properties": {"value": schema}, "required": ["value"]}
+    definition = {"name": name, "input_schema": schema,
+                  "description": "Give your final answer by calling this tool once; its input "
+                                 "is the answer."}
+    return AnswerTool(name, wrapped), definition
+
+
+def thinking_config(request: ChatRequest) -> dict[str, Any] | None:
+    """``extra["thinking"]`` as given, else a budget from ``reasoning_effort`` (None: off)."""
+    given = request.extra.get("thinking")
+    if isinstance(given, Mapping):
+        return dict(given) if given.get("type") in ("enabled", "adaptive") else None
+    budget = EFFORT_BUDGETS.get(request.reasoning_effort or "")
+    return {"type": "enabled", "budget_tokens": budget} if budget else None
+
+
+def default_max_tokens(model: str) -> int:
+    """The model's output limit capped at 8192, or 4096 for a model the catalog lacks."""
+    facts = facts_for("anthropic", model)
+    return min(facts.max_output_tokens, MAX_DEFAULT_MAX_TOKENS) if facts else DEFAULT_MAX_TOKENS
+
+
+def _size_budget(model: str, request: ChatRequest,
+                 thinking: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+    """(max_tokens, thinking). The API wants ``MIN_THINKING_BUDGET <= budget < max_tokens``:
+    with no max_tokens from the caller the budget is added on top of the default; a caller's
+    max_tokens is a cost cap, so a budget from ``reasoning_effort`` shrinks to fit it instead
+    (or thinking is dropped). An explicit ``extra["thinking"]`` is sent as given."""
+    budget = thinking.get("budget_tokens") if thinking else None
+    if not isinstance(budget, int) or thinking is None:
+        return request.max_tokens or default_max_tokens(model), thinking
+    explicit = "thinking" in request.extra
+    if request.max_tokens is None:
+        facts = facts_for("anthropic", model)
+        max_tokens = default_max_tokens(model) + budget
+        if facts is not None:
+            max_tokens = min(max_tokens, facts.max_output_tokens)
+        if budget >= max_tokens and not explicit:
+            thinking["budget_tokens"] = max(max_tokens // 2, MIN_THINKING_BUDGET)
+        return max_tokens, thinking
+    max_tokens = request.max_tokens
+    if explicit or budget < max_tokens:
+        return max_tokens, thinking
+    if max_tokens <= MIN_THINKING_BUDGET:
+        return max_tokens, None
+    thinking["budget_tokens"] = max(max_tokens // 2, MIN_THINKING_BUDGET)
+    return max_tokens, thinking
+
+
+def build_body(model: str, request: ChatRequest, *,
+               stream: bool) -> tuple[dict[str, Any], AnswerTool | None]:
+    """The request body and the answer tool (``json_schema`` only). ``request.extra`` is merged
+    last and wins. ``seed`` has no Anthropic equivalent and is not sent."""
+    system, messages = encode_messages(request.messages)
+    thinking = thinking_config(request)
+    max_tokens, thinking = _size_budget(model, request, thinking)
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+    instructions = [system] if system else []
+    if thinking is not None:
+        body["thinking"] = thinking
+    else:  # thinking is incompatible with sampling changes: drop them, as for OpenAI o-series
+        _put(body, "temperature", request.temperature)
+        _put(body, "top_p", request.top_p)
+    _put(body, "stop_sequences", request.stop or None)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    tools = [encode_tool(t) for t in request.tools or ()]
+    choice = encode_tool_choice(request.tool_choice) if request.tool_choice is not None else None
+    answer: AnswerTool | None = None
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        answer, definition = _answer_tool(fmt)
+        tools.append(definition)
+        if thinking is not None:  # forced tool use is incompatible with thinking: ask instead
+            instructions.append(f"Give your final answer by calling the `{answer.name}` tool.")
+        elif not request.tools:
+            choice = {"type": "tool", "name": answer.name}
+        elif choice is None or choice["type"] == "auto":
+            choice = {"type": "any"}  # a user tool or the answer, never free text
+    elif fmt is not None and fmt.type == "json_object":
+        instructions.append(_JSON_OBJECT_INSTRUCTION)
+    if instructions:
+        body["system"] = "\n\n".join(instructions)
+    if tools:
+        body["tools"] = tools
+    if request.parallel_tool_calls is False and tools:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None and tools:  # a choice without tools is meaningless: not sent
+        body["tool_choice"] = choice
+    if stream:
+        body["stream"] = True
+    body.update(request.extra)  # an explicit "thinking" is already in body, unchanged
+    return body, answer
+
+
+def _put(body: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        body[key] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Response
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",  # a paused server-tool turn; what came so far is the answer
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """Streamed ``partial_json`` fragments, joined, to a dict (empty → {}; not a JSON object →
+    ``{"_raw": text}``: the model produced bad JSON and the caller decides)."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {RAW_ARGUMENTS_KEY: text}
+    return value if isinstance(value, dict) else {RAW_ARGUMENTS_KEY: text}
+
+
+def finish_reason(stop_reason: Any, has_tool_calls: bool) -> FinishReason:
+    """``stop_reason`` mapped; unknown or missing → stop, or tool_calls when calls came."""
+    reason = _STOP_REASONS.get(stop_reason) if isinstance(stop_reason, str) else None
+    if reason is None or (reason == "tool_calls" and not has_tool_calls):
+        # tool_use with only the answer tool called is a finished answer
+        return "tool_calls" if has_tool_calls else "stop"
+    return reason
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` to Usage: input counts every prompt token (uncached + cache read + cache
+    written, as the API's docs add them up); cached is the cache read."""
+    if not isinstance(data, Mapping):
+        return None
+    cache_read = _int(data.get("cache_read_input_tokens"))
+    details = data.get("output_tokens_details")
+    return Usage(
+        input_tokens=(_int(data.get("input_tokens")) + cache_read
+                      + _int(data.get("cache_creation_input_tokens"))),
+        output_tokens=_int(data.get("output_tokens")),
+        cached_tokens=cache_read,
+        reasoning_tokens=(_int(details.get("thinking_tokens"))
+                          if isinstance(details, Mapping) else 0),
+    )
+
+
+def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> ChatResponse:
+    """A ``message`` object to ChatResponse: text blocks joined, tool_use blocks as calls,
+    thinking blocks as ``reasoning`` (never in ``text``); the answer tool's input as ``text``."""
+    content = data.get("content") if isinstance(data, Mapping) else None
+    if not isinstance(content, list):
+        raise ServerError("message has no content list")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    answer_text: str | None = None
+    for block in content:
+        if not isinstance(block, Mapping):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text") or ""))
+        elif kind == "thinking":
+            thoughts.append(str(block.get("thinking") or ""))
+        elif kind == "tool_use":
+            raw = block.get("input")
+            arguments = dict(raw) if isinstance(raw, Mapping) else {}
+            if answer is not None and block.get("name") == answer.name:
+                answer_text = answer.text(arguments)
+            else:
+                calls.append(ToolCall(id=str(block.get("id") or ""),
+                                      name=str(block.get("name") or ""), arguments=arguments))
+    return ChatResponse(
+        text="".join(texts) if answer_text is None else answer_text,
+        tool_calls=calls,
+        finish_reason=finish_reason(data.get("stop_reason"), bool(calls)),
+        usage=parse_usage(data.get("usage")) or Usage(),
+        model=str(data.get("model") or model),
+        id=data.get("id"),
+        reasoning="".join(thoughts) or None,
+    )

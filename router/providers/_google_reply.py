@@ -1,0 +1,202 @@
+"""Gemini API wire format, answer side: a ``GenerateContentResponse`` to ChatResponse, and the
+fold of a streamed sequence of them into ChatChunks. Pure; no I/O.
+
+Shapes: https://ai.google.dev/api/generate-content#v1beta.GenerateContentResponse and
+python-genai ``types.py`` (``FinishReason``, ``BlockedReason``, ``UsageMetadata``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from router.errors import ContentPolicyError, LlmError, ServerError
+from router.providers._google_wire import call_id
+from router.types import ChatChunk, ChatResponse, FinishReason, ToolCall, ToolCallDelta, Usage
+
+#: Output withheld by a filter (safety family, recitation, unsupported language): another
+#: target may answer, so an answer left empty by one of these is a ContentPolicyError.
+FILTER_FINISHES = frozenset({
+    "SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+    "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+})
+#: The model failed to produce a usable turn (a bad function call and the like): left empty by
+#: one of these, an answer is a retryable ServerError, never an empty success.
+FAILED_FINISHES = frozenset({
+    "MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "OTHER",
+    "NO_IMAGE", "IMAGE_OTHER",
+})
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def parse_usage(meta: Any) -> Usage | None:
+    """``usageMetadata`` to Usage. ``promptTokenCount`` includes the cached tokens (as our
+    input_tokens does); tool-use prompt tokens are input too; thoughts are output."""
+    if not isinstance(meta, Mapping):
+        return None
+    thoughts = _int(meta.get("thoughtsTokenCount"))
+    return Usage(
+        input_tokens=_int(meta.get("promptTokenCount")) + _int(meta.get("toolUsePromptTokenCount")),
+        output_tokens=_int(meta.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=_int(meta.get("cachedContentTokenCount")),
+        reasoning_tokens=thoughts,
+    )
+
+
+def normalize_finish_reason(value: str | None, has_tool_calls: bool) -> FinishReason:
+    """STOP → stop (tool_calls when the answer holds calls), MAX_TOKENS → length, the filter
+    family → content_filter; anything else → stop / tool_calls."""
+    if value == "MAX_TOKENS":
+        return "length"
+    if value in FILTER_FINISHES:
+        return "content_filter"
+    return "tool_calls" if has_tool_calls else "stop"
+
+
+def _candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    candidates = data.get("candidates")
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], Mapping):
+        return candidates[0]
+    return None
+
+
+def _block_error(feedback: Mapping[str, Any]) -> ContentPolicyError:
+    reason = str(feedback.get("blockReason"))
+    detail = feedback.get("blockReasonMessage")
+    return ContentPolicyError(f"Gemini blocked the prompt ({reason})"
+                              + (f": {detail}" if isinstance(detail, str) and detail else ""),
+                              provider_code=reason, retryable=False)
+
+
+def empty_answer_error(finish: str | None, candidate: Mapping[str, Any]) -> LlmError | None:
+    """The error for an answer with no text and no calls, by finish reason (None: none)."""
+    message = candidate.get("finishMessage")
+    suffix = f": {message}" if isinstance(message, str) and message else ""
+    if finish in FILTER_FINISHES:
+        return ContentPolicyError(f"Gemini withheld the answer (finishReason {finish}){suffix}",
+                                  provider_code=finish, retryable=False)
+    if finish in FAILED_FINISHES:
+        return ServerError(f"Gemini produced no usable answer (finishReason {finish}){suffix}",
+                           provider_code=finish)
+    return None
+
+
+class _Parts:
+    """The parts of one candidate: visible text, thought text, function calls."""
+
+    def __init__(self, content: Any, first_index: int) -> None:
+        self.text: list[str] = []
+        self.thoughts: list[str] = []
+        self.calls: list[ToolCall] = []
+        for part in _map(content).get("parts") or ():
+            if not isinstance(part, Mapping):
+                continue
+            text = part.get("text")
+            if isinstance(text, str) and text:
+                (self.thoughts if part.get("thought") is True else self.text).append(text)
+            fc = part.get("functionCall")
+            if isinstance(fc, Mapping):
+                name = str(fc.get("name") or "")
+                args = fc.get("args")
+                index = first_index + len(self.calls)
+                self.calls.append(ToolCall(id=str(fc.get("id") or call_id(index, name)),
+                                           name=name,
+                                           arguments=dict(args) if isinstance(args, Mapping)
+                                           else {}))
+
+
+def parse_response(data: Any, model: str) -> ChatResponse:
+    """A whole ``GenerateContentResponse`` to ChatResponse (first candidate). A blocked prompt,
+    or an answer left empty by a filter, raises ContentPolicyError."""
+    if not isinstance(data, Mapping):
+        raise ServerError("response is not a JSON object")
+    candidate = _candidate(data)
+    feedback = _map(data.get("promptFeedback"))
+    if candidate is None:
+        if feedback.get("blockReason"):
+            raise _block_error(feedback)
+        raise ServerError("response has no candidates")
+    parts = _Parts(candidate.get("content"), 0)
+    finish = candidate.get("finishReason")
+    finish = finish if isinstance(finish, str) else None
+    text = "".join(parts.text)
+    if not text and not parts.calls:
+        error = empty_answer_error(finish, candidate)
+        if error is not None:
+            raise error
+    return ChatResponse(
+        text=text,
+        tool_calls=parts.calls,
+        finish_reason=normalize_finish_reason(finish, bool(parts.calls)),
+        usage=parse_usage(data.get("usageMetadata")) or Usage(),
+        model=str(data.get("modelVersion") or model),
+        id=data.get("responseId") if isinstance(data.get("responseId"), str) else None,
+        reasoning="".join(parts.thoughts) or None,
+    )
+
+
+class StreamAssembler:
+    """Folds streamed ``GenerateContentResponse`` objects into ChatChunks and the final chunk.
+
+    Function calls arrive whole, one part each; they are numbered across the stream so ids
+    match what ``parse_response`` gives the same answer. Until a chunk has been emitted, a
+    blocked prompt or an answer withheld by a filter raises (so the router can still fall back);
+    after that the final chunk says ``content_filter``.
+    """
+
+    __slots__ = ("_calls", "emitted", "finish_reason", "model", "response_id", "usage")
+
+    def __init__(self) -> None:
+        self._calls: list[ToolCall] = []
+        self.emitted = False
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+
+    def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
+        """One parsed event; returns a ChatChunk when it carries text, thoughts or calls."""
+        if isinstance(data.get("modelVersion"), str):
+            self.model = data["modelVersion"]
+        if isinstance(data.get("responseId"), str):
+            self.response_id = data["responseId"]
+        usage = parse_usage(data.get("usageMetadata"))
+        if usage is not None:  # cumulative: the last one counts
+            self.usage = usage
+        candidate = _candidate(data)
+        if candidate is None:
+            feedback = _map(data.get("promptFeedback"))
+            if feedback.get("blockReason") and not self.emitted:
+                raise _block_error(feedback)
+            return None
+        parts = _Parts(candidate.get("content"), len(self._calls))
+        finish = candidate.get("finishReason")
+        if isinstance(finish, str):
+            self.finish_reason = finish
+        text, thoughts = "".join(parts.text), "".join(parts.thoughts)
+        if not (text or thoughts or parts.calls):
+            error = empty_answer_error(self.finish_reason, candidate) if not self.emitted else None
+            if error is not None:
+                raise error
+            return None
+        deltas = [ToolCallDelta(index=len(self._calls) + i, id=c.id, name=c.name,
+                                arguments=json.dumps(c.arguments, separators=(",", ":"),
+                                                     ensure_ascii=False))
+                  for i, c in enumerate(parts.calls)]
+        self._calls += parts.calls
+        self.emitted = True
+        return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=thoughts)
+
+    def final_chunk(self) -> ChatChunk:
+        """The last chunk: finish_reason, usage (None if the server sent none), the calls."""
+        calls = list(self._calls)
+        return ChatChunk(finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),
+                         usage=self.usage, final_tool_calls=calls)

@@ -1,0 +1,256 @@
+"""Anthropic Messages API (``POST {base_url}/v1/messages``).
+
+Wire details live in ``_anthropic_wire`` (request, response, errors) and ``_anthropic_stream``
+(stream events); this module does the HTTP exchange and the SSE loop.
+Stream protocol: https://docs.anthropic.com/en/api/messages-streaming
+
+Notes for callers:
+
+- ``max_tokens`` is required by the API: when the request has none, the model's output limit
+  from the catalog (capped at 8192) is sent, or 4096 for a model the catalog lacks.
+- ``response_format`` json_schema is served by a forced *answer tool*; its input comes back as
+  ``text`` (streamed as text deltas) and never as a tool call. json_object is a system
+  instruction. ``seed`` is not sent (no equivalent).
+- Extended thinking: ``extra["thinking"]`` is sent as given; otherwise ``reasoning_effort``
+  low/medium/high becomes a budget of 1024/4096/16384 tokens. With thinking on, temperature and
+  top_p are dropped (the API rejects them) and thinking text goes to ``reasoning`` /
+  ``reasoning_delta``, never to ``text``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from router.errors import AuthError, ConfigError, ErrorClass, LlmError, NetworkError, ServerError
+from router.providers._anthropic_stream import StreamAssembler
+from router.providers._anthropic_wire import build_body, parse_message
+from router.providers.base import (
+    Capabilities,
+    ErrorBody,
+    HttpPool,
+    HttpResponse,
+    Provider,
+    ProviderConfig,
+    Timeouts,
+    classify_status,
+    make_status_error,
+    redact_secrets,
+)
+from router.providers.catalog import facts_for
+from router.providers.sse import ServerSentEvent, SSEDecoder
+from router.types import ChatChunk, ChatRequest, ChatResponse
+
+__all__ = ["DEFAULT_ANTHROPIC_VERSION", "AnthropicProvider", "map_anthropic_error"]
+
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+_DRAIN_TIMEOUT = 1.0  # after message_stop, wait this long for the body's end to reuse the socket
+
+
+# --------------------------------------------------------------------------------------------
+# Errors (https://docs.anthropic.com/en/api/errors): classified once, here
+
+_TYPE_CLASSES: dict[str, ErrorClass] = {
+    "invalid_request_error": ErrorClass.INVALID_REQUEST,
+    "authentication_error": ErrorClass.AUTH,
+    "billing_error": ErrorClass.QUOTA_EXHAUSTED,
+    "permission_error": ErrorClass.PERMISSION,
+    "not_found_error": ErrorClass.NOT_FOUND,
+    "request_too_large": ErrorClass.CONTEXT_WINDOW,
+    "rate_limit_error": ErrorClass.RATE_LIMIT,
+    "api_error": ErrorClass.SERVER,
+    "timeout_error": ErrorClass.SERVER,  # upstream 504: retry like any 5xx
+    "overloaded_error": ErrorClass.OVERLOADED,
+}
+# Out of credit or over a spend limit: 400 invalid_request_error with one of these messages,
+# or 429 rate_limit_error whose details.error_code says so (no retry-after: waiting won't help).
+_QUOTA_MESSAGES = ("credit balance is too low", "reached your specified api usage limits",
+                   "reached your specified workspace api usage limits",
+                   "reached your api usage limits")
+_QUOTA_CODES = frozenset({"enforced_spend_limit_reached"})
+_PROMPT_TOO_LONG = re.compile(r"prompt is too long:\s*(\d+)\s*tokens")
+_CONTEXT_LIMIT = re.compile(r"exceed context limit:\s*(\d+)\s*\+\s*(\d+)\s*>\s*(\d+)")
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _needed_tokens(message: str) -> int | None:
+    """The prompt size (plus max_tokens, when the message adds them) a context error reports."""
+    if m := _PROMPT_TOO_LONG.search(message):
+        return int(m.group(1))
+    if m := _CONTEXT_LIMIT.search(message):
+        return int(m.group(1)) + int(m.group(2))
+    return None
+
+
+def _error_class(status: int | None, err_type: str, code: str, message: str) -> ErrorClass:
+    lowered = message.lower()
+    if (err_type == "billing_error" or status == 402 or code in _QUOTA_CODES
+            or any(q in lowered for q in _QUOTA_MESSAGES)):
+        return ErrorClass.QUOTA_EXHAUSTED
+    if _needed_tokens(lowered) is not None or "prompt is too long" in lowered:
+        return ErrorClass.CONTEXT_WINDOW
+    by_type = _TYPE_CLASSES.get(err_type)
+    if by_type is not None:
+        return by_type
+    return classify_status(status) if status is not None else ErrorClass.SERVER
+
+
+def map_anthropic_error(status: int | None, headers: Mapping[str, str], body: ErrorBody, *,
+                        secrets: tuple[str, ...] = ()) -> LlmError:
+    """The LlmError for ``{"type": "error", "error": {"type", "message", "details"?}}``
+    (status None for an ``error`` event inside a 200 stream). A context-window error carries
+    ``needed_tokens`` when the message states it."""
+    err = body.error_object()
+    err_type = _str(err.get("type"))
+    details = err.get("details")
+    code = _str(details.get("error_code")) if isinstance(details, Mapping) else ""
+    message = _str(err.get("message")) or body.text
+    error_class = _error_class(status, err_type, code, message)
+    error = make_status_error(
+        error_class, status, headers,
+        provider_message=message,
+        provider_type=err_type or None,
+        provider_code=code or None,
+        # Out of credit is not fixed by waiting, whatever x-should-retry says.
+        retryable=False if error_class is ErrorClass.QUOTA_EXHAUSTED else None,
+        secrets=secrets,
+    )
+    if error_class is ErrorClass.CONTEXT_WINDOW:
+        error.needed_tokens = _needed_tokens(message.lower())  # type: ignore[attr-defined]
+    return error
+
+
+# --------------------------------------------------------------------------------------------
+# The provider
+
+
+class _Stop(Exception):
+    """Internal: ``message_stop`` arrived."""
+
+
+class AnthropicProvider(Provider):
+    """api.anthropic.com: ``x-api-key`` and ``anthropic-version`` headers.
+
+    Options: ``anthropic_version`` (default 2023-06-01), ``capabilities`` (overrides of what
+    the catalog says of every model). Config ``headers`` (e.g. ``anthropic-beta``) are sent too.
+    """
+
+    kind: ClassVar[str] = "anthropic"
+    key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+    capabilities_default: ClassVar[Capabilities] = Capabilities(
+        tools=True, vision=True, json_object=True, json_schema=True,
+        streaming=True, streaming_usage=True,
+    )
+
+    def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
+        super().__init__(config, http)
+        base_url = (config.base_url or self.default_base_url or "").rstrip("/")
+        self._url = base_url + "/v1/messages"
+        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
+        version = config.options.get("anthropic_version") or DEFAULT_ANTHROPIC_VERSION
+        self._headers = {"content-type": "application/json", "accept": "application/json",
+                         "anthropic-version": str(version)}
+        if self._secret:
+            self._headers["x-api-key"] = self._secret
+        self._headers.update(config.headers)
+        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
+        self._overrides: Mapping[str, Any] = config.options.get("capabilities") or {}
+        try:
+            replace(self.capabilities_default, **self._overrides)
+        except TypeError as e:
+            raise ConfigError(f"provider {config.name!r}: bad capabilities option: {e}") from e
+
+    def capabilities(self, model: str) -> Capabilities:
+        """The catalog's facts of ``model`` (context window, output limit, vision, tools);
+        json_schema always (through the answer tool); ``options.capabilities`` on top."""
+        caps = self.capabilities_default
+        facts = facts_for(self.kind, model)
+        if facts is not None:
+            caps = replace(caps, tools=facts.tools, vision=facts.vision,
+                           context_window=facts.context_window,
+                           max_output_tokens=facts.max_output_tokens)
+        return replace(caps, **self._overrides) if self._overrides else caps
+
+    # -- calls --------------------------------------------------------------------------
+
+    def _check_key(self) -> None:
+        if not self._secret:
+            raise AuthError(f"no API key for provider {self.config.name!r}: set {self.key_env}",
+                            retryable=False)
+
+    def _error(self, status: int | None, headers: Mapping[str, str],
+               body: ErrorBody) -> LlmError:
+        return map_anthropic_error(status, headers, body, secrets=(self._secret,))
+
+    async def _status_error(self, resp: HttpResponse) -> LlmError:
+        return self._error(resp.status, resp.headers, await resp.read_error_body())
+
+    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
+        """One Messages call."""
+        self._check_key()
+        body, answer = build_body(model, request, stream=False)
+        async with self.http.post(self._url, body, headers=self._headers,
+                                  timeouts=timeouts) as resp:
+            if resp.status >= 300:
+                raise await self._status_error(resp)
+            data = await resp.json()
+            if isinstance(data, Mapping) and data.get("type") == "error":
+                raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
+            response = parse_message(data, model, answer)
+            response.request_id = resp.request_id
+        return response
+
+    async def stream(self, model: str, request: ChatRequest,
+                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
+        """A streamed call; the final chunk (always last, ``finish_reason`` set) carries usage
+        and the assembled tool calls. A body that ends before ``message_stop`` is a
+        NetworkError; an ``error`` event raises its mapped error."""
+        self._check_key()
+        body, answer = build_body(model, request, stream=True)
+        assembler = StreamAssembler(answer)
+        async with self.http.post(self._url, body, headers=self._stream_headers,
+                                  timeouts=timeouts) as resp:
+            if resp.status >= 300:
+                raise await self._status_error(resp)
+            decoder = SSEDecoder()
+            try:
+                while raw := await resp.read_chunk():
+                    for event in decoder.feed(raw):
+                        resp.mark_first_token()
+                        chunk = self._on_event(event, assembler, resp.headers)
+                        if chunk is not None:
+                            yield chunk
+                for event in decoder.flush():
+                    chunk = self._on_event(event, assembler, resp.headers, last=True)
+                    if chunk is not None:
+                        yield chunk
+            except _Stop:
+                await resp.drain(min(timeouts.idle, _DRAIN_TIMEOUT))
+            else:
+                raise NetworkError("stream ended before message_stop")
+        for chunk in assembler.final_chunks():  # after the connection is back in the pool
+            yield chunk
+
+    def _on_event(self, event: ServerSentEvent, assembler: StreamAssembler,
+                  headers: Mapping[str, str], *, last: bool = False) -> ChatChunk | None:
+        try:
+            data = event.json()
+        except ValueError as e:
+            if last:  # the body ended inside an event: the connection was cut
+                raise NetworkError("stream ended inside an event") from e
+            excerpt = redact_secrets(event.data[:200], (self._secret,))
+            raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
+        if not isinstance(data, Mapping):
+            return None
+        if event.event == "error" or data.get("type") == "error":
+            raise self._error(None, headers, ErrorBody(text=event.data, json=data))
+        chunk = assembler.feed(data)
+        if assembler.stopped:
+            raise _Stop
+        return chunk
