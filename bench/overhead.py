@@ -282,7 +282,7 @@ async def cpu_row(metric: str, raw: Call, ours: Call, n: int, rounds: int,
         target, verdict = "(info)", "-"
     else:
         target, verdict = f"~{goal_us:.0f} us", "ok" if extra <= goal_us else "MISSED"
-    return Row(metric, f"{raw_us:.0f} us", f"{ours_us:.0f} us", f"+{extra:.0f} us",
+    return Row(metric, f"{raw_us:.0f} us", f"{ours_us:.0f} us", f"{extra:+.0f} us",
                f"{(ours_us / raw_us):.2f}x cpu", target, verdict)
 
 
@@ -305,7 +305,7 @@ def import_row(runs: int, limit_ms: float) -> Row:
     med_base, med_ours = statistics.median(base), statistics.median(ours)
     extra = med_ours - med_base
     return Row("import (fresh process)", f"{med_base:.0f} ms aiohttp", f"{med_ours:.0f} ms",
-               f"+{extra:.0f} ms", f"{min(ours):.0f}-{max(ours):.0f} ms",
+               f"{extra:+.0f} ms", f"{min(ours):.0f}-{max(ours):.0f} ms",
                f"< +{limit_ms:.0f} ms", "ok" if extra < limit_ms else "MISSED")
 
 
@@ -433,6 +433,10 @@ async def measure(port: int, s: Sizes, profile: bool | None) -> tuple[list[Row],
         await router.aclose()
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="router overhead vs raw aiohttp")
     parser.add_argument("--quick", action="store_true", help="tiny run (< 10 s), rough figures")
@@ -445,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"router overhead bench ({'quick' if args.quick else 'full'}): python "
           f"{platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus, "
-          f"{sizes.rounds} alternating rounds")
+          f"{sizes.rounds} alternating rounds, load average {_load()}")
     with server_process(args.chunks) as (port, pid):
         print(f"server: bench/_server.py pid {pid} on 127.0.0.1:{port}, {args.chunks} chunks "
               "per stream")
@@ -456,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     missed = [r.metric for r in rows if r.verdict == "MISSED"]
     print(f"\n{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; "
-          f"ran in {time.perf_counter() - started:.1f} s")
+          f"ran in {time.perf_counter() - started:.1f} s; load average now {_load()} "
+          f"(above {os.cpu_count()} the machine was shared: trust the CPU rows most)")
     if report:
         print(report)
     return 0

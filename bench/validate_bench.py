@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import random
 import statistics
@@ -245,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         size = path.stat().st_size
         print(f"route file: {aliases} aliases, {providers} providers "
               f"({', '.join(KINDS)}), {size / 1024:.0f} KiB, {len(path.read_text().splitlines())}"
-              f" lines; best of {repeat}")
+              f" lines; best of {repeat}; load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if stubbed:
             print(f"note: kinds without a provider class here, stubbed for Router(): "
                   f"{', '.join(stubbed)}")

@@ -355,24 +355,30 @@ class _Compiler:
         if len(of_kind) == 1:
             return of_kind[0], ref
         if not of_kind:
-            self.error(path, "E024", f"{ref!r} looks like a {kind} model, but no provider of "
-                       f"kind {kind} is defined",
+            self.error(path, "E024", f"{ref!r} looks like a model of kind {kind}, but no "
+                       f"provider of kind {kind} is defined",
                        f"add providers: {kind}: {{kind: {kind}}} or write provider:model")
         else:
-            self.error(path, "E025", f"{ref!r} is a {kind} model and several providers have "
-                       f"kind {kind} ({', '.join(of_kind)})",
+            self.error(path, "E025", f"{ref!r} is a model of kind {kind} and several "
+                       f"providers have that kind ({', '.join(of_kind)})",
                        f"write it as provider:model, e.g. {of_kind[0]}:{ref}")
         return None
 
     def _check_model_name(self, path: Path, spec: ProviderSpec, model: str) -> None:
-        if catalog.looks_like(spec.kind, model):
+        if not catalog.looks_like(spec.kind, model):
+            other = catalog.detect_kind(model)
+            close = catalog.closest_model(spec.kind, model)
+            self.warn(path, "W102",
+                      f"model {model!r} does not look like a model of kind {spec.kind} "
+                      f"(provider {spec.name!r})",
+                      f"it looks like a model of kind {other}: use a provider of that kind"
+                      if other else f"closest known {spec.kind} model: {close}" if close else "")
             return
-        close = catalog.closest_model(spec.kind, model)
-        other = catalog.detect_kind(model)
-        self.warn(path, "W102",
-                  f"model {model!r} does not look like a {spec.kind} model (provider "
-                  f"{spec.name!r})" + (f"; it looks like a {other} model" if other else ""),
-                  f"closest known {spec.kind} model: {close}" if close else "")
+        if catalog.facts_for(spec.kind, model) is None:
+            close = catalog.closest_model(spec.kind, model, cutoff=0.85)
+            if close is not None:
+                self.warn(path, "W104", f"model {model!r} is not a known {spec.kind} model",
+                          f"did you mean {close!r}? (if {model!r} is new, ignore this)")
 
     # -- checks of effective values ---------------------------------------------------------
     def _check_route(self, route: Route, paths: Mapping[str, Path], *,

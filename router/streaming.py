@@ -7,8 +7,9 @@ caller that stops iterating or is cancelled frees the connection at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from router import log
@@ -85,33 +86,38 @@ async def stream_call(router: Router, model: str,
     route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
     call = _Call(router, route, rid, timeout)
     gen = walk(route, router._order(route), needs, call)
-    decision: Decision = next(gen)
-    while not isinstance(decision, Done):
-        if isinstance(decision, Try):
-            t0 = time.perf_counter()
-            opened = await _open(router, call, decision, request)
-            if isinstance(opened, LlmError):
-                router._note_failure(decision.target, opened)
-                latency = (time.perf_counter() - t0) * 1000
-                call.record(_error_record(call, decision, opened, latency))
-                decision = gen.send(opened)
-                continue
-            gen.close()
-            async for chunk in _relay(router, call, decision, opened):
-                yield chunk
-            return
-        if isinstance(decision, Wait):
-            call.note_wait(decision)
-            await asyncio.sleep(decision.seconds)
-        else:
-            call.skip(decision, len(call.records) + 1)
-        decision = next(gen)
-    gen.close()
+    try:
+        decision: Decision = next(gen)
+        while not isinstance(decision, Done):
+            if isinstance(decision, Try):
+                t0 = time.perf_counter()
+                opened = await _open(router, call, decision, request)
+                if isinstance(opened, LlmError):
+                    router._note_failure(call, decision.target, opened)
+                    latency = (time.perf_counter() - t0) * 1000
+                    call.record(_error_record(call, decision, opened, latency))
+                    decision = gen.send(opened)
+                    continue
+                gen.close()
+                # Closed here, not by the garbage collector, when the consumer stops early.
+                async with contextlib.aclosing(_relay(router, call, decision, opened)) as relay:
+                    async for chunk in relay:
+                        yield chunk
+                return
+            if isinstance(decision, Wait):
+                call.note_wait(decision)
+                await asyncio.sleep(decision.seconds)
+            else:
+                call.skip(decision, len(call.records) + 1)
+            decision = next(gen)
+    finally:
+        gen.close()
+        call.release_probes()
     raise router._failed(call, decision)
 
 
 async def _relay(router: Router, call: _Call, d: Try,
-                 opened: _Opened) -> AsyncIterator[ChatChunk]:
+                 opened: _Opened) -> AsyncGenerator[ChatChunk, None]:
     """Yield the committed stream's chunks; a failure now is stream_interrupted."""
     target = d.target
     agen = opened.agen
@@ -125,7 +131,9 @@ async def _relay(router: Router, call: _Call, d: Try,
                 parts.append(chunk.delta)
             if chunk.usage is not None:
                 chunk.cost_usd = cost_usd(price_of(target), chunk.usage)
-            if chunk.finish_reason is not None and chunk.usage is not None:
+            # The last chunk: every provider sets final_tool_calls there, usage or not.
+            if not finished and (chunk.final_tool_calls is not None or (
+                    chunk.finish_reason is not None and chunk.usage is not None)):
                 finished = True
                 _record_ok(router, call, d, opened, chunk)
                 chunk.attempts = call.records
@@ -139,13 +147,16 @@ async def _relay(router: Router, call: _Call, d: Try,
             _record_ok(router, call, d, opened, None)
     except (LlmError, TimeoutError) as e:
         err = e if isinstance(e, LlmError) else router._timeout_error(d)
-        router._note_failure(target, err)
+        router._note_failure(call, target, err)
         latency = (time.perf_counter() - opened.start) * 1000
         from router.engine import _error_record
 
         rec = _error_record(call, d, err, latency)
         rec.ttft_ms = round(opened.ttft_ms, 2)
         call.record(rec)
+        log.emit("route_failed", request_id=call.request_id, alias=call.alias,
+                 error_class=StreamInterruptedError.error_class.value,
+                 attempts=len(call.records), reason="stream_interrupted")
         text = "".join(parts)
         raise StreamInterruptedError(
             f"the stream from {target.key} failed after {len(text)} characters: {err}",
@@ -157,7 +168,7 @@ async def _relay(router: Router, call: _Call, d: Try,
 
 def _record_ok(router: Router, call: _Call, d: Try, opened: _Opened,
                last: ChatChunk | None) -> None:
-    router._breakers.record_success(d.target.key)
+    router._note_success(call, d.target)
     usage = last.usage if last is not None else None
     call.record(AttemptRecord(
         call.request_id, call.alias, d.target.key, d.attempt, "ok",

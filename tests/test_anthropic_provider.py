@@ -294,6 +294,15 @@ async def test_http_image_sent_as_url_source(server: AnthropicServer,
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]
 
 
+async def test_images_in_assistant_turns_are_not_sent(server: AnthropicServer,
+                                                      http_pool: HttpPool) -> None:
+    messages = [Message("user", "draw"),
+                Message("assistant", [TextPart("here"), ImagePart("https://x.test/a.png")]),
+                Message("user", "thanks")]
+    body = await sent(server, http_pool, ChatRequest(messages=messages))
+    assert body["messages"][1] == {"role": "assistant", "content": "here"}
+
+
 async def test_max_tokens_from_request_is_sent(server: AnthropicServer,
                                                http_pool: HttpPool) -> None:
     assert (await sent(server, http_pool, ask(max_tokens=77)))["max_tokens"] == 77

@@ -31,8 +31,8 @@ from tests.engine_helpers import (
 from tests.servers.openai import (
     ERRORS,
     OpenAIServer,
-    Reply,
     RecordedRequest,
+    Reply,
     completion,
     error_body,
     error_reply,
@@ -482,3 +482,15 @@ async def test_concurrent_calls_share_one_router(router_for: Factory,
     results = await asyncio.gather(*(router.chat("r", MSG) for _ in range(10)))
     assert [r.text for r in results] == ["Hello!"] * 10
     assert len({r.request_id for r in results}) == 10
+
+
+async def test_retry_after_beyond_the_call_deadline_falls_back_at_once(
+        router_for: Factory, openai_server: OpenAIServer) -> None:
+    openai_server.enqueue(error_reply("rate_limit_exceeded", headers={"retry-after": "5"}),
+                          path=chat_path("a"))
+    router = router_for({"r": [target("a"), target("b")]}, retry={"attempts": 3})
+    start = time.monotonic()
+    r = await router.chat("r", MSG, timeout=1.0)
+    assert time.monotonic() - start < 0.5
+    assert r.target == "b:m"
+    assert hits(openai_server, "a") == 1

@@ -19,6 +19,7 @@ from tests.engine_helpers import (
     TrickleServer,
     chat_path,
     collect,
+    free_port,
     hits,
     make_router,
     our_pending_tasks,
@@ -155,7 +156,7 @@ async def test_stream_first_token_timeout_falls_back(router_for: Factory,
                         timeout={"first_token": "100ms"})
     chunks = await collect(router.stream("r", MSG))
     assert text_of(chunks) == "Hello, world!"
-    first = chunks[-1].attempts[0]  # type: ignore[index]
+    first = chunks[-1].attempts[0]
     assert (first.error_class, first.timeout_kind) == (ErrorClass.TIMEOUT, "first_token")
 
 
@@ -299,8 +300,6 @@ async def test_a_finished_stream_returns_its_connection_to_the_pool(
 
 async def test_stream_provider_with_unreachable_port_falls_back(
         openai_server: OpenAIServer) -> None:
-    from tests.engine_helpers import free_port
-
     data = route_file(openai_server.port, {"r": ["dead:m", "b:m"]}, names=["b"],
                       retry={"attempts": 1})
     data["providers"]["dead"] = {**provider(openai_server.port, "dead"),
@@ -309,4 +308,31 @@ async def test_stream_provider_with_unreachable_port_falls_back(
     async with Router.from_dict(data) as router:
         chunks = await collect(router.stream("r", MSG))
     assert text_of(chunks) == "Hello, world!"
-    assert chunks[-1].attempts[0].error_class is ErrorClass.NETWORK  # type: ignore[index]
+    assert chunks[-1].attempts[0].error_class is ErrorClass.NETWORK
+
+
+async def test_stream_without_usage_still_ends_with_the_attempts_on_the_last_chunk(
+        router_for: Factory, openai_server: OpenAIServer) -> None:
+    events = text_events(PARTS)[:-1]  # a server that ignores stream_options: no usage chunk
+    openai_server.enqueue(Reply(events=events), path=chat_path("a"))
+    router = router_for({"r": [target("a")]})
+    chunks = await collect(router.stream("r", MSG))
+    last = chunks[-1]
+    assert (last.finish_reason, last.usage, last.cost_usd) == ("stop", None, None)
+    assert last.attempts is not None
+    assert [(a.target, a.outcome) for a in last.attempts] == [("a:m", "ok")]
+
+
+async def test_stream_call_timeout_bounds_the_wait_for_the_first_chunk(
+        router_for: Factory, openai_server: OpenAIServer) -> None:
+    for _ in range(3):
+        openai_server.enqueue(Reply(events=text_events(PARTS), first_byte_delay=10),
+                              path=chat_path("a"))
+    router = router_for({"r": [target("a"), target("b")]}, retry={"attempts": 3})
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(RouteFailed) as info:
+        await collect(router.stream("r", MSG, timeout=0.25))
+    assert 0.23 <= loop.time() - start < 0.6
+    assert info.value.error_class is ErrorClass.TIMEOUT
+    assert hits(openai_server, "b") == 0

@@ -128,7 +128,7 @@ async def test_fake_stream_falls_back_before_the_first_chunk() -> None:
 
 async def test_fake_script_cycles() -> None:
     async with fake_router(["ok", "server"], attempts=1) as router:
-        results = []
+        results: list[str] = []
         for _ in range(4):
             try:
                 results.append((await router.chat("r", MSG)).attempts[0].outcome)

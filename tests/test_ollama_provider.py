@@ -50,6 +50,7 @@ from tests.servers.ollama import (
     error_body,
     error_reply,
     json_reply,
+    ndjson_line,
     stream_reply,
     text_lines,
     tool_call,
@@ -352,7 +353,7 @@ async def test_stream_thinking_arrives_as_reasoning_deltas(server: OllamaServer,
 @given(parts=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=6),
        cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
 def test_stream_survives_ndjson_split_at_any_byte(parts: list[str], cuts: list[int]) -> None:
-    body = b"".join(json.dumps(e).encode() + b"\n" for e in text_lines(parts))
+    body = b"".join(ndjson_line(e) for e in text_lines(parts))
     points = sorted({c % len(body) for c in cuts} | {0, len(body)})
     pieces = [body[a:b] for a, b in itertools.pairwise(points) if b > a]
 

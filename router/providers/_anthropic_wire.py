@@ -125,6 +125,7 @@ def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
         return "user", [result]
     blocks = _content_blocks(message.content)
     if message.role == "assistant":
+        blocks = [b for b in blocks if b["type"] == "text"]  # assistant turns hold no images
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
                     "input": _tool_input(c.arguments)} for c in message.tool_calls or ()]
     return ("assistant" if message.role == "assistant" else "user"), blocks

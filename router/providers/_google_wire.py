@@ -50,8 +50,8 @@ def model_path(model: str) -> str:
     return urllib.parse.quote(resource, safe="/")
 
 
-def signs_function_calls(model: str) -> bool:
-    """Gemini 3 and later validate thought signatures on replayed function calls."""
+def is_gemini3_or_later(model: str) -> bool:
+    """Gemini 3 and later: thinking levels, and thought signatures checked on replayed calls."""
     match = _MAJOR.search(model)
     return match is not None and int(match.group(1)) >= 3
 
@@ -227,31 +227,44 @@ def _response_format(fmt: ResponseFormat, config: dict[str, Any]) -> None:
         config["responseSchema"] = to_gemini_schema(fmt.schema)
 
 
-def thinking_config(request: ChatRequest) -> dict[str, Any] | None:
-    """``thinkingConfig`` from ``extra["thinking_budget"]`` / ``extra["thinking_level"]`` or
-    ``reasoning_effort``; None when the caller asked for nothing (model default)."""
+def _effort_config(effort: str, model: str) -> dict[str, Any]:
+    effort = effort.lower()
+    if effort not in _EFFORT_BUDGETS:
+        raise InvalidRequestError(f"reasoning_effort must be one of "
+                                  f"{', '.join(_EFFORT_BUDGETS)} (got {effort!r})")
+    if is_gemini3_or_later(model):
+        # Gemini 3 takes a thinking level (https://ai.google.dev/gemini-api/docs/thinking); LOW
+        # and HIGH are the levels every Gemini 3 model accepts, and Pro cannot stop thinking.
+        level = "HIGH" if effort in ("medium", "high") else "LOW"
+        return {"thinkingLevel": level, "includeThoughts": True}
+    budget = _EFFORT_BUDGETS[effort]
+    return {"thinkingBudget": budget, "includeThoughts": budget != 0}
+
+
+def thinking_config(request: ChatRequest, model: str) -> dict[str, Any] | None:
+    """``thinkingConfig`` from ``extra["thinking_budget"]`` / ``extra["thinking_level"]``, else
+    from ``reasoning_effort``; None when the caller asked for neither (the model's default)."""
     extra = request.extra
     budget = extra.get("thinking_budget")
     level = extra.get("thinking_level")
     if budget is not None and level is not None:
         raise InvalidRequestError("thinking_budget and thinking_level cannot be used together")
-    if budget is None and level is None and request.reasoning_effort is not None:
-        effort = request.reasoning_effort.lower()
-        if effort not in _EFFORT_BUDGETS:
-            raise InvalidRequestError(f"reasoning_effort must be one of "
-                                      f"{', '.join(_EFFORT_BUDGETS)} (got {effort!r})")
-        budget = _EFFORT_BUDGETS[effort]
     if budget is None and level is None:
-        return None
-    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
-        raise InvalidRequestError("thinking_budget must be an integer (-1: dynamic, 0: off)")
-    config: dict[str, Any] = ({"thinkingBudget": budget} if budget is not None
-                              else {"thinkingLevel": str(level).upper()})
-    config["includeThoughts"] = bool(extra.get("include_thoughts", budget != 0))
+        if request.reasoning_effort is None:
+            return None
+        config = _effort_config(request.reasoning_effort, model)
+    elif budget is not None:
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise InvalidRequestError("thinking_budget must be an integer (-1: dynamic, 0: off)")
+        config = {"thinkingBudget": budget, "includeThoughts": budget != 0}
+    else:
+        config = {"thinkingLevel": str(level).upper(), "includeThoughts": True}
+    if "include_thoughts" in extra:
+        config["includeThoughts"] = bool(extra["include_thoughts"])
     return config
 
 
-def generation_config(request: ChatRequest) -> dict[str, Any]:
+def generation_config(request: ChatRequest, model: str) -> dict[str, Any]:
     """``generationConfig``; ``candidateCount`` is never set (we read one candidate)."""
     config: dict[str, Any] = {}
     for key, value in (("maxOutputTokens", request.max_tokens),
@@ -262,7 +275,7 @@ def generation_config(request: ChatRequest) -> dict[str, Any]:
             config[key] = value
     if request.response_format is not None:
         _response_format(request.response_format, config)
-    thinking = thinking_config(request)
+    thinking = thinking_config(request, model)
     if thinking is not None:
         config["thinkingConfig"] = thinking
     extra_config = request.extra.get("generationConfig")
@@ -276,7 +289,7 @@ def build_body(model: str, request: ChatRequest) -> dict[str, Any]:
     ``_EXTRA_READ`` are read above (``safety_settings`` becomes ``safetySettings``); any other
     key is an API field merged into the body as given (``cachedContent``, ...)."""
     system, contents = encode_contents(request.messages,
-                                       sign_calls=signs_function_calls(model))
+                                       sign_calls=is_gemini3_or_later(model))
     if not contents:
         raise InvalidRequestError("Gemini needs at least one user or assistant message")
     body: dict[str, Any] = {"contents": contents}
@@ -286,7 +299,7 @@ def build_body(model: str, request: ChatRequest) -> dict[str, Any]:
         body["tools"] = [{"functionDeclarations": [encode_tool(t) for t in request.tools]}]
         if request.tool_choice is not None:
             body["toolConfig"] = encode_tool_config(request.tool_choice, request.tools)
-    config = generation_config(request)
+    config = generation_config(request, model)
     if config:
         body["generationConfig"] = config
     if request.extra.get("safety_settings") is not None:

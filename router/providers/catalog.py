@@ -121,10 +121,10 @@ def looks_like(kind: str, model: str) -> bool:
     return detect_kind(model.removeprefix("models/")) == kind
 
 
-def closest_model(kind: str, model: str) -> str | None:
+def closest_model(kind: str, model: str, cutoff: float = 0.5) -> str | None:
     """The known model of ``kind`` nearest to ``model`` by spelling, for hints."""
     table = CATALOG.get(kind)
     if not table:
         return None
-    found = difflib.get_close_matches(model, list(table), n=1, cutoff=0.0)
+    found = difflib.get_close_matches(model, list(table), n=1, cutoff=cutoff)
     return found[0] if found else None

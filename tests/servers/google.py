@@ -24,6 +24,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import copy
 import json
 import random
 import re
@@ -35,7 +36,8 @@ from typing import Any
 from aiohttp import web
 
 MODEL_VERSION = "gemini-2.5-flash"
-_PATH = re.compile(r"^/v1beta/(models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent)$")
+_PATH = re.compile(
+    r"^/v1beta/(models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent)$")
 
 
 @dataclass
@@ -100,7 +102,7 @@ class GoogleServer:
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self.strict = strict
-        self.default: Script = json_reply(response("Hello!"))
+        self.default: Script = _hello
         self._queue: collections.deque[Script] = collections.deque()
         self._rng = random.Random(seed)
         self._closing = asyncio.Event()
@@ -171,12 +173,12 @@ class GoogleServer:
         problems = validate_request(recorded)
         self.violations += problems
         if problems and self.strict:
-            body = {"error": {"code": 400, "message": "; ".join(problems),
-                              "status": "INVALID_ARGUMENT"}}
-            return web.json_response(body, status=400)
+            rejection = {"error": {"code": 400, "message": "; ".join(problems),
+                                   "status": "INVALID_ARGUMENT"}}
+            return web.json_response(rejection, status=400)
         script = self._queue.popleft() if self._queue else self.default
         reply = script(recorded) if callable(script) else script
-        headers = {"x-goog-request-id": f"req-{len(self.requests)}", **reply.headers}
+        headers = dict(reply.headers)
         if reply.delay:
             await self._pause(reply.delay)
         if reply.events is not None:
@@ -235,6 +237,13 @@ class GoogleServer:
             n = self._rng.randint(*sizes)
             yield data[i:i + n]
             i += n
+
+
+def _hello(req: RecordedRequest) -> Reply:
+    """The default answer, "Hello!", in the request's own mode (JSON or SSE)."""
+    if req.streaming:
+        return stream_reply(text_events(["Hel", "lo!"]))
+    return json_reply(response("Hello!"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,10 +606,11 @@ ERRORS: dict[str, tuple[int, str, str, list[dict[str, Any]]]] = {
 
 
 def error_body(name: str) -> dict[str, Any]:
+    """A fresh copy of the body of Gemini error ``name`` (a key of ERRORS)."""
     status, grpc, message, details = ERRORS[name]
     err: dict[str, Any] = {"code": status, "message": message, "status": grpc}
     if details:
-        err["details"] = details
+        err["details"] = copy.deepcopy(details)
     return {"error": err}
 
 

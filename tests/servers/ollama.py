@@ -85,7 +85,7 @@ class OllamaServer(OpenAIServer):
 def ndjson_line(event: Any) -> bytes:
     if isinstance(event, bytes):
         return event
-    return json.dumps(event).encode() + b"\n"
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"  # as Go's json.Marshal
 
 
 def metrics(prompt: int = 26, output: int = 12) -> dict[str, Any]:
