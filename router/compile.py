@@ -225,7 +225,9 @@ class _Compiler:
         if api_key is None and "api_key" not in p.model_fields_set and key_env:
             value = self.env.get(key_env)
             api_key = SecretStr(value) if value else None
-            if not value and p.kind not in ("ollama", "openai-compatible", "fake"):
+            bearer = any(h.lower() == "authorization" for h in (p.headers or {}))
+            if not value and not bearer and p.kind not in ("ollama", "openai-compatible",
+                                                           "fake"):
                 missing = (*missing, key_env)
         return ProviderSpec(name=name, kind=p.kind, base_url=p.base_url, api_key=api_key,
                             headers=freeze(p.headers or {}), options=freeze(p.options()),
