@@ -521,7 +521,7 @@ def _show(path: Path, x: Any) -> str:
     if _is_secret(path) and isinstance(x, str):
         return "a string"
     text = repr(x)
-    return text if len(text) <= 60 else text[:56] + "...'"
+    return text if len(text) <= 60 else text[:56] + ("...'" if isinstance(x, str) else "...")
 
 
 def _closest(word: Any, options: Iterable[str]) -> str | None:
@@ -531,7 +531,7 @@ def _closest(word: Any, options: Iterable[str]) -> str | None:
     folded = {o.lower().replace("-", "_"): o for o in options}
     if word.lower().replace("-", "_") in folded:
         return folded[word.lower().replace("-", "_")]
-    found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    found = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
     return found[0] if found else None
 
 

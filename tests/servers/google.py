@@ -13,8 +13,9 @@ Every request is checked by ``validate_request`` (roles, parts, function call / 
 pairing, systemInstruction, schemas, generationConfig, no key in the URL, key header present).
 With ``strict`` (the default) a request that fails answers 400 INVALID_ARGUMENT as the API
 would; either way the problems are kept in ``violations``. Replies come from one FIFO queue;
-when it is empty ``server.default`` answers. A queue entry may be a callable
-``(RecordedRequest) -> Reply``. Every wait inside the server ends when the server closes.
+when it is empty ``server.default`` answers ("Hello!", streamed if asked). A queue entry may
+be a callable ``(RecordedRequest) -> Reply``. Every wait inside the server ends when the
+server closes.
 """
 
 from __future__ import annotations
