@@ -52,14 +52,16 @@ async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
 
 @pytest.fixture
 def router_logger() -> Iterator[logging.Logger]:
-    """The ``router`` stdlib logger, restored after the test."""
+    """The ``router`` stdlib logger; it and structlog's configuration are restored after."""
     std = logging.getLogger("router")
     saved = (std.level, list(std.handlers), std.propagate)
+    config = structlog.get_config()
+    config["processors"] = list(config["processors"])
     yield std
     std.setLevel(saved[0])
     std.handlers[:] = saved[1]
     std.propagate = saved[2]
-    structlog.reset_defaults()
+    structlog.configure(**config)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from router.config import check
-from router.config.load import load_text
+from router.config.load import from_dict, load_text
 from router.config.model import RouteFileCfg
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -172,16 +172,32 @@ def mutate(doc: Any, c: Chooser) -> Any:
 BASES = [load(p) for p in VALID]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_mutated_documents_get_the_same_verdict(data: st.DataObject) -> None:
-    c = Chooser(lambda options: data.draw(st.sampled_from(list(options))))
+@st.composite
+def near_valid_documents(draw: st.DrawFn) -> Any:
+    """A valid corpus document after one to three mutations."""
+    c = Chooser(lambda options: draw(st.sampled_from(list(options))))
     doc = c.choice(BASES)
-    for _ in range(data.draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(1, 3))):
         doc = mutate(doc, c)
+    return doc
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_valid_documents())
+def test_mutated_documents_get_the_same_verdict(doc: Any) -> None:
     schema_ok, twin_ok, pydantic_ok = verdicts(doc)
     event("accepted" if schema_ok else "rejected")
     assert (twin_ok, pydantic_ok) == (schema_ok, schema_ok), doc
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_valid_documents())
+def test_check_structure_explains_every_rejection(doc: Any) -> None:
+    loaded, _ = from_dict(doc)
+    cfg, diags = check.check_structure(loaded)
+    structural = [d for d in diags if d.code in ("E010", "E011", "E012", "E013", "E014")]
+    assert (cfg is not None) == VALIDATOR.is_valid(doc)
+    assert bool(structural) == (cfg is None), diags
 
 
 def test_mutations_reach_both_verdicts() -> None:

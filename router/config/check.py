@@ -485,7 +485,8 @@ _EXAMPLES = {
 _NOUNS = {"": "an allowed value", "error_class": "an error class", "action": "an action",
           "capability": "a capability", "window": "a budget window", "kind": "a provider kind",
           "strategy": "a pool strategy",
-          "jitter": "a jitter mode", "outcome": "a scripted outcome"}
+          "jitter": "a jitter mode", "outcome": "a scripted outcome",
+          "fake_step": "a scripted outcome"}
 _RANGE_HINTS = {
     "attempts": "attempts counts the tries of one target, the first included: 1 means no retry",
     "warn_at": "warn_at is a share of the budget, e.g. 0.8 warns at 80%",
@@ -542,6 +543,12 @@ def _duration_fix(text: Any) -> str | None:
     return f"{m.group(1)}{unit}" if m and unit else None
 
 
+def _is_key_error(e: SchemaError) -> bool:
+    """A propertyNames error: about a key, which jsonschema reports as the instance."""
+    steps = e.absolute_schema_path
+    return len(steps) > 1 and steps[-2] == "propertyNames"
+
+
 class _Explainer:
     """Turns schema errors into diagnostics, each at the key or value it is about."""
 
@@ -551,13 +558,23 @@ class _Explainer:
         self.suggested: set[tuple[Path, str]] = set()  # (mapping, key) an E010 already names
 
     def explain(self, errors: list[SchemaError]) -> list[Diagnostic]:
-        unknown = {"additionalProperties", "unevaluatedProperties"}
-        for e in errors:  # unknown keys first: a key they suggest need not be called missing
-            if e.validator in unknown and _rule(e) is False:
-                self.unknown(tuple(e.absolute_path), e)
+        # Keys first: a key an unknown one suggests need not be called missing, and the value
+        # of a key that is itself wrong (`on: {ratelimit: ...}`) is not worth a second error.
+        bad_keys: set[Path] = set()
+        rest = []
         for e in errors:
-            if not (e.validator in unknown and _rule(e) is False):
-                self.one(tuple(e.absolute_path), e)
+            path = tuple(e.absolute_path)
+            if e.validator in ("additionalProperties", "unevaluatedProperties") and (
+                    _rule(e) is False):
+                self.unknown(path, e)
+            elif _is_key_error(e):
+                self.bad_key(path, e)
+                bad_keys.add((*path, _inst(e)))
+            else:
+                rest.append((path, e))
+        for path, e in rest:
+            if not any(path[:i] in bad_keys for i in range(1, len(path) + 1)):
+                self.one(path, e)
         return list(self.out.values())
 
     def add(self, path: Path, code: str, message: str, hint: str, *, key: bool = False) -> None:
@@ -567,10 +584,7 @@ class _Explainer:
             mark, "error", code, redact(message), redact(hint)))
 
     def one(self, path: Path, e: SchemaError) -> None:
-        steps = list(e.absolute_schema_path)
-        if len(steps) > 1 and steps[-2] == "propertyNames":
-            self.bad_key(path, e)
-        elif e.validator in ("type", "anyOf", "oneOf") and (e.validator != "oneOf" or e.context):
+        if e.validator in ("type", "anyOf", "oneOf") and (e.validator != "oneOf" or e.context):
             self.wrong_type(path, e)
         elif e.validator in ("enum", "const", "pattern"):
             self.bad_value(path, e)
@@ -655,7 +669,8 @@ class _Explainer:
         elif e.validator == "enum":
             options = [str(o) for o in _rule(e)]
             guess = _closest(x, options)
-            noun = _NOUNS.get(own or "-") or _NOUNS.get(str(path[-1]) if path else "", _NOUNS[""])
+            noun = (_NOUNS.get(own or "-") or _NOUNS.get(str(path[-1]) if path else "-")
+                    or _NOUNS.get(around or "", _NOUNS[""]))
             self.add(path, "E012", f"{where}: {shown} is not {noun}"
                      + (f"; did you mean {guess!r}?" if guess else ""),
                      f"allowed: {', '.join(options)}")
@@ -708,7 +723,7 @@ class _Explainer:
             hint = hint or {"pool": "a pool needs at least one target",
                             "script": "a script needs at least one step"}.get(str(path[-1]), "")
         elif v == "uniqueItems":
-            msg = f"{where}: lists the same value twice"
+            msg, hint = f"{where}: lists the same value twice", "remove the repeated entry"
         else:
             msg = f"{where}: breaks the schema rule {v}: {json.dumps(limit)}"
         self.add(path, "E014", msg, hint)
