@@ -211,7 +211,10 @@ def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
             if action is Action.FAIL:
                 yield Done(False, error, "fail_now")
                 return
-            if action is Action.RETRY and try_number < target.retry.attempts:
+            # A breaker that opened meanwhile (a failed half-open probe, or failures of
+            # concurrent calls) stops the retries: the probe is one request, not a series.
+            if (action is Action.RETRY and try_number < target.retry.attempts
+                    and env.breaker_allows(target)):
                 wait = retry_wait(target, error, try_number, env)
                 if wait is not None:
                     yield wait

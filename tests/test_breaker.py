@@ -247,6 +247,19 @@ async def test_a_failed_probe_reopens_the_breaker(router_for: Factory,
     assert hits(openai_server, "a") == 3
 
 
+async def test_a_failed_probe_is_one_request_even_with_retries_configured(
+        router_for: Factory, openai_server: OpenAIServer) -> None:
+    router = router_for({"r": [target("a"), target("b")]}, retry={"attempts": 3})
+    failing(openai_server, "a", 2)
+    await router.chat("r", MSG)  # two tries fail, the breaker opens: no third try
+    assert hits(openai_server, "a") == 2
+    await asyncio.sleep(COOLDOWN + 0.01)
+    failing(openai_server, "a", 3)
+    r = await router.chat("r", MSG)  # the probe fails: re-opened, so no retry
+    assert [(a.target, a.outcome) for a in r.attempts] == [("a:m", "error"), ("b:m", "ok")]
+    assert hits(openai_server, "a") == 3
+
+
 async def test_non_retryable_failures_do_not_open_the_breaker(
         router_for: Factory, openai_server: OpenAIServer) -> None:
     router = router_for({"r": [target("a"), target("b")]})

@@ -66,6 +66,12 @@ def test_twin_compiles_the_whole_schema() -> None:
     assert isinstance(check._fast(), check._Twin)
 
 
+def test_twin_refuses_keywords_it_does_not_know() -> None:
+    with pytest.raises(check._Unsupported):
+        check._Twin({"type": "object", "format": "email", "properties": {
+            "models": {"propertyNames": True, "additionalProperties": True}}})
+
+
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
 def test_valid_file_is_accepted_by_schema_and_models(path: Path) -> None:
     assert verdicts(load(path)) == (True, True, True)

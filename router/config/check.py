@@ -771,9 +771,10 @@ def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:
         url, url_path = p.get("base_url"), ("providers", name, "base_url")
         if isinstance(url, str) and all(refs.get(url_path, [])) and not _is_http_url(url):
             example = _BASE_URLS.get(kind or "", "http://127.0.0.1:8080")
+            shown = "the value" if "@" in url else repr(url)  # user:password@host stays unseen
             out.append(Diagnostic.at(
                 doc.mark(url_path), "error", "E050",
-                doc.redact(f"{_dotted(url_path)}: {url!r} is not an http(s) URL with a host"),
+                doc.redact(f"{_dotted(url_path)}: {shown} is not an http(s) URL with a host"),
                 doc.redact(f"write the whole URL, e.g. base_url: {example}")))
         key_path = ("providers", name, "api_key")
         # Only files: Router.from_dict callers often pass a key they read themselves.
