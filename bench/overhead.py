@@ -63,10 +63,10 @@ class Sizes:
     profile_calls: int
 
 
-FULL = Sizes(rounds=6, warmup=300, chat_latency=300, chat_throughput=1280, stream_latency=120,
-             stream_throughput=384, fallback=200, cpu_calls=1500, imports=7, profile_calls=600)
-QUICK = Sizes(rounds=2, warmup=40, chat_latency=60, chat_throughput=256, stream_latency=30,
-              stream_throughput=96, fallback=40, cpu_calls=200, imports=3, profile_calls=100)
+FULL = Sizes(rounds=6, warmup=300, chat_latency=250, chat_throughput=960, stream_latency=100,
+             stream_throughput=320, fallback=150, cpu_calls=1000, imports=5, profile_calls=400)
+QUICK = Sizes(rounds=2, warmup=40, chat_latency=60, chat_throughput=192, stream_latency=30,
+              stream_throughput=96, fallback=40, cpu_calls=200, imports=2, profile_calls=100)
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ class Diagnostic:
         msg = self.message + (f" (hint: {self.hint})" if self.hint else "")
         msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         line, col = max(self.line, 1), max(self.col, 1)
-        props = f"file={self.file},line={line},col={col},title={self.code}"
+        file = _escape_property(self.file)
+        props = f"file={file},line={line},col={col},title={self.code}"
         return f"::{level} {props}::{msg}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,6 +64,12 @@ class Diagnostic:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict())
+
+
+def _escape_property(value: str) -> str:
+    # GitHub workflow command properties escape % CR LF : , (actions/toolkit command.ts).
+    return (value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            .replace(":", "%3A").replace(",", "%2C"))
 
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:

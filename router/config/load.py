@@ -36,6 +36,8 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _MERGE, _SEQ, _MAP = _TAG + "merge", _TAG + "seq", _TAG + "map"
 _SECRET_KEYS = frozenset({"api_key", "token", "password", "secret"})
+# Environment variables whose values are secrets wherever they are used.
+_SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
 # `$${` (a literal `${`), or `${` up to the first `}`; a missing `}` still matches, to report it.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _REF_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
@@ -120,7 +122,8 @@ class Document:
     @cached_property
     def _secret_pattern(self) -> re.Pattern[str] | None:
         # Longest first, so a secret that contains another is hidden whole.
-        ordered = sorted(self.secrets, key=len, reverse=True)
+        # Values under 4 characters cannot be hidden without mangling every word around them.
+        ordered = sorted((v for v in self.secrets if len(v) >= 4), key=len, reverse=True)
         return re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
 
@@ -235,7 +238,8 @@ class _Builder:
         self.env_refs.append(EnvRef(path, var, default is not None, value is not None,
                                     self.mark(pos)))
         if value:
-            self.secrets.add(value)
+            if _holds_secret(path) or _SECRET_VAR.search(var):
+                self.secrets.add(value)
             return value
         if default is not None:
             return str(default)
