@@ -46,6 +46,37 @@ models:
     deadline: 20s
 """
 
+WIRE_ROUTES = """\
+version: 1
+defaults:
+  timeout: {connect: 1s, first_token: 3s, total: 5s}
+  retry: {attempts: 1}
+providers:                      # loopback stand-ins speaking each provider's real format
+  azure:  {kind: azure-openai, base_url: "${UPSTREAM}/azure", api_key: "${DEMO_KEY:-demo}"}
+  openai: {kind: openai, base_url: "${UPSTREAM}/openai/v1", api_key: "${DEMO_KEY:-demo}"}
+  claude: {kind: anthropic, base_url: "${UPSTREAM}/anthropic", api_key: "${DEMO_KEY:-demo}"}
+  gemini:
+    kind: google
+    base_url: "${UPSTREAM}/google"
+    api_key: "${DEMO_KEY:-demo}"
+    retry: {attempts: 2}
+  local:  {kind: ollama, base_url: "${UPSTREAM}/ollama"}
+models:
+  everywhere:
+    - azure:gpt-4o-mini
+    - openai:gpt-4o-mini
+    - claude:claude-haiku-4-5
+    - gemini:gemini-2.5-flash
+  local: [local:llama3.2]
+"""
+
+_WIRE_SCENES = [
+    ("4. Real wire formats, offline: Azure's content filter, OpenAI's 500, Anthropic's 529 and "
+     "Gemini's 429 with a RetryInfo delay, each classified, until Gemini answers.",
+     "everywhere", False),
+    ("5. Ollama streams NDJSON; the answer arrives piece by piece.", "local", True),
+]
+
 _SCENES = [
     ("1. A rate limit with Retry-After: the router waits and retries the same target.",
      "assistant", False),
@@ -89,30 +120,45 @@ def _live_log() -> None:
     std.propagate = False
 
 
+async def _play(router: Router, scenes: list[tuple[str, str, bool]], pause: float) -> None:
+    for title, model, stream in scenes:
+        print(f"\n{title}\n  router.{'stream' if stream else 'chat'}({model!r}, ...)")
+        await asyncio.sleep(pause)
+        messages = [{"role": "user", "content": "Say hello."}]
+        if stream:
+            text, attempts, pieces = "", list[AttemptRecord](), 0
+            async for chunk in router.stream(model, messages):
+                text += chunk.delta
+                pieces += bool(chunk.delta)
+                attempts = chunk.attempts or attempts
+            print(f"  answer ({pieces} streamed pieces): {text}")
+        else:
+            resp = await router.chat(model, messages)
+            text, attempts = resp.text, resp.attempts
+            print(f"  answer: {text}")
+        print("  attempt log:")
+        for rec in attempts:
+            print("  " + format_record(rec))
+
+
 async def run_demo(*, fast: bool = False) -> int:
-    result = validate_text(DEMO_ROUTES, "demo-routes.yaml", env={})
-    router = Router._from_result(result)
+    """Play the demo scenes; returns the exit code."""
+    from router import _demo_upstreams
+
     _live_log()
     pause = 0.0 if fast else 0.6
     print("router demo: fake providers, no keys, no network. The route file:\n")
     print("    " + DEMO_ROUTES.replace("\n", "\n    ").rstrip())
-    async with router:
-        for title, model, stream in _SCENES:
-            print(f"\n{title}\n  router.{'stream' if stream else 'chat'}({model!r}, ...)")
-            await asyncio.sleep(pause)
-            messages = [{"role": "user", "content": "Say hello."}]
-            if stream:
-                text, attempts = "", list[AttemptRecord]()
-                async for chunk in router.stream(model, messages):
-                    text += chunk.delta
-                    attempts = chunk.attempts or attempts
-            else:
-                resp = await router.chat(model, messages)
-                text, attempts = resp.text, resp.attempts
-            print(f"  answer: {text}")
-            print("  attempt log:")
-            for rec in attempts:
-                print("  " + format_record(rec))
+    async with Router._from_result(validate_text(DEMO_ROUTES, "demo-routes.yaml", env={})) as r:
+        await _play(r, _SCENES, pause)
+    runner, url = await _demo_upstreams.start()
+    try:
+        print("\nNext, the provider modules themselves, against loopback servers on " + url)
+        result = validate_text(WIRE_ROUTES, "demo-wire.yaml", env={"UPSTREAM": url})
+        async with Router._from_result(result) as r:
+            await _play(r, _WIRE_SCENES, pause)
+    finally:
+        await runner.cleanup()
     print("\nTry it on your own file: router validate routes.example.yaml; "
           "router dry-run routes.example.yaml --model fast --simulate "
           "openai:gpt-4o-mini=rate_limit")
