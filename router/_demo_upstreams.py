@@ -65,7 +65,7 @@ async def _ollama(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
-    words = "Ollama streaming NDJSON, one line per piece.".split(" ")
+    words = ["Ollama", "streaming", "NDJSON,", "one", "line", "per", "piece."]
     for i, w in enumerate(words):
         line = {"model": body["model"], "created_at": "2026-11-25T00:00:00Z",
                 "message": {"role": "assistant", "content": w if i == 0 else " " + w},
