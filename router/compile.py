@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
@@ -39,8 +39,10 @@ from router.plan import (
     Plan,
     Price,
     ProviderSpec,
+    RateLimitSpec,
     RetryPolicy,
     Route,
+    StateSpec,
     Step,
     Target,
     freeze,
@@ -86,13 +88,19 @@ def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) 
 
 def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
                  model: str, model_override: Mapping[str, Any] | None,
-                 *layers: Layer, weight: float = 1.0, max_tokens: int | None = None) -> Target:
+                 *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
+                 unknown_price: Literal["fail", "zero"] | None = None) -> Target:
     """One Target with every layer merged: builtin < defaults < provider < route < target."""
     all_layers = (plan_defaults, provider_layer, *layers)
     t = _merge_timeouts([la.timeouts for la in all_layers])
     r = _merge(*(la.retry for la in all_layers))
     b = _merge(*(la.breaker for la in all_layers))
     price = model_override.get("price") if model_override else None
+    limits = [provider.rate_limit] if provider.rate_limit is not None else []
+    rl = model_override.get("rate_limit") if model_override else None
+    if rl:
+        limits.append(RateLimitSpec(f"target:{provider.name}:{model}", rl.get("rpm"),
+                                    rl.get("tpm"), rl.get("mode", "skip")))
     return Target(
         key=f"{provider.name}:{model}",
         provider=provider.name,
@@ -106,6 +114,8 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
         weight=weight,
         max_tokens=max_tokens,
         price=Price(**price) if isinstance(price, Mapping) else None,
+        rate_limits=tuple(limits),
+        unknown_price=provider.unknown_price or unknown_price,
     )
 
 
@@ -200,8 +210,9 @@ class _Compiler:
         if d not in self.diags:
             self.diags.append(d)
 
-    def warn(self, path: Path, code: str, message: str, hint: str = "") -> None:
-        self.error(path, code, message, hint, severity="warning")
+    def warn(self, path: Path, code: str, message: str, hint: str = "", *,
+             key: bool = False) -> None:
+        self.error(path, code, message, hint, key=key, severity="warning")
 
     # -- providers ------------------------------------------------------------------------
     def compile_providers(self) -> None:
@@ -229,9 +240,13 @@ class _Compiler:
             if not value and not bearer and p.kind not in ("ollama", "openai-compatible",
                                                            "fake"):
                 missing = (*missing, key_env)
+        rl = p.rate_limit
         return ProviderSpec(name=name, kind=p.kind, base_url=p.base_url, api_key=api_key,
                             headers=freeze(p.headers or {}), options=freeze(p.options()),
-                            key_env=key_env, missing_env=missing)
+                            key_env=key_env, missing_env=missing,
+                            rate_limit=RateLimitSpec(f"provider:{name}", rl.rpm, rl.tpm,
+                                                     rl.mode or "skip") if rl else None,
+                            unknown_price=p.unknown_price)
 
     # -- routes ---------------------------------------------------------------------------
     def compile_routes(self) -> None:
@@ -288,6 +303,10 @@ class _Compiler:
         return route
 
     @property
+    def unknown_price(self) -> Literal["fail", "zero"] | None:
+        return self.cfg.defaults.unknown_price if self.cfg.defaults else None
+
+    @property
     def cfg_deadline(self) -> float | None:
         return self.cfg.defaults.deadline if self.cfg.defaults else None
 
@@ -328,7 +347,8 @@ class _Compiler:
         self._check_model_name(ref_path, spec, model)
         return [build_target(self.defaults, spec, self.provider_layers[pname], model,
                              self.model_overrides.get(f"{pname}:{model}"), *layers,
-                             weight=weight, max_tokens=max_tokens)]
+                             weight=weight, max_tokens=max_tokens,
+                             unknown_price=self.unknown_price)]
 
     def _resolve_ref(self, path: Path, ref: str) -> tuple[str, str] | None:
         split = registry.split_target(ref)
@@ -447,6 +467,26 @@ class _Compiler:
             out.append(BudgetSpec(b.scope, b.usd, b.per or "total", b.warn_at))
         return out
 
+    def check_prices(self, plan: Plan) -> None:
+        """W106 for each target without a known price (list price or the file's ``price:``)."""
+        from router.money.pricing import price_of
+
+        seen: set[str] = set()
+        for alias, route in plan.routes.items():
+            for t in route.targets:
+                if t.key in seen or price_of(t) is not None:
+                    continue
+                seen.add(t.key)
+                budgeted = bool(route.budgets or plan.budgets)
+                policy = t.unknown_price or ("fail" if budgeted else "zero")
+                self.warn(("models", alias), "W106",
+                          f"no known price for {t.key}: its cost is unknown"
+                          + (" and, under a budget, it is skipped (unknown_price: fail)"
+                             if policy == "fail" and budgeted else ""),
+                          f"add providers.{t.provider}.models.{t.model}.price: "
+                          "{input: USD per 1M, output: USD per 1M}, or set unknown_price: "
+                          "zero", key=True)
+
     def compile_error_rules(self) -> list[ErrorRule]:
         rules = []
         for i, r in enumerate(self.cfg.errors or []):
@@ -478,6 +518,14 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
     c.compile_routes()
     budgets = c.compile_budgets()
     rules = c.compile_error_rules()
+    by_scope: dict[str, list[BudgetSpec]] = {}
+    for b in budgets:
+        by_scope.setdefault(b.scope, []).append(b)
+    st = cfg.state
+    state = StateSpec() if st is None else StateSpec(
+        kind=st.kind, path=st.path, url=st.url, prefix=st.prefix or "router:",
+        on_store_error=st.on_store_error or "fail_closed",
+        share_breakers=bool(st.share_breakers))
     plan = Plan(
         file=doc.file,
         providers=freeze(c.providers),
@@ -489,7 +537,11 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
         default_max_tokens=d.max_tokens if d else None,
         provider_layers=freeze(c.provider_layers),
         model_overrides=freeze(c.model_overrides),
+        state=state,
+        default_unknown_price=d.unknown_price if d else None,
+        budgets_by_scope=freeze({k: tuple(v) for k, v in by_scope.items()}),
     )
+    c.check_prices(plan)
     return plan, c.diags
 
 
@@ -515,7 +567,8 @@ def adhoc_route(plan: Plan, model: str) -> Route:
             raise NoRouteError(f"{ref!r}: no provider named {pname!r} "
                                f"(defined: {', '.join(plan.providers) or 'none'})")
         steps.append(Step((build_target(plan.defaults, spec, plan.provider_layers[pname], m,
-                                        plan.model_overrides.get(f"{pname}:{m}")),)))
+                                        plan.model_overrides.get(f"{pname}:{m}"),
+                                        unknown_price=plan.default_unknown_price),)))
     if not steps:
         raise NoRouteError(f"{model!r} names no target")
     return Route(alias=model, steps=tuple(steps), deadline=plan.default_deadline,

@@ -59,6 +59,29 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    """A local limiter shared by every call of this Router (and every replica, with a shared
+    store): ``key`` is ``provider:NAME`` or ``target:P:M``."""
+
+    key: str
+    rpm: int | None = None
+    tpm: int | None = None
+    mode: Literal["skip", "wait"] = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpec:
+    """Where budgets, rate limits and shared breaker state live."""
+
+    kind: Literal["memory", "sqlite", "redis"] = "memory"
+    path: str | None = None
+    url: str | None = field(default=None, repr=False)  # may hold a password
+    prefix: str = "router:"
+    on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    share_breakers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One provider:model with the settings in force for it in one route."""
 
@@ -74,6 +97,8 @@ class Target:
     weight: float = 1.0
     max_tokens: int | None = None
     price: Price | None = None  # from the route file; else the price table is asked
+    rate_limits: tuple[RateLimitSpec, ...] = ()
+    unknown_price: Literal["fail", "zero"] | None = None  # None: fail when under a budget
 
     def __repr__(self) -> str:
         return f"Target({self.key})"
@@ -126,6 +151,8 @@ class ProviderSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     key_env: str | None = None
     missing_env: tuple[str, ...] = ()
+    rate_limit: RateLimitSpec | None = None
+    unknown_price: Literal["fail", "zero"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +208,25 @@ class Plan:
     default_max_tokens: int | None = None
     provider_layers: Mapping[str, Layer] = field(default_factory=dict)
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    state: StateSpec = field(default_factory=StateSpec)
+    default_unknown_price: Literal["fail", "zero"] | None = None
+    budgets_by_scope: Mapping[str, tuple[BudgetSpec, ...]] = field(default_factory=dict)
     _adhoc: dict[str, Route] = field(default_factory=dict, repr=False, compare=False)
+
+    def budgets_for(self, target: Target, route: Route,
+                    tags: Mapping[str, str] | None) -> list[BudgetSpec]:
+        """Every budget that a call of ``route`` on ``target`` with ``tags`` counts against."""
+        by = self.budgets_by_scope
+        found: list[BudgetSpec] = list(route.budgets)
+        if not by:
+            return found
+        for scope in ("global", f"provider:{target.provider}", f"target:{target.key}",
+                      f"alias:{route.alias}"):
+            found.extend(by.get(scope, ()))
+        if tags:
+            for k, v in tags.items():
+                found.extend(by.get(f"tag:{k}={v}", ()))
+        return found
 
     def resolve(self, model: str) -> Route:
         """The route for an alias, ``"provider:model"``, a bare model name, or a comma-separated

@@ -114,6 +114,15 @@ class BreakerCfg(_Model):
     cooldown: Duration | None = None
 
 
+UnknownPrice = Literal["fail", "zero"]
+
+
+class RateLimitCfg(_Model):
+    rpm: Annotated[Int, Field(ge=1)] | None = None
+    tpm: Annotated[Int, Field(ge=1)] | None = None
+    mode: Literal["skip", "wait"] | None = None
+
+
 class DefaultsCfg(_Model):
     timeout: TimeoutCfg | None = None
     retry: RetryCfg | None = None
@@ -121,6 +130,7 @@ class DefaultsCfg(_Model):
     on: OnMap | None = None
     deadline: Duration | None = None
     max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    unknown_price: UnknownPrice | None = None
 
 
 class PriceCfg(_Model):
@@ -138,6 +148,7 @@ class ModelInfoCfg(_Model):
     json_schema: StrictBool | None = None
     streaming: StrictBool | None = None
     price: PriceCfg | None = None
+    rate_limit: RateLimitCfg | None = None
 
 
 class FakeStepCfg(_Model):
@@ -159,7 +170,8 @@ KIND_FIELDS: dict[str, frozenset[str]] = {
     "fake": frozenset({"script", "text", "latency"}),
 }
 COMMON_PROVIDER_FIELDS = frozenset(
-    {"kind", "api_key", "base_url", "headers", "timeout", "retry", "breaker", "models"}
+    {"kind", "api_key", "base_url", "headers", "timeout", "retry", "breaker", "models",
+     "rate_limit", "unknown_price"}
 )
 REQUIRED_BASE_URL = frozenset({"openai-compatible", "azure-openai"})
 
@@ -173,6 +185,8 @@ class ProviderCfg(_Model):
     retry: RetryCfg | None = None
     breaker: BreakerCfg | None = None
     models: dict[str, ModelInfoCfg] | None = None
+    rate_limit: RateLimitCfg | None = None
+    unknown_price: UnknownPrice | None = None
     # kind-specific settings (see KIND_FIELDS)
     organization: StrictStr | None = None
     project: StrictStr | None = None
@@ -262,6 +276,24 @@ class BudgetCfg(_Model):
     warn_at: Annotated[Number, Field(gt=0, le=1)] | None = None
 
 
+class StateCfg(_Model):
+    kind: Literal["memory", "sqlite", "redis"]
+    path: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
+    url: Annotated[str, StringConstraints(strict=True,
+                                          pattern=r"^(redis|rediss|unix)://")] | None = None
+    prefix: StrictStr | None = None
+    on_store_error: Literal["fail_closed", "fail_open"] | None = None
+    share_breakers: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> StateCfg:
+        if self.kind == "sqlite" and self.path is None:
+            raise ValueError("state kind sqlite needs path")
+        if self.kind == "redis" and self.url is None:
+            raise ValueError("state kind redis needs url")
+        return self
+
+
 class RouteFileCfg(_Model):
     schema_: StrictStr | None = Field(default=None, alias="$schema")
     version: Literal[1]
@@ -270,6 +302,7 @@ class RouteFileCfg(_Model):
     models: dict[AliasName, list[ChainItem] | RouteCfg] | None = None
     errors: list[ErrorRuleCfg] | None = None
     budgets: list[BudgetCfg] | None = None
+    state: StateCfg | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,8 @@ annotations and errors, ``apim-request-id``).
 
 Shapes follow the 2024-10-21 inference spec (``createChatCompletionResponse`` with
 ``prompt_filter_results`` / ``content_filter_results``, ``errorResponse`` with ``innererror``).
+An opt-in ``validator`` refuses bad bodies with OpenAI's 400 ``invalid_request_error``, which
+is what Azure's inference endpoint answers too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.servers.openai import (
     OpenAIServer,
     Reply,
     Script,
+    Validator,
     chunk,
     completion,
     json_reply,
@@ -47,8 +50,8 @@ def deployment_path(deployment: str) -> str:
 class AzureServer(OpenAIServer):
     """The scripted server at Azure's paths (see the module docstring)."""
 
-    def __init__(self, *, seed: int = 0) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, seed: int = 0, validator: Validator | None = None) -> None:
+        super().__init__(seed=seed, validator=validator)
         self.default = json_reply(azure_completion("Hello!"))
         self.queries: list[MultiDict[str]] = []
 

@@ -10,6 +10,8 @@ It is the scripted server of ``tests/servers/openai.py`` (same ``Reply`` / ``enq
 ``open_connections``), except that a streamed reply's ``events`` are NDJSON lines: a dict is
 written as one JSON line, bytes as they are (for torn or hand-made lines). Pieces of
 ``piece_sizes`` bytes, ``first_byte_delay``, ``stall_after`` and ``reset_after`` work as there.
+With a ``validator`` (opt-in, as there) a refused request gets Ollama's own 400,
+``{"error": "<why>"}``, as its handlers answer a body they cannot bind.
 Shapes follow ollama's ``api/types.go`` (``ChatResponse`` with ``Metrics``).
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers.openai import OpenAIServer, Reply, Script
+from tests.servers.openai import OpenAIServer, Reply, Script, Validator
 
 __all__ = ["ERRORS", "OllamaServer", "Reply", "chat_response", "delta", "done_line",
            "error_body", "error_reply", "json_reply", "metrics", "ndjson_line", "stream_reply",
@@ -37,8 +39,8 @@ JSON = "application/json; charset=utf-8"
 class OllamaServer(OpenAIServer):
     """The scripted server answering like ``ollama serve`` (see the module docstring)."""
 
-    def __init__(self, *, seed: int = 0) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, seed: int = 0, validator: Validator | None = None) -> None:
+        super().__init__(seed=seed, validator=validator)
         self.default = json_reply(chat_response("Hello!"))
 
     async def __aenter__(self) -> OllamaServer:
@@ -52,6 +54,10 @@ class OllamaServer(OpenAIServer):
     def enqueue(self, *replies: Script, path: str = CHAT_PATH) -> None:
         """Answer the next requests to ``path`` (default ``/api/chat``) with these replies."""
         super().enqueue(*replies, path=path)
+
+    def _rejection(self, problems: list[str]) -> Reply:
+        """Ollama's 400 for a body it cannot bind: ``{"error": "..."}``."""
+        return json_reply({"error": "; ".join(problems)}, status=400)
 
     async def _stream(self, request: web.Request, reply: Reply,
                       headers: dict[str, str]) -> web.StreamResponse:

@@ -9,6 +9,11 @@ error bodies and SSE bytes, scripted per request.
 
 Replies are taken from a FIFO queue per path; when it is empty ``server.default`` answers
 (a plain completion). A queue entry may also be a callable ``(RecordedRequest) -> Reply``.
+
+Opt-in request validation: ``OpenAIServer(validator=fn)`` calls ``fn(RecordedRequest)`` on every
+request; a non-empty list of problems is answered as the real API answers a bad body (a 400
+``invalid_request_error`` naming them, see ``_rejection``) before any scripted reply, and kept
+in ``server.problems``. Validators live in ``tests/wire_validators.py``.
 Every wait inside the server (delays, stalls) ends as soon as the server closes, so a test
 never waits on a handler.
 """
@@ -74,13 +79,17 @@ class RecordedRequest:
 
 
 Script = Reply | Callable[[RecordedRequest], Reply]
+#: Why the real API would refuse a request ([] when it would accept it).
+Validator = Callable[[RecordedRequest], list[str]]
 
 
 class OpenAIServer:
     """The scripted server; an async context manager (see the module docstring)."""
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(self, *, seed: int = 0, validator: Validator | None = None) -> None:
         self.requests: list[RecordedRequest] = []
+        self.validator = validator
+        self.problems: list[list[str]] = []  # per refused request (only with a validator)
         self.default: Script = json_reply(completion("Hello!"))
         self._queues: dict[str, collections.deque[Script]] = collections.defaultdict(
             collections.deque)
@@ -157,9 +166,14 @@ class OpenAIServer:
         recorded = RecordedRequest(request.method, request.path, dict(request.headers),
                                    await request.read(), tuple(peer) if peer else None)
         self.requests.append(recorded)
-        queue = self._queues.get(request.path)
-        script = queue.popleft() if queue else self.default
-        reply = script(recorded) if callable(script) else script
+        problems = self.validator(recorded) if self.validator is not None else []
+        if problems:  # refused before any scripted reply, which stays queued
+            self.problems.append(problems)
+            reply = self._rejection(problems)
+        else:
+            queue = self._queues.get(request.path)
+            script = queue.popleft() if queue else self.default
+            reply = script(recorded) if callable(script) else script
         headers = {"x-request-id": f"req_{next(self._ids):06d}", "openai-processing-ms": "7",
                    **reply.headers}
         if reply.delay:
@@ -179,6 +193,12 @@ class OpenAIServer:
         await resp.write(body)
         await resp.write_eof()
         return resp
+
+    def _rejection(self, problems: list[str]) -> Reply:
+        """The answer to a request the validator refused: OpenAI's 400 for a bad body."""
+        return json_reply({"error": {"message": "; ".join(problems),
+                                     "type": "invalid_request_error", "param": None,
+                                     "code": None}}, status=400)
 
     async def _stream(self, request: web.Request, reply: Reply,
                       headers: dict[str, str]) -> web.StreamResponse:
