@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from router.engine import Router
-from router.errors import RouteFailed
+from router.errors import RouteFailed, StreamInterruptedError
 from router.types import AttemptRecord
 
 
@@ -54,6 +54,10 @@ async def run_chat(path: Path, args: argparse.Namespace) -> int:
                     if chunk.attempts is not None:
                         attempts = chunk.attempts
                 sys.stdout.write("\n")
+        except StreamInterruptedError as e:
+            sys.stdout.write("\n")  # end the partial answer's line; the reason goes to stderr
+            print(f"router: {e}", file=sys.stderr)
+            return 1
         except RouteFailed as e:
             print(f"router: {e}", file=sys.stderr)
             if args.verbose:

@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import SecretStr
-
 from router.config.diagnostics import Diagnostic, Mark
 from router.config.load import Document
 from router.config.model import (
@@ -50,12 +48,18 @@ from router.plan import (
 )
 from router.providers import catalog, registry
 from router.providers.base import Capabilities, Timeouts
+from router.secret import Secret
 
 Path = tuple[str | int, ...]
 
 
+EMPTY_LAYER = Layer()
+
+
 def _layer(timeout: TimeoutCfg | None, retry: RetryCfg | None, breaker: BreakerCfg | None,
            on: Mapping[ErrorClass, Action] | None) -> Layer:
+    if not (timeout or retry or breaker or on):
+        return EMPTY_LAYER  # shared, so that targets of plain routes compile once
     return Layer(
         timeouts=freeze(timeout.model_dump(exclude_none=True)) if timeout else freeze({}),
         retry=freeze(retry.model_dump(exclude_none=True)) if retry else freeze({}),
@@ -71,6 +75,9 @@ def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_NOT_CAPABILITIES = frozenset({"price", "rate_limit"})
+
+
 def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) -> Capabilities:
     """Catalog facts for ``model`` with the route file's ``models:`` entry on top."""
     facts = catalog.facts_for(kind, model)
@@ -82,15 +89,39 @@ def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) 
     else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
         caps = {"tools": True, "vision": True, "json_schema": True}
     if override:
-        caps.update({k: v for k, v in override.items() if k != "price"})
+        caps.update({k: v for k, v in override.items() if k not in _NOT_CAPABILITIES})
     return Capabilities(**caps)
 
 
 def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
                  model: str, model_override: Mapping[str, Any] | None,
                  *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
-                 unknown_price: Literal["fail", "zero"] | None = None) -> Target:
-    """One Target with every layer merged: builtin < defaults < provider < route < target."""
+                 unknown_price: Literal["fail", "zero"] | None = None,
+                 cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Target]] | None = None,
+                 ) -> Target:
+    """One Target with every layer merged: builtin < defaults < provider < route < target.
+
+    Targets built from the same provider spec, model and layer objects are equal; with a
+    ``cache`` (one per compilation) each is built once. Keys hold object ids, so an entry
+    keeps the objects and a hit checks they are the same ones."""
+    objects = (provider, model_override, plan_defaults, provider_layer, *layers)
+    key = (model, weight, max_tokens, unknown_price, *map(id, objects))
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+            return hit[1]
+    target = _build_target(plan_defaults, provider, provider_layer, model, model_override,
+                           *layers, weight=weight, max_tokens=max_tokens,
+                           unknown_price=unknown_price)
+    if cache is not None:
+        cache[key] = (objects, target)
+    return target
+
+
+def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
+                  model: str, model_override: Mapping[str, Any] | None,
+                  *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
+                  unknown_price: Literal["fail", "zero"] | None = None) -> Target:
     all_layers = (plan_defaults, provider_layer, *layers)
     t = _merge_timeouts([la.timeouts for la in all_layers])
     r = _merge(*(la.retry for la in all_layers))
@@ -201,6 +232,8 @@ class _Compiler:
                 self._contradicting.add(name)
 
     _contradicting: set[str] = field(default_factory=set)
+    _targets: dict[tuple[Any, ...], tuple[tuple[Any, ...], Target]] = field(
+        default_factory=dict)
 
     def error(self, path: Path, code: str, message: str, hint: str = "", *,
               key: bool = False, severity: str = "error") -> None:
@@ -230,12 +263,11 @@ class _Compiler:
             if not r.present and not r.has_default and r.path[:2] == ("providers", name)
         )
         key_env = registry.key_env(p.kind)
-        api_key = p.api_key
-        if api_key is not None and not api_key.get_secret_value():
-            api_key = None
+        given = p.api_key.get_secret_value() if p.api_key is not None else ""
+        api_key = Secret(given) if given else None
         if api_key is None and "api_key" not in p.model_fields_set and key_env:
             value = self.env.get(key_env)
-            api_key = SecretStr(value) if value else None
+            api_key = Secret(value) if value else None
             bearer = any(h.lower() == "authorization" for h in (p.headers or {}))
             if not value and not bearer and p.kind not in ("ollama", "openai-compatible",
                                                            "fake"):
@@ -348,7 +380,7 @@ class _Compiler:
         return [build_target(self.defaults, spec, self.provider_layers[pname], model,
                              self.model_overrides.get(f"{pname}:{model}"), *layers,
                              weight=weight, max_tokens=max_tokens,
-                             unknown_price=self.unknown_price)]
+                             unknown_price=self.unknown_price, cache=self._targets)]
 
     def _resolve_ref(self, path: Path, ref: str) -> tuple[str, str] | None:
         split = registry.split_target(ref)

@@ -14,8 +14,6 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity.wait import wait_random_exponential
-
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.money.tokens import estimate_prompt_tokens
 from router.plan import RetryPolicy, Route, Target
@@ -263,6 +261,8 @@ def jittered_wait(policy: RetryPolicy, retry_number: int) -> float:
         return policy.backoff_cap(retry_number)
     strategy = _strategies.get(policy)
     if strategy is None:
+        from tenacity.wait import wait_random_exponential  # on first retry, not at import
+
         strategy = wait_random_exponential(multiplier=policy.initial, max=policy.max,
                                            exp_base=policy.multiplier)
         _strategies[policy] = strategy
@@ -270,6 +270,6 @@ def jittered_wait(policy: RetryPolicy, retry_number: int) -> float:
     return float(strategy(state))
 
 
-_strategies: dict[RetryPolicy, wait_random_exponential] = {}
+_strategies: dict[RetryPolicy, Any] = {}
 
 __all__ = ["CallNeeds", "Decision", "Done", "Skip", "Try", "Wait", "walk"]

@@ -10,13 +10,23 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 _std = logging.getLogger("router")
-_log = structlog.wrap_logger(_std, wrapper_class=structlog.stdlib.BoundLogger)
+_log: structlog.stdlib.BoundLogger | None = None  # made on the first enabled event
 _secrets: set[str] = set()
+
+
+def _logger() -> structlog.stdlib.BoundLogger:
+    global _log
+    if _log is None:
+        import structlog  # imported on first use: `import router` does not pay for it
+
+        _log = structlog.wrap_logger(_std, wrapper_class=structlog.stdlib.BoundLogger)
+    return _log
 
 
 def add_secrets(values: Iterable[str]) -> None:
@@ -41,12 +51,14 @@ def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     if not _std.isEnabledFor(level):
         return
     clean = {k: _scrub(v) for k, v in fields.items() if v is not None}
-    _log.log(level, event, **clean)
+    _logger().log(level, event, **clean)
 
 
 def configure_output(fmt: Literal["console", "json"] = "console", level: int = logging.INFO,
                      stream: Any = None) -> None:
     """Render router's events to ``stream`` (stderr) as console lines or JSON lines (CLI use)."""
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.stdlib.add_log_level,

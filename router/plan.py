@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import SecretStr
-
 from router.errors import DEFAULT_ACTIONS, Action, ErrorClass
 from router.providers.base import Capabilities, Timeouts
+from router.secret import Secret
 
 Strategy = Literal["single", "weighted", "round_robin", "random", "ordered"]
 Window = Literal["minute", "hour", "day", "month", "total"]
@@ -141,12 +140,12 @@ class Route:
 
 @dataclass(frozen=True)
 class ProviderSpec:
-    """A provider as configured: the key is a SecretStr read from the environment."""
+    """A provider as configured: the key is a Secret read from the environment."""
 
     name: str
     kind: str
     base_url: str | None
-    api_key: SecretStr | None = field(repr=False)
+    api_key: Secret | None = field(repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
     key_env: str | None = None
@@ -247,8 +246,13 @@ def freeze(d: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(d))
 
 
+_DEFAULT_ACTIONS_FROZEN = MappingProxyType(dict(DEFAULT_ACTIONS))
+
+
 def merged_actions(*layers: Mapping[ErrorClass, Action]) -> Mapping[ErrorClass, Action]:
     """Built-in actions overridden by each layer in turn (later wins)."""
+    if not any(layers):
+        return _DEFAULT_ACTIONS_FROZEN
     out = dict(DEFAULT_ACTIONS)
     for layer in layers:
         out.update(layer)

@@ -63,13 +63,13 @@ class StreamAssembler:
             return self._stop(data)
         if kind == "message_start":
             message = data.get("message")
-            if isinstance(message, Mapping):
+            if isinstance(message, dict):
                 self.model = message.get("model") or self.model
                 self.id = message.get("id") or self.id
                 self._merge_usage(message.get("usage"))
         elif kind == "message_delta":
             delta = data.get("delta")
-            if isinstance(delta, Mapping) and isinstance(delta.get("stop_reason"), str):
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
                 self.stop_reason = delta["stop_reason"]
             self._merge_usage(data.get("usage"))  # cumulative counts: later values win
         elif kind == "message_stop":
@@ -77,7 +77,7 @@ class StreamAssembler:
         return None
 
     def _merge_usage(self, usage: Any) -> None:
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
 
     def _block(self, data: Mapping[str, Any]) -> _Block:
@@ -86,7 +86,7 @@ class StreamAssembler:
 
     def _start(self, data: Mapping[str, Any]) -> ChatChunk | None:
         raw = data.get("content_block")
-        block: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        block: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
         index = data.get("index")
         kind = block.get("type")
         state = _Block("other")
@@ -121,7 +121,7 @@ class StreamAssembler:
 
     def _delta(self, data: Mapping[str, Any]) -> ChatChunk | None:
         raw = data.get("delta")
-        delta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        delta: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
         block = self._block(data)
         kind = delta.get("type")
         if kind == "text_delta":

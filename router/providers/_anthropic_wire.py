@@ -199,7 +199,7 @@ def encode_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
         word = _TOOL_CHOICE_WORDS.get(choice)
         return {"type": word} if word else {"type": "tool", "name": choice}
     fn = choice.get("function")
-    if choice.get("type") == "function" and isinstance(fn, Mapping):
+    if choice.get("type") == "function" and isinstance(fn, dict):
         return {"type": "tool", "name": str(fn.get("name") or "")}
     return dict(choice)
 
@@ -219,7 +219,7 @@ def _answer_tool(fmt: ResponseFormat) -> tuple[AnswerTool, dict[str, Any]]:
 def thinking_config(request: ChatRequest) -> dict[str, Any] | None:
     """``extra["thinking"]`` as given, else a budget from ``reasoning_effort`` (None: off)."""
     given = request.extra.get("thinking")
-    if isinstance(given, Mapping):
+    if isinstance(given, dict):
         return dict(given) if given.get("type") in ("enabled", "adaptive") else None
     budget = EFFORT_BUDGETS.get(request.reasoning_effort or "")
     return {"type": "enabled", "budget_tokens": budget} if budget else None
@@ -353,7 +353,7 @@ def _int(value: Any) -> int:
 def parse_usage(data: Any) -> Usage | None:
     """``usage`` to Usage: input counts every prompt token (uncached + cache read + cache
     written, as the API's docs add them up); cached is the cache read."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         return None
     cache_read = _int(data.get("cache_read_input_tokens"))
     details = data.get("output_tokens_details")
@@ -363,14 +363,14 @@ def parse_usage(data: Any) -> Usage | None:
         output_tokens=_int(data.get("output_tokens")),
         cached_tokens=cache_read,
         reasoning_tokens=(_int(details.get("thinking_tokens"))
-                          if isinstance(details, Mapping) else 0),
+                          if isinstance(details, dict) else 0),
     )
 
 
 def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> ChatResponse:
     """A ``message`` object to ChatResponse: text blocks joined, tool_use blocks as calls,
     thinking blocks as ``reasoning`` (never in ``text``); the answer tool's input as ``text``."""
-    content = data.get("content") if isinstance(data, Mapping) else None
+    content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, list):
         raise ServerError("message has no content list")
     texts: list[str] = []
@@ -378,7 +378,7 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
     calls: list[ToolCall] = []
     answer_text: str | None = None
     for block in content:
-        if not isinstance(block, Mapping):
+        if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
@@ -387,7 +387,7 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
             thoughts.append(str(block.get("thinking") or ""))
         elif kind == "tool_use":
             raw = block.get("input")
-            arguments = dict(raw) if isinstance(raw, Mapping) else {}
+            arguments = dict(raw) if isinstance(raw, dict) else {}
             if answer is not None and block.get("name") == answer.name:
                 answer_text = answer.text(arguments)
             else:

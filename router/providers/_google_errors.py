@@ -58,8 +58,8 @@ def error_object(body: ErrorBody) -> Mapping[str, Any]:
     data = body.json
     if isinstance(data, list) and data:
         data = data[0]
-    err = data.get("error") if isinstance(data, Mapping) else None
-    return err if isinstance(err, Mapping) else {}
+    err = data.get("error") if isinstance(data, dict) else None
+    return err if isinstance(err, dict) else {}
 
 
 def _details(err: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
@@ -67,7 +67,7 @@ def _details(err: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
     if not isinstance(details, list):
         return []
     return [d for d in details
-            if isinstance(d, Mapping) and d.get("@type") == _TYPE_PREFIX + kind]
+            if isinstance(d, dict) and d.get("@type") == _TYPE_PREFIX + kind]
 
 
 def _reason(err: Mapping[str, Any]) -> str:
@@ -79,7 +79,7 @@ def _quota_ids(err: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(quotaId, quotaValue) of every QuotaFailure violation."""
     return [(_str(v.get("quotaId")), str(v.get("quotaValue", "")))
             for d in _details(err, "QuotaFailure")
-            for v in d.get("violations") or () if isinstance(v, Mapping)]
+            for v in d.get("violations") or () if isinstance(v, dict)]
 
 
 def retry_delay(err: Mapping[str, Any]) -> float | None:

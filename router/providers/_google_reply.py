@@ -34,13 +34,13 @@ def _int(value: Any) -> int:
 
 
 def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def parse_usage(meta: Any) -> Usage | None:
     """``usageMetadata`` to Usage. ``promptTokenCount`` includes the cached tokens (as our
     input_tokens does); tool-use prompt tokens are input too; thoughts are output."""
-    if not isinstance(meta, Mapping):
+    if not isinstance(meta, dict):
         return None
     thoughts = _int(meta.get("thoughtsTokenCount"))
     return Usage(
@@ -63,7 +63,7 @@ def normalize_finish_reason(value: str | None, has_tool_calls: bool) -> FinishRe
 
 def _candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     candidates = data.get("candidates")
-    if isinstance(candidates, list) and candidates and isinstance(candidates[0], Mapping):
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
         return candidates[0]
     return None
 
@@ -97,26 +97,26 @@ class _Parts:
         self.thoughts: list[str] = []
         self.calls: list[ToolCall] = []
         for part in _map(content).get("parts") or ():
-            if not isinstance(part, Mapping):
+            if not isinstance(part, dict):
                 continue
             text = part.get("text")
             if isinstance(text, str) and text:
                 (self.thoughts if part.get("thought") is True else self.text).append(text)
             fc = part.get("functionCall")
-            if isinstance(fc, Mapping):
+            if isinstance(fc, dict):
                 name = str(fc.get("name") or "")
                 args = fc.get("args")
                 index = first_index + len(self.calls)
                 self.calls.append(ToolCall(id=str(fc.get("id") or call_id(index, name)),
                                            name=name,
-                                           arguments=dict(args) if isinstance(args, Mapping)
+                                           arguments=dict(args) if isinstance(args, dict)
                                            else {}))
 
 
 def parse_response(data: Any, model: str) -> ChatResponse:
     """A whole ``GenerateContentResponse`` to ChatResponse (first candidate). A blocked prompt,
     or an answer left empty by a filter, raises ContentPolicyError."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise ServerError("response is not a JSON object")
     candidate = _candidate(data)
     feedback = _map(data.get("promptFeedback"))

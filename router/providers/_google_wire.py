@@ -207,7 +207,7 @@ def encode_tool_config(choice: str | Mapping[str, Any], tools: Sequence[Tool]) -
     name: str | None = None
     if isinstance(choice, Mapping):
         fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, Mapping) else None
+        name = fn.get("name") if isinstance(fn, dict) else None
         if not isinstance(name, str) or not name:
             raise InvalidRequestError("tool_choice object needs function.name")
     elif choice.lower() in _TOOL_MODES:
@@ -279,7 +279,7 @@ def generation_config(request: ChatRequest, model: str) -> dict[str, Any]:
     if thinking is not None:
         config["thinkingConfig"] = thinking
     extra_config = request.extra.get("generationConfig")
-    if isinstance(extra_config, Mapping):
+    if isinstance(extra_config, dict):
         config.update(extra_config)
     return config
 

@@ -8,6 +8,7 @@ Field names follow the API reference and openai-python's generated types
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +45,9 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _POLICY_CODES = frozenset({"content_filter", "content_policy_violation"})
 _QUOTA = "insufficient_quota"
+#: The API refuses longer tool-call ids ("Invalid 'messages[1].tool_calls[0].id': string too
+#: long. Expected a string with maximum length 40").
+MAX_CALL_ID = 40
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -71,6 +75,15 @@ def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
+def wire_call_id(call_id: str) -> str:
+    """A tool-call id the API accepts. Ids made elsewhere can be longer than it allows (those
+    made up for Gemini's calls embed the function name): they become a digest of themselves,
+    the same for the call and for the tool message that answers it."""
+    if len(call_id) <= MAX_CALL_ID:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
 def encode_message(message: Message) -> dict[str, Any]:
     """One message in the Chat Completions shape."""
     out: dict[str, Any] = {"role": message.role}
@@ -80,13 +93,13 @@ def encode_message(message: Message) -> dict[str, Any]:
         out["content"] = text if text or not message.tool_calls else None
         if message.tool_calls:
             out["tool_calls"] = [
-                {"id": c.id, "type": "function",
+                {"id": wire_call_id(c.id), "type": "function",
                  "function": {"name": c.name, "arguments": encode_arguments(c.arguments)}}
                 for c in message.tool_calls
             ]
     elif message.role == "tool":
         out["content"] = message.text
-        out["tool_call_id"] = message.tool_call_id or ""
+        out["tool_call_id"] = wire_call_id(message.tool_call_id or "")
     elif isinstance(message.content, list):
         out["content"] = [_encode_part(p) for p in message.content]
     else:
@@ -194,16 +207,16 @@ def _int(value: Any) -> int:
 
 def parse_usage(data: Any) -> Usage | None:
     """``usage`` to Usage; missing ``*_tokens_details`` count as 0."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         return None
     prompt = data.get("prompt_tokens_details")
     completion = data.get("completion_tokens_details")
     return Usage(
         input_tokens=_int(data.get("prompt_tokens")),
         output_tokens=_int(data.get("completion_tokens")),
-        cached_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, Mapping) else 0,
+        cached_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
         reasoning_tokens=(_int(completion.get("reasoning_tokens"))
-                          if isinstance(completion, Mapping) else 0),
+                          if isinstance(completion, dict) else 0),
     )
 
 
@@ -218,8 +231,8 @@ def _reasoning_text(message: Mapping[str, Any]) -> str | None:
 
 def parse_completion(data: Any, model: str) -> ChatResponse:
     """A ``chat.completion`` object to ChatResponse (first choice)."""
-    choices = data.get("choices") if isinstance(data, Mapping) else None
-    if not choices or not isinstance(choices[0], Mapping):
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices[0], dict):
         raise ServerError("completion has no choices")
     choice = choices[0]
     message = choice.get("message") or {}
@@ -227,7 +240,7 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
         ToolCall(id=str(c.get("id") or ""), name=str(fn.get("name") or ""),
                  arguments=parse_arguments(fn.get("arguments")))
         for c in message.get("tool_calls") or ()
-        if isinstance(c, Mapping) and isinstance(fn := c.get("function"), Mapping)
+        if isinstance(c, dict) and isinstance(fn := c.get("function"), Mapping)
     ]
     if not calls and isinstance(fc := message.get("function_call"), Mapping):
         calls.append(ToolCall(id="", name=str(fc.get("name") or ""),
@@ -262,15 +275,15 @@ class StreamAssembler:
         if usage is not None:  # sent on the last, choices-less chunk (include_usage)
             self.usage = usage
         choices = data.get("choices")
-        if not choices or not isinstance(choices[0], Mapping):
+        if not choices or not isinstance(choices[0], dict):
             return None
         choice = choices[0]
         if isinstance(choice.get("finish_reason"), str):
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta")
-        if not isinstance(delta, Mapping):
+        if not isinstance(delta, dict):
             return None
-        deltas = [self._add(d) for d in delta.get("tool_calls") or () if isinstance(d, Mapping)]
+        deltas = [self._add(d) for d in delta.get("tool_calls") or () if isinstance(d, dict)]
         if isinstance(fc := delta.get("function_call"), Mapping):
             deltas.append(self._add({"index": 0, "function": fc}))
         text = delta.get("content") or delta.get("refusal") or ""
@@ -282,7 +295,7 @@ class StreamAssembler:
     def _add(self, d: Mapping[str, Any]) -> ToolCallDelta:
         index = _int(d.get("index"))
         raw_fn = d.get("function")
-        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, Mapping) else {}
+        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
         call = self._calls.setdefault(index, [None, None, []])
         if d.get("id"):
             call[0] = d["id"]

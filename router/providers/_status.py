@@ -103,9 +103,9 @@ class ErrorBody:
 
     def error_object(self) -> Mapping[str, Any]:
         """The ``{"error": {...}}`` object if the body has that shape (most vendors), else {}."""
-        if isinstance(self.json, Mapping):
+        if isinstance(self.json, dict):
             err = self.json.get("error")
-            if isinstance(err, Mapping):
+            if isinstance(err, dict):
                 return err
         return {}
 

@@ -108,7 +108,7 @@ def map_anthropic_error(status: int | None, headers: Mapping[str, str], body: Er
     err = body.error_object()
     err_type = _str(err.get("type"))
     details = err.get("details")
-    code = _str(details.get("error_code")) if isinstance(details, Mapping) else ""
+    code = _str(details.get("error_code")) if isinstance(details, dict) else ""
     message = _str(err.get("message")) or body.text
     error_class = _error_class(status, err_type, code, message)
     error = make_status_error(
@@ -200,7 +200,7 @@ class AnthropicProvider(Provider):
             if resp.status >= 300:
                 raise await self._status_error(resp)
             data = await resp.json()
-            if isinstance(data, Mapping) and data.get("type") == "error":
+            if isinstance(data, dict) and data.get("type") == "error":
                 raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
             response = parse_message(data, model, answer)
             response.request_id = resp.request_id
@@ -246,7 +246,7 @@ class AnthropicProvider(Provider):
                 raise NetworkError("stream ended inside an event") from e
             excerpt = redact_secrets(event.data[:200], (self._secret,))
             raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             return None
         if event.event == "error" or data.get("type") == "error":
             raise self._error(None, headers, ErrorBody(text=event.data, json=data))

@@ -164,17 +164,17 @@ def _inner_error(err: Mapping[str, Any]) -> Mapping[str, Any]:
     # The service sends "innererror"; the OpenAPI spec spells it "inner_error".
     for key in ("innererror", "inner_error"):
         value = err.get(key)
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             return value
     return {}
 
 
 def _filtered_categories(inner: Mapping[str, Any]) -> list[str]:
     results = inner.get("content_filter_result") or inner.get("content_filter_results")
-    if not isinstance(results, Mapping):
+    if not isinstance(results, dict):
         return []
     return sorted(name for name, verdict in results.items()
-                  if isinstance(verdict, Mapping) and verdict.get("filtered") is True)
+                  if isinstance(verdict, dict) and verdict.get("filtered") is True)
 
 
 def map_azure_error(status: int | None, headers: Mapping[str, str], body: ErrorBody, *,

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import SecretStr
 
 from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
 from router.providers._status import (
@@ -30,6 +29,7 @@ from router.providers._status import (
     parse_should_retry,
     redact_secrets,
 )
+from router.secret import Secret
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -80,18 +80,18 @@ class Capabilities:
 class ProviderConfig:
     """One configured provider. ``options`` holds kind-specific settings (organization, ...).
 
-    The repr shows header names only and never the key (``SecretStr`` masks it).
+    The repr shows header names only and never the key (``Secret`` masks it).
     """
 
     name: str
     kind: str
     base_url: str | None = None
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        key = "None" if self.api_key is None else "SecretStr('**********')"
+        key = "None" if self.api_key is None else "Secret('**********')"
         return (
             f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r}, "
             f"api_key={key}, headers=<{', '.join(sorted(self.headers))}>, "
@@ -204,7 +204,14 @@ class HttpResponse:
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (or its first ``limit`` bytes)."""
-        parts: list[bytes] = []
+        first = await self.read_chunk()
+        self._first = True
+        if not first or self._resp.content.at_eof():  # the common case: one read, one timer
+            return first if limit is None else first[:limit]
+        parts: list[bytes] = [first]
+        size = len(first)
+        if limit is not None and size >= limit:
+            return first[:limit]
         size = 0
         while chunk := await self.read_chunk():
             self._first = True
@@ -281,6 +288,9 @@ class HttpPool:
         self._ttl_dns_cache = ttl_dns_cache
         self._trust_env = trust_env
         self._closed = False
+        # Per-URL and per-timeout values, computed once (the hot path only looks them up).
+        self._hosts: dict[str, str] = {}
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @property
     def closed(self) -> bool:
@@ -319,13 +329,18 @@ class HttpPool:
         """
         session = self._get_session()
         data = body if isinstance(body, bytes) else dumps_json(body)
-        host = urlsplit(url).hostname or "?"
+        host = self._hosts.get(url)
+        if host is None:
+            host = self._hosts[url] = urlsplit(url).hostname or "?"
         deadline = _deadline(asyncio.get_running_loop(), timeouts.first_token)
-        connect = timeouts.connect if math.isfinite(timeouts.connect) else None
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect)
+        client_timeout = self._client_timeouts.get(timeouts.connect)
+        if client_timeout is None:
+            connect = timeouts.connect if math.isfinite(timeouts.connect) else None
+            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect)
+            self._client_timeouts[timeouts.connect] = client_timeout
         with _map_transport_errors(host, "first_token"):
             async with asyncio.timeout_at(deadline):
-                resp = await session.post(url, data=data, headers=dict(headers),
+                resp = await session.post(url, data=data, headers=headers,
                                           timeout=client_timeout)
         response = HttpResponse(resp, host=host, deadline=deadline, idle=timeouts.idle)
         try:

@@ -8,6 +8,7 @@ Figures from each provider's model pages.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 
 
@@ -81,6 +82,7 @@ KIND_PREFIXES: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def facts_for(kind: str, model: str) -> ModelFacts | None:
     """The facts of ``model`` on a provider of ``kind``, by longest matching prefix."""
     table = CATALOG.get(kind)

@@ -116,7 +116,7 @@ class OllamaProvider(Provider):
             if resp.status >= 300:
                 raise await self._status_error(resp)
             data = await resp.json()
-            if isinstance(data, Mapping) and data.get("error"):
+            if isinstance(data, dict) and data.get("error"):
                 raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
             return parse_response(data, model)
 
@@ -285,11 +285,11 @@ def parse_tool_calls(raw: Any, start: int = 0) -> list[ToolCall]:
     compatible servers is parsed as JSON)."""
     calls: list[ToolCall] = []
     for entry in raw if isinstance(raw, list) else ():
-        fn = entry.get("function") if isinstance(entry, Mapping) else None
-        if not isinstance(fn, Mapping):
+        fn = entry.get("function") if isinstance(entry, dict) else None
+        if not isinstance(fn, dict):
             continue
         args = fn.get("arguments")
-        arguments = dict(args) if isinstance(args, Mapping) else parse_arguments(_str(args))
+        arguments = dict(args) if isinstance(args, dict) else parse_arguments(_str(args))
         name = _str(fn.get("name"))
         index = start + len(calls)
         given = _str(entry.get("id"))  # newer servers may send one
@@ -311,8 +311,8 @@ def _usage(data: Mapping[str, Any]) -> Usage:
 
 def parse_response(data: Any, model: str) -> ChatResponse:
     """A non-streamed ``/api/chat`` answer to ChatResponse."""
-    message = data.get("message") if isinstance(data, Mapping) else None
-    if not isinstance(message, Mapping):
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, dict):
         raise ServerError("ollama response has no message")
     calls = parse_tool_calls(message.get("tool_calls"))
     return ChatResponse(
@@ -339,12 +339,12 @@ class _StreamState:
         self.usage: Usage | None = None
 
     def feed(self, data: Any, headers: Mapping[str, str]) -> ChatChunk | None:
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             return None
         if data.get("error"):
             raise self._error(None, headers, ErrorBody(text=json.dumps(data), json=data))
         raw_message = data.get("message")
-        message: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
+        message: Mapping[str, Any] = raw_message if isinstance(raw_message, dict) else {}
         start = len(self._calls)
         calls = parse_tool_calls(message.get("tool_calls"), start)
         self._calls.extend(calls)
@@ -381,7 +381,7 @@ def map_ollama_error(status: int | None, headers: Mapping[str, str], body: Error
                      secrets: tuple[str, ...] = ()) -> LlmError:
     """The LlmError for an Ollama error body ``{"error": "..."}`` (status None for an error
     line inside a 200 stream or body)."""
-    err = body.json.get("error") if isinstance(body.json, Mapping) else None
+    err = body.json.get("error") if isinstance(body.json, dict) else None
     message = err if isinstance(err, str) else body.text
     return make_status_error(_error_class(status, message), status, headers,
                              provider_message=message, secrets=secrets)

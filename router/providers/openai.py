@@ -131,7 +131,7 @@ class OpenAIProvider(Provider):
             if resp.status >= 300:
                 raise await self._status_error(resp)
             data = await resp.json()
-            if isinstance(data, Mapping) and data.get("error"):  # some servers say 200 anyway
+            if isinstance(data, dict) and data.get("error"):  # some servers say 200 anyway
                 raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
             response = parse_completion(data, model)
             response.request_id = resp.request_id
@@ -178,7 +178,7 @@ class OpenAIProvider(Provider):
                 raise NetworkError("stream ended inside an event") from e
             excerpt = redact_secrets(event.data[:200], (self._secret,))
             raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             return None
         if data.get("error") or event.event == "error":
             raise self._error(None, headers, ErrorBody(text=event.data, json=data))

@@ -1,0 +1,200 @@
+"""``router chat`` run for real against a loopback server of each provider kind.
+
+The server lives in the test's event loop, so the CLI runs as an asyncio subprocess: the loop
+keeps serving while the command waits for its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import anthropic, azure, google, ollama, openai
+from tests.test_cli import ROOT, assert_no_traceback, cli_command, cli_env
+
+PROMPT = "Tell the CLI test something"
+PIECES = ["Streamed ", "through ", "the CLI."]
+TEXT = "".join(PIECES)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to serve, configure and script one provider kind."""
+
+    kind: str
+    server: Callable[[], Any]
+    key_env: str | None
+    models: tuple[str, str]  # the route tries the first, then falls back to the second
+    settings: str  # extra provider settings in YAML flow style
+    streamed: Callable[[Sequence[str]], Any]
+    whole: Callable[[str], Any]
+    failure: Callable[[], Any]  # an HTTP 500 in the vendor's own shape
+
+    def enqueue(self, server: Any, model: str, *replies: Any) -> None:
+        if self.kind == "azure-openai":  # one queue per deployment (= model name here)
+            server.enqueue(*replies, deployment=model)
+        else:
+            server.enqueue(*replies)
+
+
+KINDS = [
+    Kind("openai", openai.OpenAIServer, "OPENAI_API_KEY", ("gpt-4o-mini", "gpt-4o"), "",
+         lambda p: openai.stream_reply(openai.text_events(p)),
+         lambda t: openai.json_reply(openai.completion(t)),
+         lambda: openai.error_reply("server_error")),
+    Kind("anthropic", anthropic.AnthropicServer, "ANTHROPIC_API_KEY",
+         ("claude-haiku-4-5", "claude-sonnet-4-5"), "",
+         lambda p: anthropic.stream_reply(anthropic.text_events(p)),
+         lambda t: anthropic.json_reply(anthropic.message([anthropic.text_block(t)])),
+         lambda: anthropic.error_reply("api_error")),
+    Kind("google", google.GoogleServer, "GEMINI_API_KEY",
+         ("gemini-2.5-flash", "gemini-2.5-pro"), "",
+         lambda p: google.stream_reply(google.text_events(p)),
+         lambda t: google.json_reply(google.response(t)),
+         lambda: google.error_reply("internal")),
+    Kind("ollama", ollama.OllamaServer, None, ("llama3.2", "qwen2.5"), "",
+         lambda p: ollama.stream_reply(ollama.text_lines(p)),
+         lambda t: ollama.json_reply(ollama.chat_response(t)),
+         lambda: ollama.error_reply("runner_crashed")),
+    Kind("azure-openai", azure.AzureServer, "AZURE_OPENAI_API_KEY", ("gpt-4o-mini", "gpt-4o"),
+         ', api_version: "2024-10-21"',
+         lambda p: azure.stream_reply(azure.azure_text_events(list(p))),
+         lambda t: azure.json_reply(azure.azure_completion(t)),
+         lambda: azure.azure_error_reply("server_error")),
+]
+KEYED = [k for k in KINDS if k.key_env is not None]
+
+
+def route_file(tmp_path: Path, kind: Kind, base_url: str) -> Path:
+    """``main`` is the first model alone; ``fallback`` tries the first, then the second."""
+    key = f', api_key: "${{{kind.key_env}}}"' if kind.key_env else ""
+    first, second = (f"p:{m}" for m in kind.models)
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""\
+version: 1
+defaults:
+  retry: {{attempts: 1}}
+  timeout: {{connect: 2s, total: 10s}}
+providers:
+  p: {{kind: {kind.kind}, base_url: "{base_url}"{key}{kind.settings}}}
+models:
+  main: [{first}]
+  fallback: [{first}, {second}]
+""", encoding="utf-8")
+    return path
+
+
+def kind_env(kind: Kind) -> dict[str, str]:
+    return cli_env(**({kind.key_env: "sk-cli-chat-test"} if kind.key_env else {}))
+
+
+async def run_chat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``router chat ARGS`` as a subprocess, while this loop goes on serving."""
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command("chat", *args), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()  # our own child: never leave it running after a failed test
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    result = subprocess.CompletedProcess(args, proc.returncode, out.decode("utf-8", "replace"),
+                                         err.decode("utf-8", "replace"))
+    assert_no_traceback(result)
+    return result
+
+
+@pytest.fixture(params=KINDS, ids=[k.kind for k in KINDS])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    chosen: Kind = request.param
+    return chosen
+
+
+@pytest.fixture
+async def server(kind: Kind) -> AsyncIterator[Any]:
+    async with kind.server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def routes(tmp_path: Path, kind: Kind, server: Any) -> Path:
+    return route_file(tmp_path, kind, server.base_url)
+
+
+async def test_chat_streams_the_answer_to_stdout(kind: Kind, server: Any, routes: Path
+                                                 ) -> None:
+    kind.enqueue(server, kind.models[0], kind.streamed(PIECES))
+    r = await run_chat(str(routes), PROMPT, "--model", "main", env=kind_env(kind))
+    assert (r.returncode, r.stdout, r.stderr) == (0, TEXT + "\n", "")
+    [request] = server.requests
+    assert PROMPT.encode() in request.body
+
+
+async def test_chat_no_stream_prints_the_whole_answer(kind: Kind, server: Any, routes: Path
+                                                      ) -> None:
+    kind.enqueue(server, kind.models[0], kind.whole(TEXT))
+    r = await run_chat(str(routes), PROMPT, "--model", "main", "--no-stream",
+                       env=kind_env(kind))
+    assert (r.returncode, r.stdout, r.stderr) == (0, TEXT + "\n", "")
+    assert server.request_count == 1
+
+
+async def test_chat_verbose_shows_both_attempts_of_a_fallback_after_500(
+        kind: Kind, server: Any, routes: Path) -> None:
+    first, second = kind.models
+    kind.enqueue(server, first, kind.failure())
+    kind.enqueue(server, second, kind.streamed(PIECES))
+    r = await run_chat(str(routes), PROMPT, "--model", "fallback", "-v", env=kind_env(kind))
+    assert r.returncode == 0
+    assert r.stdout == TEXT + "\n"
+    attempts = r.stderr[r.stderr.index("attempts:\n"):].splitlines()[1:]
+    assert attempts[0].startswith(f"  #1 p:{first}: server HTTP 500 after ")
+    assert attempts[1].startswith(f"  #2 p:{second}: ok in ")
+    assert len(attempts) == 2
+
+
+async def test_chat_route_failing_everywhere_exits_1_with_one_line(
+        kind: Kind, server: Any, routes: Path) -> None:
+    first, second = kind.models
+    kind.enqueue(server, first, kind.failure())
+    kind.enqueue(server, second, kind.failure())
+    r = await run_chat(str(routes), PROMPT, "--model", "fallback", env=kind_env(kind))
+    assert r.returncode == 1
+    assert r.stdout == ""
+    [line] = r.stderr.splitlines()
+    assert re.match(r"router: server\b.*'fallback' failed after 2 attempt\(s\)", line), line
+    assert server.request_count == 2
+
+
+@pytest.mark.parametrize("keyed", KEYED, ids=[k.kind for k in KEYED])
+async def test_chat_without_the_key_variable_exits_1_naming_it(keyed: Kind, tmp_path: Path
+                                                               ) -> None:
+    routes = route_file(tmp_path, keyed, "http://127.0.0.1:9")  # never called
+    r = await run_chat(str(routes), PROMPT, "--model", "main", env=cli_env())
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert f"error[E060] provider 'p' is used by a route but {keyed.key_env} is not set" \
+        in r.stderr
+    assert r.stderr.startswith("router: ")
+
+
+async def test_chat_interrupted_stream_ends_the_partial_line_and_exits_1(
+        openai_server: openai.OpenAIServer, tmp_path: Path) -> None:
+    [kind] = [k for k in KINDS if k.kind == "openai"]
+    routes = route_file(tmp_path, kind, openai_server.base_url)
+    openai_server.enqueue(openai.stream_reply(openai.text_events(PIECES), reset_after=3))
+    r = await run_chat(str(routes), PROMPT, "--model", "main", env=kind_env(kind))
+    assert r.returncode == 1
+    assert r.stdout == "Streamed through \n"  # the two pieces that arrived, then a newline
+    [line] = r.stderr.splitlines()
+    assert line.startswith("router: stream_interrupted [p:gpt-4o-mini]: the stream from "
+                           "p:gpt-4o-mini failed after 17 characters")
