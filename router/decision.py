@@ -72,6 +72,14 @@ class Skip:
 
 
 @dataclass(slots=True, frozen=True)
+class Admit:
+    """Ask the budgets and rate limits whether ``target`` may be tried now; the driver sends
+    back None (go) or (reason, detail) (skip it)."""
+
+    target: Target
+
+
+@dataclass(slots=True, frozen=True)
 class Wait:
     """Sleep ``seconds`` before retrying ``target``."""
 
@@ -91,7 +99,9 @@ class Done:
     reason: str = ""  # why it failed: exhausted | fail_now | deadline
 
 
-Decision = Try | Skip | Wait | Done
+Decision = Try | Skip | Wait | Done | Admit
+Verdict = tuple[str, str] | None
+Outcome = LlmError | Verdict
 
 
 class WalkEnv(Protocol):
@@ -99,7 +109,9 @@ class WalkEnv(Protocol):
 
     def breaker_allows(self, target: Target) -> bool: ...
 
-    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None: ...
+    def gated(self, target: Target) -> bool:
+        """Whether ``target`` is under a budget or a rate limit (then Admit is asked)."""
+        ...
 
     def remaining(self) -> float | None: ...
 
@@ -170,7 +182,7 @@ def retry_wait(target: Target, error: LlmError, try_number: int, env: WalkEnv) -
 
 
 def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
-         env: WalkEnv) -> Generator[Decision, LlmError | None, None]:
+         env: WalkEnv) -> Generator[Decision, Outcome, None]:
     """Yield the decisions of one call over ``order`` (the route's targets for this call)."""
     attempt = 0
     last: LlmError | None = None
@@ -179,10 +191,6 @@ def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
         why = skip_reason(target, needs, min_window)
         if why is None and not env.breaker_allows(target):
             why = ("breaker_open", "circuit breaker is open")
-        if why is None:
-            budget = env.budget_reason(target, needs)
-            if budget is not None:
-                why = ("budget", budget)
         if why is not None:
             yield Skip(target, *why)
             continue
@@ -193,12 +201,19 @@ def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
                 yield Skip(target, "deadline", "the call deadline has passed")
                 yield Done(False, last, "deadline")
                 return
+            if env.gated(target):
+                verdict = yield Admit(target)
+                if verdict is not None:
+                    yield Skip(target, *verdict)  # type: ignore[misc]
+                    break
+                remaining = env.remaining()  # a rate limit may have waited
             try_number += 1
             attempt += 1
             total = target.timeouts.total
             limit = total if remaining is None else min(total, remaining)
             error = yield Try(target, attempt, try_number, limit,
                               remaining is not None and remaining < total)
+            assert not isinstance(error, tuple)
             if error is None:
                 yield Done(True)
                 return
@@ -272,4 +287,4 @@ def jittered_wait(policy: RetryPolicy, retry_number: int) -> float:
 
 _strategies: dict[RetryPolicy, Any] = {}
 
-__all__ = ["CallNeeds", "Decision", "Done", "Skip", "Try", "Wait", "walk"]
+__all__ = ["Admit", "CallNeeds", "Decision", "Done", "Skip", "Try", "Wait", "walk"]

@@ -10,12 +10,15 @@ Targets with no simulation answer ``ok``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.admission import CallScope, Gate
 from router.config.units import format_duration, parse_duration
 from router.decision import (
+    Admit,
     CallNeeds,
     Decision,
     Done,
@@ -31,9 +34,11 @@ from router.money.pricing import price_of, worst_case_cost
 from router.normalize import build_request
 from router.plan import Plan, RetryPolicy, Route, Target
 from router.policy.breaker import Breakers
+from router.state.base import Usage
 from router.types import Message
 
-_SPECIAL = ("ok", "breaker_open", "budget")
+_SKIPS = ("breaker_open", "budget", "rate_limited_locally")
+_SPECIAL = ("ok", *_SKIPS)
 _DEFAULT_MAX_OUTPUT = 4096
 
 
@@ -98,7 +103,9 @@ class _SimEnv:
     """WalkEnv over simulated outcomes and a simulated clock (no sleeping)."""
 
     def __init__(self, plan_deadline: float | None, sims: Mapping[str, list[str]],
-                 breakers: Breakers | None) -> None:
+                 breakers: Breakers | None, gate: Gate | None, scope: CallScope,
+                 usage: Mapping[str, Usage] | None, now: float) -> None:
+        self.gate, self.scope, self.usage, self.now = gate, scope, usage, now
         self.deadline = plan_deadline
         self.elapsed = 0.0
         self.sims = sims
@@ -115,8 +122,21 @@ class _SimEnv:
             return self.breakers.state(target.key, target.breaker) != "open"
         return True
 
-    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None:
-        return "budget exceeded (simulated)" if "budget" in self.outcomes(target) else None
+    def gated(self, target: Target) -> bool:
+        if {"budget", "rate_limited_locally"} & set(self.outcomes(target)):
+            return True
+        return self.usage is not None and self.gate is not None and bool(
+            self.gate.specs(self.scope, target))
+
+    def admit(self, target: Target) -> tuple[str, str] | None:
+        outcomes = self.outcomes(target)
+        if "budget" in outcomes:
+            return "budget", "budget exceeded (simulated)"
+        if "rate_limited_locally" in outcomes:
+            return "rate_limited_locally", "rate limit reached (simulated)"
+        if self.usage is not None and self.gate is not None:
+            return self.gate.simulate(self.scope, target, self.usage, self.now)
+        return None
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.elapsed
@@ -127,7 +147,7 @@ class _SimEnv:
     def next_outcome(self, target: Target) -> str:
         n = self.tries.get(target.key, 0)
         self.tries[target.key] = n + 1
-        seq = [o for o in self.outcomes(target) if o not in ("breaker_open", "budget")] or ["ok"]
+        seq = [o for o in self.outcomes(target) if o not in _SKIPS] or ["ok"]
         return seq[min(n, len(seq) - 1)]
 
 
@@ -170,7 +190,9 @@ def _simulated_error(outcome: str, target: Target) -> LlmError:
 def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, Any]] | None, *,
             simulate: Mapping[str, str | Sequence[str]] | None = None,
             params: Mapping[str, Any] | None = None, breakers: Breakers | None = None,
-            prompt_tokens: int | None = None, seed: int = 0) -> DryRunReport:
+            prompt_tokens: int | None = None, seed: int = 0, gate: Gate | None = None,
+            budget_usage: Mapping[str, Usage] | None = None,
+            tags: Mapping[str, str] | None = None, now: float | None = None) -> DryRunReport:
     """Walk ``model``'s route with simulated outcomes; nothing is sent."""
     import random
 
@@ -180,7 +202,9 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
     needs = needs_for(request, route, stream=bool(params.get("stream")),
                       prompt_tokens=prompt_tokens, tools=bool(params.get("need_tools")),
                       vision=bool(params.get("need_images")))
-    env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers)
+    scope = CallScope(route, request, tags, "dry-run")
+    env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers, gate,
+                  scope, budget_usage, time.time() if now is None else now)
     order = order_targets(route, random.Random(seed), 0)
     report = DryRunReport(route.alias, [t.key for t in order], needs, route.deadline)
     gen = walk(route, order, needs, env)
@@ -215,6 +239,8 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
     elif isinstance(d, Skip):
         report.events.append(DryRunEvent("skip", d.target.key, reason=d.reason,
                                          detail=d.detail))
+    elif isinstance(d, Admit):
+        return gen.send(env.admit(d.target))  # type: ignore[no-any-return]
     return next(gen)  # type: ignore[no-any-return]
 
 

@@ -18,7 +18,9 @@ from types import TracebackType
 from typing import Any
 
 from router import log
+from router.admission import CallScope, Gate
 from router.decision import (
+    Admit,
     CallNeeds,
     Decision,
     Done,
@@ -44,8 +46,10 @@ from router.money.pricing import cost_usd, price_of
 from router.normalize import build_request
 from router.plan import Plan, RetryPolicy, Route, Target
 from router.policy.breaker import Breakers
+from router.policy.budget import Hold
 from router.providers import registry
 from router.providers.base import HttpPool, Provider, ProviderConfig
+from router.state.base import StateStore
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
 
 _counter = itertools.count()
@@ -57,13 +61,17 @@ _rids = itertools.count(1)
 class _Call:
     """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
 
-    __slots__ = ("alias", "deadline", "loop", "probes", "records", "request_id", "router")
+    __slots__ = ("alias", "deadline", "hold", "loop", "probes", "records", "request_id",
+                 "router", "scope")
 
     def __init__(self, router: Router, route: Route, request_id: str,
-                 timeout: float | None) -> None:
+                 timeout: float | None, request: ChatRequest,
+                 tags: Mapping[str, str] | None = None) -> None:
         self.router = router
         self.alias = route.alias
         self.request_id = request_id
+        self.scope = CallScope(route, request, tags, request_id)
+        self.hold: Hold | None = None  # the budget hold of the attempt in flight
         self.loop = asyncio.get_running_loop()
         limit = timeout if timeout is not None else route.deadline
         self.deadline = None if limit is None else self.loop.time() + limit
@@ -87,8 +95,24 @@ class _Call:
             self.router._breakers.release_probe(key)
         self.probes.clear()
 
-    def budget_reason(self, target: Target, needs: CallNeeds) -> str | None:
-        return None
+    def gated(self, target: Target) -> bool:
+        return self.router._gate.gated(self.scope, target)
+
+    async def admit(self, d: Admit) -> tuple[str, str] | None:
+        """Rate limits and budget hold for the next attempt of ``d.target``."""
+        verdict, self.hold = await self.router._gate.admit(
+            self.scope, d.target, len(self.records) + 1, self.remaining())
+        return verdict
+
+    async def end_hold(self, cost_usd: float | None, *, ok: bool) -> None:
+        """Settle the hold of the attempt that just ended (real cost), or release it."""
+        hold, self.hold = self.hold, None
+        if hold is None:
+            return
+        if ok:
+            await self.router._gate.settle(hold, cost_usd)
+        else:
+            await self.router._gate.release(hold)
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.loop.time()
@@ -128,10 +152,20 @@ class Router:
     """
 
     def __init__(self, plan: Plan, *, http: HttpPool | None = None,
-                 seed: int | None = None) -> None:
+                 store: StateStore | None = None, seed: int | None = None) -> None:
         self.plan = plan
         self._http = http if http is not None else HttpPool()
         self._owns_http = http is None
+        if store is None:
+            from router.state import make_store
+
+            st = plan.state
+            store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
+            self._owns_store = True
+        else:
+            self._owns_store = False
+        self._store = store
+        self._gate = Gate(plan, store)
         self._breakers = Breakers()
         self._rng = random.Random(seed)
         self._providers: dict[str, Provider] = {}
@@ -196,6 +230,8 @@ class Router:
             self._closed = True
             if self._owns_http:
                 await self._http.aclose()
+            if self._owns_store:
+                await self._store.aclose()
 
     # -- calls ----------------------------------------------------------------------------
     def _prepare(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
@@ -215,11 +251,11 @@ class Router:
 
     async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
                    timeout: float | None = None, request_id: str | None = None,
-                   **params: Any) -> ChatResponse:
+                   tags: Mapping[str, str] | None = None, **params: Any) -> ChatResponse:
         """One call routed by ``model`` (alias, provider:model, bare model name or a,b chain).
         Raises RouteFailed (an LlmError) with every attempt when no target answers."""
         route, request, needs, rid = self._prepare(model, messages, params, False, request_id)
-        call = _Call(self, route, rid, timeout)
+        call = _Call(self, route, rid, timeout, request, tags)
         gen = walk(route, self._order(route), needs, call)
         decision: Decision = next(gen)
         response: ChatResponse | None = None
@@ -227,7 +263,11 @@ class Router:
             while not isinstance(decision, Done):
                 if isinstance(decision, Try):
                     response, error = await self._attempt(call, decision, request)
+                    await call.end_hold(response.cost_usd if response else None,
+                                        ok=error is None)
                     decision = gen.send(error)
+                elif isinstance(decision, Admit):
+                    decision = gen.send(await call.admit(decision))
                 elif isinstance(decision, Wait):
                     call.note_wait(decision)
                     await asyncio.sleep(decision.seconds)
@@ -238,6 +278,7 @@ class Router:
         finally:
             gen.close()
             call.release_probes()
+            await call.end_hold(None, ok=False)  # cancelled mid-attempt: free the hold
         if decision.ok and response is not None:
             response.attempts = call.records
             response.request_id = rid
@@ -253,6 +294,14 @@ class Router:
                                 timeout_kind="deadline")
         tried = sum(1 for r in call.records if r.outcome == "error")
         if err is None:
+            reasons = {r.reason for r in call.records}
+            for reason, cls in (("budget", ErrorClass.BUDGET_EXCEEDED),
+                                ("rate_limited_locally", ErrorClass.RATE_LIMITED_LOCALLY)):
+                if reason in reasons:
+                    err = make_error(cls, "; ".join(
+                        f"{r.target}: {r.detail}" for r in call.records if r.reason == reason),
+                        retryable=False)
+                    break
             msg = (f"no target of {call.alias!r} could be tried: "
                    + "; ".join(f"{r.target} {r.reason}" for r in call.records))
         else:
@@ -340,13 +389,14 @@ class Router:
     # -- streaming ------------------------------------------------------------------------
     def stream(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
                timeout: float | None = None, request_id: str | None = None,
+               tags: Mapping[str, str] | None = None,
                **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream one call. Retries and fallbacks happen until the first chunk reaches you;
         after it, a failure raises StreamInterruptedError with the partial text."""
         from router.streaming import stream_call
 
         return stream_call(self, model, messages, timeout=timeout, request_id=request_id,
-                           params=params)
+                           tags=tags, params=params)
 
     # -- explaining -----------------------------------------------------------------------
     def dry_run(self, model: str, messages: Iterable[Message | Mapping[str, Any]] | None = None,

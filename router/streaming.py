@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from router import log
-from router.decision import Decision, Done, Try, Wait, walk
+from router.decision import Admit, Decision, Done, Try, Wait, walk
 from router.errors import LlmError, StreamInterruptedError, TimeoutError_
 from router.money.pricing import cost_usd, price_of
 from router.types import AttemptRecord, ChatChunk, ChatRequest, Message
@@ -79,12 +79,13 @@ async def _open(router: Router, call: _Call, d: Try,
 async def stream_call(router: Router, model: str,
                       messages: Iterable[Message | Mapping[str, Any]], *,
                       timeout: float | None, request_id: str | None,
+                      tags: Mapping[str, str] | None,
                       params: dict[str, Any]) -> AsyncIterator[ChatChunk]:
     """The async generator behind ``Router.stream``."""
     from router.engine import _Call, _error_record
 
     route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
-    call = _Call(router, route, rid, timeout)
+    call = _Call(router, route, rid, timeout, request, tags)
     gen = walk(route, router._order(route), needs, call)
     try:
         decision: Decision = next(gen)
@@ -93,6 +94,7 @@ async def stream_call(router: Router, model: str,
                 t0 = time.perf_counter()
                 opened = await _open(router, call, decision, request)
                 if isinstance(opened, LlmError):
+                    await call.end_hold(None, ok=False)
                     router._note_failure(call, decision.target, opened)
                     latency = (time.perf_counter() - t0) * 1000
                     call.record(_error_record(call, decision, opened, latency))
@@ -104,6 +106,9 @@ async def stream_call(router: Router, model: str,
                     async for chunk in relay:
                         yield chunk
                 return
+            if isinstance(decision, Admit):
+                decision = gen.send(await call.admit(decision))
+                continue
             if isinstance(decision, Wait):
                 call.note_wait(decision)
                 await asyncio.sleep(decision.seconds)
@@ -113,6 +118,7 @@ async def stream_call(router: Router, model: str,
     finally:
         gen.close()
         call.release_probes()
+        await call.end_hold(None, ok=False)
     raise router._failed(call, decision)
 
 
@@ -138,6 +144,7 @@ async def _relay(router: Router, call: _Call, d: Try,
                     chunk.finish_reason is not None and chunk.usage is not None)):
                 finished = True
                 _record_ok(router, call, d, opened, chunk)
+                await call.end_hold(chunk.cost_usd, ok=True)
                 chunk.attempts = call.records
             yield chunk
             # The provider bounds each gap by the idle timeout; a timer of our own (~10 us a
@@ -172,6 +179,9 @@ async def _relay(router: Router, call: _Call, d: Try,
             status=err.status) from e
     finally:
         await _close(agen)
+        # A stream that failed or was left after its first chunk was (likely) billed, and how
+        # much is unknown: the hold's worst case becomes spend, never less.
+        await call.end_hold(None, ok=True)
 
 
 def _record_ok(router: Router, call: _Call, d: Try, opened: _Opened,

@@ -22,6 +22,7 @@ from tests.test_cli import ROOT, assert_no_traceback, cli_command, cli_env
 PROMPT = "Tell the CLI test something"
 PIECES = ["Streamed ", "through ", "the CLI."]
 TEXT = "".join(PIECES)
+KEY = "sk-cli-chat-7d1e4b9a20c6"  # the API key the CLI is given; it must never be printed
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,12 @@ models:
 
 
 def kind_env(kind: Kind) -> dict[str, str]:
-    return cli_env(**({kind.key_env: "sk-cli-chat-test"} if kind.key_env else {}))
+    return cli_env(**({kind.key_env: KEY} if kind.key_env else {}))
 
 
 async def run_chat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``router chat ARGS`` as a subprocess, while this loop goes on serving."""
+    """``router chat ARGS`` as a subprocess, while this loop goes on serving; its output never
+    holds a traceback or the key."""
     proc = await asyncio.create_subprocess_exec(
         *cli_command("chat", *args), cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -110,6 +112,7 @@ async def run_chat(*args: str, env: dict[str, str]) -> subprocess.CompletedProce
     result = subprocess.CompletedProcess(args, proc.returncode, out.decode("utf-8", "replace"),
                                          err.decode("utf-8", "replace"))
     assert_no_traceback(result)
+    assert KEY not in result.stdout + result.stderr
     return result
 
 

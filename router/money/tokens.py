@@ -31,3 +31,32 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
         for t in request.tools:
             chars += len(t.name) + len(t.description or "") + len(str(t.parameters))
     return chars // 4 + 1 + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+
+
+def upper_bound_prompt_tokens(request: ChatRequest) -> int:
+    """A bound the real count does not exceed, for budget holds: byte-level BPE tokenizers
+    (OpenAI's o200k/cl100k, Anthropic's, and SentencePiece with byte fallback as Gemini uses)
+    never make more tokens than the text has UTF-8 bytes. Typical text has 2-5x fewer."""
+    size = 0
+    images = 0
+    for m in request.messages:
+        c = m.content
+        if isinstance(c, str):
+            size += len(c.encode("utf-8"))
+        elif c:
+            for p in c:
+                if isinstance(p, ImagePart):
+                    images += 1
+                else:
+                    size += len(p.text.encode("utf-8"))
+        if m.tool_calls:
+            for tc in m.tool_calls:
+                size += len(tc.name) + len(str(tc.arguments).encode("utf-8"))
+    if request.tools:
+        for t in request.tools:
+            size += len(t.name) + len((t.description or "").encode("utf-8"))
+            size += len(str(t.parameters).encode("utf-8"))
+    # images: OpenAI high detail tops out near 1,500 tokens, Anthropic near 1,600 (images are
+    # scaled to ~1.15 MP), Gemini 258 per 768px tile (~4,100 for a 3072px square); 5,000 bounds
+    # each without knowing the image's size.
+    return size + _PER_MESSAGE * 2 * len(request.messages) + 5000 * images + 16

@@ -95,7 +95,6 @@ class SqliteStore(StateStore):
                                          "WHERE key = ?", (k.key,)).fetchone()
                 if spent + reserved + amount_micro > k.cap_micro:
                     return Refusal(k.key, k.cap_micro, spent, reserved, amount_micro)
-            db.execute("COMMIT"); import time as _t; _t.sleep(0.002); db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM holds WHERE rid = ?", (reservation_id,))  # expired leftovers
             db.executemany(
                 "INSERT INTO holds (rid, key, amount, expires_at, window_end) "

@@ -1,0 +1,143 @@
+"""Admission: whether a target may be tried now under its rate limits and budgets, and the
+budget hold an attempt carries until it is settled (real cost) or released (failure).
+
+The engine asks only for targets that are gated (a budget or a rate limit applies), so a plan
+without either pays nothing here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from router.money.pricing import price_of, worst_case_cost
+from router.money.tokens import upper_bound_prompt_tokens
+from router.plan import BudgetSpec, Plan, Route, Target
+from router.policy import ratelimit
+from router.policy.budget import Budgets, Hold, budget_key, describe_refusal
+from router.state.base import Refusal, StateStore, Usage, to_micro
+from router.types import ChatRequest
+
+_DEFAULT_MAX_OUTPUT = 4096
+_HOLD_MARGIN = 60.0  # seconds a hold outlives its attempt's timeout, to be settled in time
+
+
+@dataclass(slots=True)
+class CallScope:
+    """What admission needs to know of one call."""
+
+    route: Route
+    request: ChatRequest
+    tags: Mapping[str, str] | None
+    request_id: str
+    specs: dict[str, list[BudgetSpec]] = field(default_factory=dict)
+    upper_tokens: int | None = None
+
+
+class Gate:
+    """Rate limits and budgets of one Router, over its state store."""
+
+    def __init__(self, plan: Plan, store: StateStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.plan = plan
+        self.store = store
+        self.fail_open = plan.state.on_store_error == "fail_open"
+        self.budgets = Budgets(store, fail_open=self.fail_open, clock=clock)
+        self._any_budgets = bool(plan.budgets_by_scope)
+
+    def specs(self, scope: CallScope, target: Target) -> list[BudgetSpec]:
+        found = scope.specs.get(target.key)
+        if found is None:
+            found = self.plan.budgets_for(target, scope.route, scope.tags)
+            scope.specs[target.key] = found
+        return found
+
+    def gated(self, scope: CallScope, target: Target) -> bool:
+        if target.rate_limits:
+            return True
+        if not (self._any_budgets or scope.route.budgets):
+            return False
+        return bool(self.specs(scope, target))
+
+    def _max_output(self, scope: CallScope, target: Target) -> int:
+        return (scope.request.max_tokens or target.max_tokens or scope.route.max_tokens
+                or target.capabilities.max_output_tokens or _DEFAULT_MAX_OUTPUT)
+
+    def _tokens(self, scope: CallScope) -> int:
+        if scope.upper_tokens is None:
+            scope.upper_tokens = upper_bound_prompt_tokens(scope.request)
+        return scope.upper_tokens
+
+    async def admit(self, scope: CallScope, target: Target, attempt: int,
+                    remaining: float | None) -> tuple[tuple[str, str] | None, Hold | None]:
+        """(None, hold) when the target may be tried (hold None when nothing is reserved);
+        ((reason, detail), None) when it must be skipped."""
+        if target.rate_limits:
+            why = await ratelimit.acquire(self.store, target.rate_limits, self._tokens(scope),
+                                          remaining, fail_open=self.fail_open)
+            if why is not None:
+                return ("rate_limited_locally", why), None
+        specs = self.specs(scope, target)
+        if not specs:
+            return None, None
+        amount = self.worst_case(scope, target)
+        if isinstance(amount, str):
+            return ("budget", amount), None
+        hold_for = target.timeouts.total if remaining is None else min(
+            target.timeouts.total, remaining)
+        result = await self.budgets.reserve(f"{scope.request_id}:{attempt}", specs, amount,
+                                            hold_for + _HOLD_MARGIN)
+        if isinstance(result, str):
+            return ("budget", result), None
+        return None, result
+
+    def worst_case(self, scope: CallScope, target: Target) -> float | str:
+        """The most this attempt can cost, or why it cannot be known (unknown_price: fail)."""
+        price = price_of(target)
+        if price is None:
+            if (target.unknown_price or "fail") == "fail":
+                return (f"no known price for {target.key}; under a budget it is skipped "
+                        "(set a price, or unknown_price: zero)")
+            return 0.0
+        return worst_case_cost(price, self._tokens(scope),
+                               self._max_output(scope, target)) or 0.0
+
+    def simulate(self, scope: CallScope, target: Target, usage: Mapping[str, Usage],
+                 now: float) -> tuple[str, str] | None:
+        """Dry-run's admission: the budget verdict against a snapshot of the store."""
+        specs = self.specs(scope, target)
+        if not specs:
+            return None
+        amount = self.worst_case(scope, target)
+        if isinstance(amount, str):
+            return "budget", amount
+        wanted = to_micro(amount)
+        keys = [budget_key(s, now) for s in specs]
+        for key in keys:
+            u = usage.get(key.key, Usage(0, 0))
+            if u.spent_micro + u.reserved_micro + wanted > key.cap_micro:
+                return "budget", describe_refusal(Refusal(
+                    key.key, key.cap_micro, u.spent_micro, u.reserved_micro, wanted), specs, keys)
+        return None
+
+    async def snapshot(self, route: Route, tags: Mapping[str, str] | None,
+                       now: float) -> dict[str, Usage]:
+        """Spend and holds of every budget ``route`` can count against, for dry-run."""
+        specs = {id(s): s for t in route.targets
+                 for s in self.plan.budgets_for(t, route, tags)}.values()
+        out: dict[str, Usage] = {}
+        for spec in specs:
+            key = budget_key(spec, now).key
+            out[key] = await self.store.usage(key)
+        return out
+
+    async def settle(self, hold: Hold | None, cost_usd: float | None) -> None:
+        """Turn the hold into spend: the real cost, or the held worst case when unknown."""
+        if hold is not None:
+            await self.budgets.settle(hold, hold.amount_micro / 1e6 if cost_usd is None
+                                      else cost_usd)
+
+    async def release(self, hold: Hold | None) -> None:
+        if hold is not None:
+            await self.budgets.release(hold)

@@ -1,0 +1,116 @@
+"""Budgets: before an attempt, reserve its worst-case cost on every budget it counts against;
+after it, settle to the real cost, or release. A reservation that would pass a cap is refused,
+and the target is skipped. The arithmetic and atomicity live in the state store.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from router import log
+from router.plan import BudgetSpec
+from router.state.base import BudgetKey, Refusal, StateStore, StoreError, to_micro
+
+_WINDOW_FORMATS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d",
+                   "month": "%Y-%m"}
+
+
+def window_bounds(per: str, now: float) -> tuple[str, float | None]:
+    """The calendar (UTC) window containing ``now``: its id and the seconds until it ends
+    (None for ``total``)."""
+    if per == "total":
+        return "total", None
+    t = datetime.fromtimestamp(now, UTC)
+    if per == "minute":
+        start = t.replace(second=0, microsecond=0)
+        end = start.timestamp() + 60
+    elif per == "hour":
+        start = t.replace(minute=0, second=0, microsecond=0)
+        end = start.timestamp() + 3600
+    elif per == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start.timestamp() + 86400
+    else:  # month
+        days = calendar.monthrange(t.year, t.month)[1]
+        start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.timestamp() + days * 86400
+    return start.strftime(_WINDOW_FORMATS[per]), end - now
+
+
+def budget_key(spec: BudgetSpec, now: float) -> BudgetKey:
+    """The store key of ``spec`` in the window containing ``now``."""
+    window, ttl = window_bounds(spec.per, now)
+    return BudgetKey(f"budget|{spec.scope}|{spec.per}|{window}", to_micro(spec.usd), ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation this call holds."""
+
+    reservation_id: str
+    keys: tuple[BudgetKey, ...]
+    specs: tuple[BudgetSpec, ...]
+    amount_micro: int
+
+
+def describe_refusal(r: Refusal, specs: Sequence[BudgetSpec], keys: Sequence[BudgetKey]) -> str:
+    """``alias:fast ($5.00/hour): spent $4.99, reserved $0.01, this call up to $0.02``."""
+    spec = next((s for s, k in zip(specs, keys, strict=True) if k.key == r.key), None)
+    name = f"{spec.scope} (${spec.usd:.2f}/{spec.per})" if spec else r.key
+    return (f"{name}: spent ${r.spent_micro / 1e6:.4f}, reserved ${r.reserved_micro / 1e6:.4f}, "
+            f"this call up to ${r.wanted_micro / 1e6:.4f}")
+
+
+class Budgets:
+    """Reserve, settle and release against the store, under the store-error policy."""
+
+    def __init__(self, store: StateStore, *, fail_open: bool,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.fail_open = fail_open
+        self.clock = clock
+
+    async def reserve(self, reservation_id: str, specs: Sequence[BudgetSpec], amount_usd: float,
+                      hold_seconds: float) -> Hold | str | None:
+        """A Hold; or a refusal text (skip the target); or None when the store is down and the
+        policy is fail_open (the call goes on unaccounted)."""
+        now = self.clock()
+        keys = tuple(budget_key(s, now) for s in specs)
+        amount = to_micro(amount_usd)
+        try:
+            refusal = await self.store.reserve(reservation_id, keys, amount, hold_seconds)
+        except StoreError as e:
+            log.emit("store_error", operation="reserve", error=str(e),
+                     policy="fail_open" if self.fail_open else "fail_closed")
+            return None if self.fail_open else f"state store unavailable ({e})"
+        if refusal is not None:
+            return describe_refusal(refusal, specs, keys)
+        return Hold(reservation_id, keys, tuple(specs), amount)
+
+    async def settle(self, hold: Hold, actual_usd: float) -> None:
+        try:
+            await self.store.settle(hold.reservation_id, to_micro(actual_usd))
+            await self._warn(hold)
+        except StoreError as e:
+            log.emit("store_error", operation="settle", error=str(e))
+
+    async def release(self, hold: Hold) -> None:
+        try:
+            await self.store.release(hold.reservation_id)
+        except StoreError as e:
+            log.emit("store_error", operation="release", error=str(e))
+
+    async def _warn(self, hold: Hold) -> None:
+        for spec, key in zip(hold.specs, hold.keys, strict=True):
+            if spec.warn_at is None:
+                continue
+            usage = await self.store.usage(key.key)
+            if usage.spent_micro >= spec.warn_at * key.cap_micro and await self.store.first_time(
+                    key.key + "|warned", key.ttl):
+                log.emit("budget_warning", level=30, scope=spec.scope, per=spec.per,
+                         spent_usd=usage.spent_micro / 1e6, cap_usd=spec.usd,
+                         warn_at=spec.warn_at)
