@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from router.money.pricing import price_of, worst_case_cost
-from router.money.tokens import upper_bound_prompt_tokens
+from router.money.tokens import estimate_prompt_tokens, upper_bound_prompt_tokens
 from router.plan import BudgetSpec, Plan, Route, Target
 from router.policy import ratelimit
 from router.policy.budget import Budgets, Hold, budget_key, describe_refusal
@@ -74,8 +74,10 @@ class Gate:
         """(None, hold) when the target may be tried (hold None when nothing is reserved);
         ((reason, detail), None) when it must be skipped."""
         if target.rate_limits:
-            why = await ratelimit.acquire(self.store, target.rate_limits, self._tokens(scope),
-                                          remaining, fail_open=self.fail_open)
+            # As providers count it: the prompt (estimated) plus the output limit asked for.
+            tokens = estimate_prompt_tokens(scope.request) + (scope.request.max_tokens or 0)
+            why = await ratelimit.acquire(self.store, target.rate_limits, tokens, remaining,
+                                          fail_open=self.fail_open)
             if why is not None:
                 return ("rate_limited_locally", why), None
         specs = self.specs(scope, target)
@@ -87,7 +89,8 @@ class Gate:
         hold_for = target.timeouts.total if remaining is None else min(
             target.timeouts.total, remaining)
         result = await self.budgets.reserve(f"{scope.request_id}:{attempt}", specs, amount,
-                                            hold_for + _HOLD_MARGIN)
+                                            hold_for + _HOLD_MARGIN,
+                                            output_cap=self._max_output(scope, target))
         if isinstance(result, str):
             return ("budget", result), None
         return None, result

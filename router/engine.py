@@ -312,9 +312,14 @@ class Router:
                  attempts=len(call.records), reason=done.reason)
         return RouteFailed(msg, attempts=call.records, last_error=err, alias=call.alias)
 
-    def _request_for(self, target: Target, request: ChatRequest) -> ChatRequest:
-        if target.max_tokens is not None and request.max_tokens is None:
-            return replace(request, max_tokens=target.max_tokens)
+    def _request_for(self, target: Target, request: ChatRequest,
+                     hold: Hold | None) -> ChatRequest:
+        """The request as sent to ``target``: with its max_tokens when the caller gave none,
+        or the output limit a budget hold assumed (so the provider enforces the worst case)."""
+        if request.max_tokens is None:
+            cap = target.max_tokens or (hold.output_cap if hold is not None else None)
+            if cap is not None:
+                return replace(request, max_tokens=cap)
         return request
 
     def _classify(self, target: Target, err: LlmError) -> LlmError:
@@ -355,9 +360,9 @@ class Router:
         response: ChatResponse | None = None
         if error is None:
             try:
+                sent = self._request_for(target, request, call.hold)
                 async with asyncio.timeout(d.timeout):
-                    response = await provider.chat(target.model, self._request_for(target, request),
-                                                   target.timeouts)
+                    response = await provider.chat(target.model, sent, target.timeouts)
             except LlmError as e:
                 error = self._classify(target, e)
             except TimeoutError:

@@ -53,7 +53,8 @@ async def _open(router: Router, call: _Call, d: Try,
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     deadline_at = loop.time() + d.timeout
-    agen = provider.stream(target.model, router._request_for(target, request), target.timeouts)
+    sent = router._request_for(target, request, call.hold)
+    agen = provider.stream(target.model, sent, target.timeouts)
     try:
         async with asyncio.timeout_at(deadline_at):
             while True:

@@ -55,6 +55,7 @@ class Hold:
     keys: tuple[BudgetKey, ...]
     specs: tuple[BudgetSpec, ...]
     amount_micro: int
+    output_cap: int | None = None  # the max_tokens the worst case assumed (sent if unset)
 
 
 def describe_refusal(r: Refusal, specs: Sequence[BudgetSpec], keys: Sequence[BudgetKey]) -> str:
@@ -75,7 +76,7 @@ class Budgets:
         self.clock = clock
 
     async def reserve(self, reservation_id: str, specs: Sequence[BudgetSpec], amount_usd: float,
-                      hold_seconds: float) -> Hold | str | None:
+                      hold_seconds: float, *, output_cap: int | None = None) -> Hold | str | None:
         """A Hold; or a refusal text (skip the target); or None when the store is down and the
         policy is fail_open (the call goes on unaccounted)."""
         now = self.clock()
@@ -89,7 +90,7 @@ class Budgets:
             return None if self.fail_open else f"state store unavailable ({e})"
         if refusal is not None:
             return describe_refusal(refusal, specs, keys)
-        return Hold(reservation_id, keys, tuple(specs), amount)
+        return Hold(reservation_id, keys, tuple(specs), amount, output_cap)
 
     async def settle(self, hold: Hold, actual_usd: float) -> None:
         try:

@@ -4,6 +4,7 @@ instead of sending a request the provider would answer with 429."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 
 from router import log
@@ -16,8 +17,9 @@ _WINDOW = 60.0
 async def _take(store: StateStore, spec: RateLimitSpec, tokens: int) -> float:
     """0.0 when this request fits every limit of ``spec`` (and is counted), else the wait."""
     if spec.tpm is not None:
-        wait = await store.rate_acquire(f"rl|{spec.key}|tpm", spec.tpm, min(tokens, spec.tpm),
-                                        _WINDOW)
+        if tokens > spec.tpm:  # it would never fit: the provider would refuse it too
+            return math.inf
+        wait = await store.rate_acquire(f"rl|{spec.key}|tpm", spec.tpm, tokens, _WINDOW)
         if wait > 0:
             return wait
     if spec.rpm is not None:
@@ -43,7 +45,9 @@ async def acquire(store: StateStore, limits: Sequence[RateLimitSpec], tokens: in
                 return f"state store unavailable ({e})"
             if wait <= 0:
                 break
-            what = f"{spec.key} at its limit ({_describe(spec)}): next slot in {wait:.2f}s"
+            what = (f"{spec.key}: {tokens} tokens exceed {spec.tpm} per minute"
+                    if math.isinf(wait) else
+                    f"{spec.key} at its limit ({_describe(spec)}): next slot in {wait:.2f}s")
             if spec.mode != "wait" or (remaining is not None and wait >= remaining):
                 return what
             await asyncio.sleep(wait)
