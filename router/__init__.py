@@ -3,24 +3,42 @@
     from router import Router
     async with Router.from_yaml("routes.yaml") as r:
         resp = await r.chat("fast", messages=[{"role": "user", "content": "hi"}])
+
+Public names are loaded on first use, so that ``router validate`` and ``router schema`` do not
+pay for the HTTP stack.
 """
 
-from router.engine import Router
-from router.errors import ConfigError, ErrorClass, LlmError, RouteFailed
-from router.types import (
-    AttemptRecord,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ResponseFormat,
-    TextPart,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.engine import Router
+    from router.errors import ConfigError, ErrorClass, LlmError, RouteFailed
+    from router.types import (
+        AttemptRecord,
+        ChatChunk,
+        ChatRequest,
+        ChatResponse,
+        ImagePart,
+        Message,
+        ResponseFormat,
+        TextPart,
+        Tool,
+        ToolCall,
+        ToolCallDelta,
+        Usage,
+    )
+
+_WHERE = {
+    "Router": "router.engine",
+    "ConfigError": "router.errors", "ErrorClass": "router.errors", "LlmError": "router.errors",
+    "RouteFailed": "router.errors",
+    **{name: "router.types" for name in (
+        "AttemptRecord", "ChatChunk", "ChatRequest", "ChatResponse", "ImagePart", "Message",
+        "ResponseFormat", "TextPart", "Tool", "ToolCall", "ToolCallDelta", "Usage")},
+}
 
 __all__ = [
     "AttemptRecord",
@@ -45,7 +63,38 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def dry_run(path_or_router: "str | Router", model: str, **kw: object) -> object:
-    """Dry-run ``model`` on a route file path or a Router (see Router.dry_run)."""
-    r = path_or_router if isinstance(path_or_router, Router) else Router.from_yaml(path_or_router)
-    return r.dry_run(model, **kw)  # type: ignore[arg-type]
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'router' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def dry_run(source: Any, model: str, **kw: Any) -> Any:
+    """Dry-run ``model`` on a route file path, a Router or a Plan (see Router.dry_run); needs
+    no API keys."""
+    from router.dryrun import dry_run as _dry_run
+    from router.plan import Plan
+
+    if isinstance(source, Plan):
+        plan = source
+    elif hasattr(source, "plan"):
+        plan = source.plan
+    else:
+        from pathlib import Path
+
+        from router.errors import ConfigError as _ConfigError
+        from router.validate import validate_file
+
+        result = validate_file(Path(source))
+        if result.plan is None or result.errors:
+            raise _ConfigError(f"{source}: errors in the route file", result.errors)
+        plan = result.plan
+    messages = kw.pop("messages", None)
+    return _dry_run(plan, model, messages, **kw)

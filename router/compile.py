@@ -47,8 +47,8 @@ from router.plan import (
     merged_actions,
 )
 from router.providers import catalog, registry
-from router.providers.base import Capabilities, Timeouts
 from router.secret import Secret
+from router.specs import Capabilities, Timeouts
 
 Path = tuple[str | int, ...]
 

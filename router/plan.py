@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from router.errors import DEFAULT_ACTIONS, Action, ErrorClass
-from router.providers.base import Capabilities, Timeouts
 from router.secret import Secret
+from router.specs import Capabilities, Timeouts
 
 Strategy = Literal["single", "weighted", "round_robin", "random", "ordered"]
 Window = Literal["minute", "hour", "day", "month", "total"]

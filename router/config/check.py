@@ -14,17 +14,19 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import ValidationError
 
 from router.config.diagnostics import Diagnostic, sort_key
 from router.config.load import Document
 from router.config.model import COMMON_PROVIDER_FIELDS, KIND_FIELDS, RouteFileCfg
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError as SchemaError
 
 Path = tuple[str | int, ...]
 
@@ -46,6 +48,9 @@ _BASE_URLS = {
 
 @cache
 def _validator() -> Draft202012Validator:
+    # jsonschema explains failures only; a valid file never imports it (~100 ms).
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(SCHEMA)
 
 

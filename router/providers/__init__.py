@@ -1,12 +1,3 @@
-"""Provider kinds and the HTTP seam they share (``base``). Kind classes are looked up through
-``router.providers.registry`` and imported on first use, so nothing else is imported here."""
-
-from router.providers.base import (
-    Capabilities,
-    HttpPool,
-    Provider,
-    ProviderConfig,
-    Timeouts,
-)
-
-__all__ = ["Capabilities", "HttpPool", "Provider", "ProviderConfig", "Timeouts"]
+"""Provider kinds and the HTTP seam they share (``router.providers.base``). Kind classes are
+looked up through ``router.providers.registry`` and imported on first use; nothing is imported
+here, so that compiling a route file does not load the HTTP stack."""

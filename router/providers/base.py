@@ -30,6 +30,7 @@ from router.providers._status import (
     redact_secrets,
 )
 from router.secret import Secret
+from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -49,31 +50,6 @@ __all__ = [
 ]
 
 ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Per-attempt timeouts in seconds. HttpPool enforces connect, first_token and idle; the
-    engine enforces total with ``asyncio.timeout``."""
-
-    connect: float
-    first_token: float
-    total: float
-    idle: float
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a provider (or one of its models) can do; checked before any I/O."""
-
-    tools: bool = True
-    vision: bool = False
-    json_object: bool = True
-    json_schema: bool = False
-    streaming: bool = True
-    streaming_usage: bool = True
-    context_window: int | None = None
-    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+from typing import TYPE_CHECKING
 
-from router.providers.base import Provider
+if TYPE_CHECKING:
+    from router.providers.base import Provider
 
 #: kind -> "module:Class". Imported on first use so that `import router` stays light.
 _BUILTIN: dict[str, str] = {
@@ -58,8 +60,7 @@ def is_available(kind: str) -> bool:
     return ref is not None and _module_exists(ref.partition(":")[0])
 
 
-#: Key variables per kind, for kinds whose classes are not importable cheaply (or not yet
-#: implemented in this installation); a class's own ``key_env`` wins.
+#: Key variables of the built-in kinds (each class's ``key_env`` says the same).
 _KEY_ENV = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",
@@ -69,9 +70,11 @@ _KEY_ENV = {
 
 
 def key_env(kind: str) -> str | None:
-    """The environment variable a provider of ``kind`` reads its key from when none is set."""
-    if is_available(kind):
-        return provider_class(kind).key_env
+    """The environment variable a provider of ``kind`` reads its key from when none is set
+    (built-in kinds from a table, so that compiling never imports the HTTP stack; a test
+    checks the table against each class's ``key_env``)."""
+    if kind in _LOADED:
+        return _LOADED[kind].key_env
     return _KEY_ENV.get(kind)
 
 
