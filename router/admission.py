@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from router import log
 from router.money.pricing import price_of, worst_case_cost
 from router.money.tokens import estimate_prompt_tokens, upper_bound_prompt_tokens
 from router.plan import BudgetSpec, Plan, Route, Target
 from router.policy import ratelimit
 from router.policy.budget import Budgets, Hold, budget_key, describe_refusal
-from router.state.base import Refusal, StateStore, Usage, to_micro
+from router.state.base import Refusal, StateStore, StoreError, Usage, to_micro
 from router.types import ChatRequest
 
 _DEFAULT_MAX_OUTPUT = 4096
@@ -45,6 +46,9 @@ class Gate:
         self.fail_open = plan.state.on_store_error == "fail_open"
         self.budgets = Budgets(store, fail_open=self.fail_open, clock=clock)
         self._any_budgets = bool(plan.budgets_by_scope)
+        self.share_breakers = plan.state.share_breakers
+        self.clock = clock
+        self._shared_open: set[str] = set()  # targets this Router last published as open
 
     def specs(self, scope: CallScope, target: Target) -> list[BudgetSpec]:
         found = scope.specs.get(target.key)
@@ -54,7 +58,7 @@ class Gate:
         return found
 
     def gated(self, scope: CallScope, target: Target) -> bool:
-        if target.rate_limits:
+        if target.rate_limits or self.share_breakers:
             return True
         if not (self._any_budgets or scope.route.budgets):
             return False
@@ -73,6 +77,8 @@ class Gate:
                     remaining: float | None) -> tuple[tuple[str, str] | None, Hold | None]:
         """(None, hold) when the target may be tried (hold None when nothing is reserved);
         ((reason, detail), None) when it must be skipped."""
+        if self.share_breakers and await self._opened_elsewhere(target):
+            return ("breaker_open", "circuit breaker opened by another replica"), None
         if target.rate_limits:
             # As providers count it: the prompt (estimated) plus the output limit asked for.
             tokens = estimate_prompt_tokens(scope.request) + (scope.request.max_tokens or 0)
@@ -134,6 +140,30 @@ class Gate:
             key = budget_key(spec, now).key
             out[key] = await self.store.usage(key)
         return out
+
+    async def _opened_elsewhere(self, target: Target) -> bool:
+        try:
+            _, opened_at = await self.store.breaker_get(target.key)
+        except StoreError as e:
+            log.emit("store_error", operation="breaker_get", error=str(e))
+            return False
+        return opened_at is not None and self.clock() - opened_at < target.breaker.cooldown
+
+    async def publish_breaker(self, target: Target, *, opened: bool) -> None:
+        """Share a breaker that opened (or closed again) with the other replicas."""
+        if not self.share_breakers or (not opened and target.key not in self._shared_open):
+            return
+        ttl = max(target.breaker.cooldown * 2, 1.0)
+        try:
+            await self.store.breaker_put(target.key, target.breaker.failures if opened else 0,
+                                         self.clock() if opened else None, ttl)
+        except StoreError as e:
+            log.emit("store_error", operation="breaker_put", error=str(e))
+            return
+        if opened:
+            self._shared_open.add(target.key)
+        else:
+            self._shared_open.discard(target.key)
 
     async def settle(self, hold: Hold | None, cost_usd: float | None) -> None:
         """Turn the hold into spend: the real cost, or the held worst case when unknown."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -78,10 +79,56 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
         params["max_tokens"] = args.max_tokens
     if args.json_mode:
         params["response_format"] = {"type": "json_object"}
+    if args.prompt_tokens is not None and args.prompt_tokens < 0:
+        print("router dry-run: --prompt-tokens cannot be negative", file=sys.stderr)
+        return 2
+    tags = _tags(args.tag)
+    gate, usage, now = None, None, time.time()
+    if not args.no_state:
+        gate, usage = asyncio.run(_budget_snapshot(plan, args.model, tags, now))
     report = dry_run(plan, args.model, [{"role": "user", "content": content}],
-                     simulate=simulate, params=params, prompt_tokens=args.prompt_tokens)
+                     simulate=simulate, params=params, prompt_tokens=args.prompt_tokens,
+                     gate=gate, budget_usage=usage, tags=tags, now=now)
     print(report.to_json() if args.format == "json" else str(report))
     return 0 if report.answered_by else 1
+
+
+async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
+                           now: float) -> tuple[Any, Any]:
+    """The admission gate of the plan's state store and the usage of the route's budgets."""
+    from router.admission import Gate
+    from router.state import make_store
+
+    route = plan.resolve(model)
+    if not (plan.budgets_by_scope or route.budgets):
+        return None, None
+    st = plan.state
+    store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
+    try:
+        gate = Gate(plan, store)
+        return gate, await gate.snapshot(route, tags, now)
+    finally:
+        await store.aclose()
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    from router.budgets_cli import read_budgets, render
+
+    plan = _load_plan(_default_file(args.file))
+    rows = asyncio.run(read_budgets(plan))
+    print(render(rows, args.format, plan.state.kind))
+    return 0
+
+
+def _tags(items: list[str] | None) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"router: --tag takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            raise SystemExit(2)
+        tags[key] = value
+    return tags
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -127,8 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stream", action="store_true", help="the request streams")
     d.add_argument("--prompt-tokens", type=int, help="prompt size in tokens")
     d.add_argument("--max-tokens", type=int, help="output limit in tokens")
+    d.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                   help="a caller tag, for tag:KEY=VALUE budgets (repeatable)")
+    d.add_argument("--no-state", action="store_true",
+                   help="do not read budgets from the state store")
     d.add_argument("--format", choices=["text", "json"], default="text")
     d.set_defaults(func=cmd_dry_run)
+
+    b = sub.add_parser("budgets", help="show each budget's spend, holds and what is left")
+    b.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")
+    b.add_argument("--format", choices=["text", "json"], default="text")
+    b.set_defaults(func=cmd_budgets)
 
     s = sub.add_parser("schema", help="print the route file's JSON Schema")
     s.set_defaults(func=cmd_schema)

@@ -202,7 +202,7 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
     needs = needs_for(request, route, stream=bool(params.get("stream")),
                       prompt_tokens=prompt_tokens, tools=bool(params.get("need_tools")),
                       vision=bool(params.get("need_images")))
-    scope = CallScope(route, request, tags, "dry-run")
+    scope = CallScope(route, request, tags, "dry-run", upper_tokens=prompt_tokens)
     env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers, gate,
                   scope, budget_usage, time.time() if now is None else now)
     order = order_targets(route, random.Random(seed), 0)

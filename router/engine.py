@@ -369,11 +369,12 @@ class Router:
                 error = self._timeout_error(d)
         latency = (time.perf_counter() - start) * 1000
         if error is not None:
-            self._note_failure(call, target, error)
+            await self._note_failure(call, target, error)
             call.record(_error_record(call, d, error, latency))
             return None, error
         assert response is not None
         self._note_success(call, target)
+        await self._gate.publish_breaker(target, opened=False)
         response.target = target.key
         response.cost_usd = cost_usd(price_of(target), response.usage)
         call.record(AttemptRecord(
@@ -386,10 +387,11 @@ class Router:
         call.probes.discard(target.key)  # a verdict: the probe (if held) is spent
         self._breakers.record_success(target.key)
 
-    def _note_failure(self, call: _Call, target: Target, error: LlmError) -> None:
+    async def _note_failure(self, call: _Call, target: Target, error: LlmError) -> None:
         call.probes.discard(target.key)
         if self._breakers.record_failure(target.key, target.breaker, retryable=error.retryable):
             log.emit("breaker_opened", target=target.key, cooldown_s=target.breaker.cooldown)
+            await self._gate.publish_breaker(target, opened=True)
 
     # -- streaming ------------------------------------------------------------------------
     def stream(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,

@@ -96,7 +96,7 @@ async def stream_call(router: Router, model: str,
                 opened = await _open(router, call, decision, request)
                 if isinstance(opened, LlmError):
                     await call.end_hold(None, ok=False)
-                    router._note_failure(call, decision.target, opened)
+                    await router._note_failure(call, decision.target, opened)
                     latency = (time.perf_counter() - t0) * 1000
                     call.record(_error_record(call, decision, opened, latency))
                     decision = gen.send(opened)
@@ -146,6 +146,7 @@ async def _relay(router: Router, call: _Call, d: Try,
                 finished = True
                 _record_ok(router, call, d, opened, chunk)
                 await call.end_hold(chunk.cost_usd, ok=True)
+                await router._gate.publish_breaker(target, opened=False)
                 chunk.attempts = call.records
             yield chunk
             # The provider bounds each gap by the idle timeout; a timer of our own (~10 us a
@@ -163,7 +164,7 @@ async def _relay(router: Router, call: _Call, d: Try,
             _record_ok(router, call, d, opened, None)
     except (LlmError, TimeoutError) as e:
         err = e if isinstance(e, LlmError) else router._timeout_error(d)
-        router._note_failure(call, target, err)
+        await router._note_failure(call, target, err)
         latency = (time.perf_counter() - opened.start) * 1000
         from router.engine import _error_record
 

@@ -207,3 +207,18 @@ async def test_window_rollover_starts_a_fresh_budget(server: OpenAIServer) -> No
             await router.chat("solo", MSG, max_tokens=1000)
         clock[0] += 20  # the next hour
         assert (await router.chat("solo", MSG, max_tokens=1000)).target == "a:m"
+
+
+async def test_shared_breaker_state_reaches_other_replicas(server: OpenAIServer) -> None:
+    store = MemoryStore()  # stands in for redis: both Routers use one store
+    d = doc(url(server), state={"kind": "memory", "share_breakers": True})
+    d["defaults"]["breaker"] = {"failures": 1, "cooldown": "30s"}
+    server.enqueue(Reply(status=500, json={"error": {"message": "boom", "type": "server_error",
+                                                     "param": None, "code": None}}))
+    async with Router.from_dict(d, store=store) as one, Router.from_dict(d, store=store) as two:
+        assert (await one.chat("r", MSG)).target == "b:m"  # a failed: one's breaker opened
+        r = await two.chat("r", MSG)
+    assert r.target == "b:m"
+    assert (r.attempts[0].target, r.attempts[0].reason) == ("a:m", "breaker_open")
+    assert "another replica" in (r.attempts[0].detail or "")
+    assert server.request_count == 3  # a once (500), b twice: two never called a
