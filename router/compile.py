@@ -88,6 +88,8 @@ def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) 
                 "max_output_tokens": facts.max_output_tokens}
     else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
         caps = {"tools": True, "vision": True, "json_schema": True}
+    if kind in catalog.NO_IMAGE_URLS:
+        caps["image_urls"] = False
     if override:
         caps.update({k: v for k, v in override.items() if k not in _NOT_CAPABILITIES})
     return Capabilities(**caps)

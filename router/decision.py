@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.money.tokens import estimate_prompt_tokens
 from router.plan import RetryPolicy, Route, Target
-from router.types import ChatRequest
+from router.types import ChatRequest, ImagePart
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,6 +29,7 @@ class CallNeeds:
     json_object: bool = False
     json_schema: bool = False
     stream: bool = False
+    image_urls: bool = False  # an image is given by http(s) URL, not inline
     prompt_tokens: int | None = None
     max_tokens: int | None = None
 
@@ -45,9 +46,15 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
         json_object=rf is not None and rf.type == "json_object",
         json_schema=wants_schema or "json_schema" in route.requires,
         stream=stream,
+        image_urls=request.has_images and _has_image_urls(request),
         prompt_tokens=estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens,
         max_tokens=request.max_tokens or route.max_tokens,
     )
+
+
+def _has_image_urls(request: ChatRequest) -> bool:
+    return any(isinstance(p, ImagePart) and not p.is_data_url
+               for m in request.messages if isinstance(m.content, list) for p in m.content)
 
 
 @dataclass(slots=True, frozen=True)
@@ -137,6 +144,8 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
         return "capability", f"{target.model} does not support tools"
     if needs.vision and not caps.vision:
         return "capability", f"{target.model} does not accept images"
+    if needs.image_urls and not caps.image_urls:
+        return "capability", f"{target.kind} takes images only inline (data: URLs)"
     if needs.json_schema and not caps.json_schema:
         return "capability", f"{target.model} does not support JSON schema output"
     if needs.stream and not caps.streaming:

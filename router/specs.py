@@ -27,5 +27,6 @@ class Capabilities:
     json_schema: bool = False
     streaming: bool = True
     streaming_usage: bool = True
+    image_urls: bool = True  # False: images only as data: URLs (the server cannot fetch)
     context_window: int | None = None
     max_output_tokens: int | None = None

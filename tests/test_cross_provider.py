@@ -398,8 +398,6 @@ async def test_call_ids_made_up_for_gemini_fit_the_openai_wire(up: Upstreams,
     assert EXCHANGES[second](up.bodies(second)[-1]) == [(LONG_TOOL, {"body": "LGTM"}, {"ok": 1})]
 
 
-@pytest.mark.xfail(strict=True, reason="ollama refuses an http(s) image URL as invalid_request, "
-                   "whose action is 'fail now', though the next target could fetch it")
 async def test_image_url_ollama_cannot_fetch_moves_on_to_next_kind(up: Upstreams) -> None:
     up.enqueue("openai", text_reply("openai", "Red."))
     question = [{"role": "user", "content": [
@@ -409,3 +407,6 @@ async def test_image_url_ollama_cannot_fetch_moves_on_to_next_kind(up: Upstreams
         r = await router.chat(chain("ollama", "openai"), question)
 
     assert r.target == KINDS["openai"].target
+    skip = r.attempts[0]
+    assert (skip.outcome, skip.reason) == ("skipped", "capability")
+    assert "data: URLs" in (skip.detail or "")

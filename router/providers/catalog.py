@@ -74,6 +74,9 @@ CATALOG: dict[str, dict[str, ModelFacts]] = {
     "google": _GOOGLE,
 }
 
+#: Kinds whose servers take images only inline (data: URLs), never by fetching a URL.
+NO_IMAGE_URLS = frozenset({"ollama"})
+
 #: Model-name prefixes that identify a kind, for bare names and the "looks like" check.
 KIND_PREFIXES: dict[str, tuple[str, ...]] = {
     "openai": ("gpt-", "o1", "o3", "o4", "chatgpt-", "ft:gpt-", "codex-"),
