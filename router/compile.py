@@ -274,6 +274,10 @@ class _Compiler:
             if not value and not bearer and p.kind not in ("ollama", "openai-compatible",
                                                            "fake"):
                 missing = (*missing, key_env)
+                self.warn(("providers", name), "W107",
+                          f"provider {name!r} has no api_key and {key_env} is not set",
+                          f"export {key_env}=... before starting (a provider without api_key "
+                          f"reads {key_env})", key=True)
         rl = p.rate_limit
         return ProviderSpec(name=name, kind=p.kind, base_url=p.base_url, api_key=api_key,
                             headers=freeze(p.headers or {}), options=freeze(p.options()),

@@ -7,6 +7,7 @@ The engine never touches aiohttp or wire shapes: providers do (router.providers)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router import log
 from router.admission import CallScope, Gate
@@ -50,9 +51,13 @@ from router.policy.budget import Hold
 from router.providers import registry
 from router.providers.base import HttpPool, Provider, ProviderConfig
 from router.state.base import StateStore
+
+if TYPE_CHECKING:
+    from router.tracing import Tracing
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
 
 _counter = itertools.count()
+_NO_SPAN = contextlib.nullcontext()
 # Request ids: a random per-process prefix and a counter (uuid4 per call costs ~5 us).
 _RID_PREFIX = os.urandom(6).hex()
 _rids = itertools.count(1)
@@ -61,17 +66,21 @@ _rids = itertools.count(1)
 class _Call:
     """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
 
-    __slots__ = ("alias", "deadline", "hold", "loop", "probes", "records", "request_id",
-                 "router", "scope")
+    __slots__ = ("alias", "attempt_span", "deadline", "hold", "loop", "probes", "records",
+                 "request_id", "router", "scope", "span")
 
     def __init__(self, router: Router, route: Route, request_id: str,
                  timeout: float | None, request: ChatRequest,
-                 tags: Mapping[str, str] | None = None) -> None:
+                 tags: Mapping[str, str] | None = None, operation: str = "chat") -> None:
         self.router = router
         self.alias = route.alias
         self.request_id = request_id
         self.scope = CallScope(route, request, tags, request_id)
         self.hold: Hold | None = None  # the budget hold of the attempt in flight
+        tracing = router._tracing
+        self.span = None if tracing is None else tracing.start_call(
+            alias=route.alias, request_id=request_id, operation=operation, request=request)
+        self.attempt_span: Any = None
         self.loop = asyncio.get_running_loop()
         limit = timeout if timeout is not None else route.deadline
         self.deadline = None if limit is None else self.loop.time() + limit
@@ -120,9 +129,31 @@ class _Call:
     def jitter(self, policy: RetryPolicy, retry_number: int) -> float:
         return jittered_wait(policy, retry_number)
 
+    # tracing
+    def attempt(self, target: Target, attempt: int) -> contextlib.AbstractContextManager[Any]:
+        """The span of one attempt (current inside the ``with``), or nothing untraced."""
+        if self.span is None:
+            return _NO_SPAN
+        self.attempt_span = self.span.attempt(target, attempt)
+        return self.attempt_span  # type: ignore[no-any-return]
+
+    def end_span(self, response: ChatResponse | ChatChunk | None,
+                 error: LlmError | None) -> None:
+        if self.span is not None:
+            self.span.end(response=response, error=error, records=self.records)
+            self.span = None
+
     # records
-    def record(self, rec: AttemptRecord) -> None:
+    def record(self, rec: AttemptRecord, *, finish_reason: str | None = None,
+               response_model: str | None = None) -> None:
         self.records.append(rec)
+        if self.span is not None:
+            if rec.outcome == "skipped":
+                self.span.skip(rec)
+            elif self.attempt_span is not None:
+                self.attempt_span.finish(rec, finish_reason=finish_reason,
+                                         response_model=response_model)
+                self.attempt_span = None
         if not log.enabled():
             return
         fields = rec.as_dict()
@@ -151,9 +182,15 @@ class Router:
     passed as ``http=`` belongs to the caller, who closes it (it may serve several Routers).
     """
 
-    def __init__(self, plan: Plan, *, http: HttpPool | None = None,
-                 store: StateStore | None = None, seed: int | None = None) -> None:
+    def __init__(self, plan: Plan | None = None, *, http: HttpPool | None = None,
+                 store: StateStore | None = None, seed: int | None = None,
+                 tracing: bool | Tracing | None = None) -> None:
+        """Route by ``plan``. With no plan: the route file named by ``ROUTER_CONFIG``, else
+        the providers whose keys are in the environment (see ``from_env``)."""
+        if plan is None:
+            plan = _default_plan()
         self.plan = plan
+        self._tracing = _make_tracing(tracing)
         self._http = http if http is not None else HttpPool()
         self._owns_http = http is None
         if store is None:
@@ -205,16 +242,21 @@ class Router:
         return cls._from_result(validate_dict(data, env=env), **kw)
 
     @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kw: Any) -> Router:
+        """Every provider whose key variable is set (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+        GEMINI_API_KEY or GOOGLE_API_KEY, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT) plus
+        Ollama at OLLAMA_HOST (or 127.0.0.1:11434), with default timeouts and retries. Address
+        models as "provider:model", a bare model name, or "a,b" for an ad-hoc fallback chain."""
+        from router.validate import validate_dict
+        from router.zeroconfig import env_route_file
+
+        env = os.environ if env is None else env
+        result = validate_dict(env_route_file(env), env=env, filename="<environment>")
+        return cls._from_result(result, **kw)
+
+    @classmethod
     def _from_result(cls, result: Any, **kw: Any) -> Router:
-        errors = [d for d in result.diagnostics if d.is_error]
-        if errors or result.plan is None:
-            raise ConfigError(f"{result.file}: {len(errors)} error(s) in the route file", errors)
-        used = {t.provider for r in result.plan.routes.values() for t in r.targets}
-        missing = result.missing_key_errors(used)
-        if missing:
-            raise ConfigError(f"{result.file}: environment variables missing for providers "
-                              "used by routes", missing)
-        return cls(result.plan, **kw)
+        return cls(_usable_plan(result), **kw)
 
     # -- lifetime -------------------------------------------------------------------------
     async def __aenter__(self) -> Router:
@@ -282,6 +324,7 @@ class Router:
         if decision.ok and response is not None:
             response.attempts = call.records
             response.request_id = rid
+            call.end_span(response, None)
             log.emit("route_done", request_id=rid, alias=route.alias, target=response.target,
                      attempts=len(call.records), cost_usd=response.cost_usd)
             return response
@@ -310,7 +353,9 @@ class Router:
         log.emit("route_failed", request_id=call.request_id, alias=call.alias,
                  error_class=(err.error_class.value if err else ErrorClass.NO_ROUTE.value),
                  attempts=len(call.records), reason=done.reason)
-        return RouteFailed(msg, attempts=call.records, last_error=err, alias=call.alias)
+        failure = RouteFailed(msg, attempts=call.records, last_error=err, alias=call.alias)
+        call.end_span(None, failure)
+        return failure
 
     def _request_for(self, target: Target, request: ChatRequest,
                      hold: Hold | None) -> ChatRequest:
@@ -359,14 +404,15 @@ class Router:
         error = self._missing_key_error(target)
         response: ChatResponse | None = None
         if error is None:
-            try:
-                sent = self._request_for(target, request, call.hold)
-                async with asyncio.timeout(d.timeout):
-                    response = await provider.chat(target.model, sent, target.timeouts)
-            except LlmError as e:
-                error = self._classify(target, e)
-            except TimeoutError:
-                error = self._timeout_error(d)
+            with call.attempt(target, d.attempt):
+                try:
+                    sent = self._request_for(target, request, call.hold)
+                    async with asyncio.timeout(d.timeout):
+                        response = await provider.chat(target.model, sent, target.timeouts)
+                except LlmError as e:
+                    error = self._classify(target, e)
+                except TimeoutError:
+                    error = self._timeout_error(d)
         latency = (time.perf_counter() - start) * 1000
         if error is not None:
             await self._note_failure(call, target, error)
@@ -380,7 +426,8 @@ class Router:
         call.record(AttemptRecord(
             call.request_id, call.alias, target.key, d.attempt, "ok", latency_ms=round(latency, 2),
             input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
-            cost_usd=response.cost_usd))
+            cost_usd=response.cost_usd), finish_reason=response.finish_reason,
+            response_model=response.model)
         return response, None
 
     def _note_success(self, call: _Call, target: Target) -> None:
@@ -419,6 +466,44 @@ class Router:
     def __repr__(self) -> str:
         return (f"Router(file={self.plan.file!r}, providers={sorted(self.plan.providers)}, "
                 f"aliases={len(self.plan.routes)})")
+
+
+def _usable_plan(result: Any) -> Plan:
+    """The Plan of a validation result, or ConfigError listing its errors and the missing
+    environment variables of providers that routes use."""
+    errors = [d for d in result.diagnostics if d.is_error]
+    if errors or result.plan is None:
+        raise ConfigError(f"{result.file}: {len(errors)} error(s) in the route file", errors)
+    used = {t.provider for r in result.plan.routes.values() for t in r.targets}
+    missing = result.missing_key_errors(used)
+    if missing:
+        raise ConfigError(f"{result.file}: environment variables missing for providers "
+                          "used by routes", missing)
+    plan: Plan = result.plan
+    return plan
+
+
+def _default_plan() -> Plan:
+    """What ``Router()`` routes by: ROUTER_CONFIG's route file, else the environment."""
+    from router.validate import validate_dict, validate_file
+    from router.zeroconfig import env_route_file
+
+    path = os.environ.get("ROUTER_CONFIG")
+    if path:
+        return _usable_plan(validate_file(Path(path)))
+    return _usable_plan(validate_dict(env_route_file(os.environ), filename="<environment>"))
+
+
+def _make_tracing(tracing: bool | Tracing | None) -> Tracing | None:
+    """None: on when ROUTER_TRACING=1 (or true); True: on (needs opentelemetry-api);
+    a Tracing object: that one."""
+    if tracing is None:
+        tracing = os.environ.get("ROUTER_TRACING", "").lower() in ("1", "true", "yes")
+    if tracing is False:
+        return None
+    from router.tracing import Tracing as _Tracing
+
+    return tracing if isinstance(tracing, _Tracing) else _Tracing()
 
 
 def _error_record(call: _Call, d: Try, error: LlmError, latency_ms: float) -> AttemptRecord:

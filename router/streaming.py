@@ -56,11 +56,12 @@ async def _open(router: Router, call: _Call, d: Try,
     sent = router._request_for(target, request, call.hold)
     agen = provider.stream(target.model, sent, target.timeouts)
     try:
-        async with asyncio.timeout_at(deadline_at):
-            while True:
-                first = await agen.__anext__()
-                if _has_content(first):
-                    break
+        with call.attempt(target, d.attempt):  # the span ends when the attempt is recorded
+            async with asyncio.timeout_at(deadline_at):
+                while True:
+                    first = await agen.__anext__()
+                    if _has_content(first):
+                        break
     except LlmError as e:
         await _close(agen)
         return router._classify(target, e)
@@ -86,7 +87,7 @@ async def stream_call(router: Router, model: str,
     from router.engine import _Call, _error_record
 
     route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
-    call = _Call(router, route, rid, timeout, request, tags)
+    call = _Call(router, route, rid, timeout, request, tags, operation="stream")
     gen = walk(route, router._order(route), needs, call)
     try:
         decision: Decision = next(gen)
@@ -145,6 +146,7 @@ async def _relay(router: Router, call: _Call, d: Try,
                     chunk.finish_reason is not None and chunk.usage is not None)):
                 finished = True
                 _record_ok(router, call, d, opened, chunk)
+                call.end_span(chunk, None)
                 await call.end_hold(chunk.cost_usd, ok=True)
                 await router._gate.publish_breaker(target, opened=False)
                 chunk.attempts = call.records
@@ -175,12 +177,15 @@ async def _relay(router: Router, call: _Call, d: Try,
                  error_class=StreamInterruptedError.error_class.value,
                  attempts=len(call.records), reason="stream_interrupted")
         text = "".join(parts)
-        raise StreamInterruptedError(
+        interrupted = StreamInterruptedError(
             f"the stream from {target.key} failed after {len(text)} characters: {err}",
             partial_text=text, cause_class=err.error_class, target=target.key,
-            status=err.status) from e
+            status=err.status)
+        call.end_span(None, interrupted)
+        raise interrupted from e
     finally:
         await _close(agen)
+        call.end_span(None, None)  # the consumer stopped early (a no-op when already ended)
         # A stream that failed or was left after its first chunk was (likely) billed, and how
         # much is unknown: the hold's worst case becomes spend, never less.
         await call.end_hold(None, ok=True)
@@ -196,6 +201,7 @@ def _record_ok(router: Router, call: _Call, d: Try, opened: _Opened,
         ttft_ms=round(opened.ttft_ms, 2),
         input_tokens=usage.input_tokens if usage else None,
         output_tokens=usage.output_tokens if usage else None,
-        cost_usd=last.cost_usd if last is not None else None))
+        cost_usd=last.cost_usd if last is not None else None),
+        finish_reason=last.finish_reason if last is not None else None)
     log.emit("route_done", request_id=call.request_id, alias=call.alias, target=d.target.key,
              attempts=len(call.records), cost_usd=last.cost_usd if last is not None else None)
