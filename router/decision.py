@@ -40,21 +40,24 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
     """What ``request`` needs on ``route`` (the route's ``requires:`` included)."""
     rf = request.response_format
     wants_schema = rf is not None and rf.type == "json_schema"
+    images = url_images = False
+    for m in request.messages:
+        if type(m.content) is list:
+            for p in m.content:
+                if isinstance(p, ImagePart):
+                    images = True
+                    url_images = url_images or not p.is_data_url
+    requires = route.requires
     return CallNeeds(
-        tools=tools or bool(request.tools) or "tools" in route.requires,
-        vision=vision or request.has_images or "vision" in route.requires,
+        tools=tools or bool(request.tools) or "tools" in requires,
+        vision=vision or images or "vision" in requires,
         json_object=rf is not None and rf.type == "json_object",
-        json_schema=wants_schema or "json_schema" in route.requires,
+        json_schema=wants_schema or "json_schema" in requires,
         stream=stream,
-        image_urls=request.has_images and _has_image_urls(request),
+        image_urls=url_images,
         prompt_tokens=estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens,
         max_tokens=request.max_tokens or route.max_tokens,
     )
-
-
-def _has_image_urls(request: ChatRequest) -> bool:
-    return any(isinstance(p, ImagePart) and not p.is_data_url
-               for m in request.messages if isinstance(m.content, list) for p in m.content)
 
 
 @dataclass(slots=True, frozen=True)
