@@ -1,4 +1,4 @@
-"""The ``router`` command: validate | dry-run | schema | chat | demo.
+"""The ``router`` command: validate | dry-run | budgets | schema | providers | chat | demo.
 
 Exit codes: 0 success, 1 problems found (or a failed call), 2 usage error. Never a traceback:
 every failure is one clear line on stderr.
@@ -132,9 +132,38 @@ def _tags(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from importlib.resources import files
+    import json
 
-    print((files("router") / "data" / "routes.schema.json").read_text("utf-8").rstrip())
+    from router.providers import registry
+
+    # With no plugin installed this is schemas/routes.schema.json, byte for byte.
+    print(json.dumps(registry.route_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    import json
+
+    from router.providers import registry
+
+    kinds = registry.describe_kinds()
+    skipped = registry.skipped_plugins()
+    if args.format == "json":
+        print(json.dumps({"kinds": [k.to_dict() for k in kinds], "skipped": skipped}, indent=2))
+        return 0
+    rows = [("KIND", "SOURCE", "KEY VARIABLE", "DEFAULT BASE URL", "CAPABILITIES")]
+    for k in kinds:
+        caps = [c for c, v in k.capabilities.items() if v is True]
+        source = k.source if k.available else f"{k.source} (not installed)"
+        rows.append((k.kind, source, k.key_env or "-", k.default_base_url or "-",
+                     ", ".join(caps) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+    if skipped:
+        print("\nskipped plugins:")
+        for line in skipped:
+            print(f"  {line}")
     return 0
 
 
@@ -186,8 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--format", choices=["text", "json"], default="text")
     b.set_defaults(func=cmd_budgets)
 
-    s = sub.add_parser("schema", help="print the route file's JSON Schema")
+    s = sub.add_parser("schema", help="print the route file's JSON Schema (plugin kinds "
+                                      "included)")
     s.set_defaults(func=cmd_schema)
+
+    pk = sub.add_parser("providers", help="list provider kinds, built-in and from plugins")
+    pk.add_argument("--format", choices=["text", "json"], default="text")
+    pk.set_defaults(func=cmd_providers)
 
     c = sub.add_parser("chat", help="send one prompt and stream the answer")
     c.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")

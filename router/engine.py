@@ -321,6 +321,8 @@ class Router:
             gen.close()
             call.release_probes()
             await call.end_hold(None, ok=False)  # cancelled mid-attempt: free the hold
+            if not isinstance(decision, Done):
+                call.end_span(None, None)  # cancelled between attempts
         if decision.ok and response is not None:
             response.attempts = call.records
             response.request_id = rid

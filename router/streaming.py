@@ -121,6 +121,8 @@ async def stream_call(router: Router, model: str,
         gen.close()
         call.release_probes()
         await call.end_hold(None, ok=False)
+        if not isinstance(decision, Done):
+            call.end_span(None, None)  # cancelled, or the stream was committed and ended
     raise router._failed(call, decision)
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from functools import cache
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import jsonschema_rs
@@ -23,16 +21,18 @@ from pydantic import ValidationError
 from router.config.diagnostics import Diagnostic, sort_key
 from router.config.load import Document
 from router.config.model import COMMON_PROVIDER_FIELDS, KIND_FIELDS, RouteFileCfg
+from router.providers import plugins, registry
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError as SchemaError
 
 Path = tuple[str | int, ...]
+T = TypeVar("T")
 
-SCHEMA: dict[str, Any] = json.loads(
-    (resources.files("router") / "data" / "routes.schema.json").read_text(encoding="utf-8")
-)
+#: The published schema (schemas/routes.schema.json). Files are checked against ``_schema()``:
+#: this one plus the kinds of installed provider plugins.
+SCHEMA: dict[str, Any] = plugins.static_schema()
 _SECRET_KEYS = frozenset({"api_key", "headers", "token", "password", "secret"})
 _ALL_KIND_FIELDS = frozenset().union(*KIND_FIELDS.values())
 _BASE_URLS = {
@@ -46,12 +46,32 @@ _BASE_URLS = {
 }
 
 
-@cache
+def _schema() -> dict[str, Any]:
+    """The schema files are checked against: the same object while the plugin kinds stay."""
+    return registry.route_schema()
+
+
+def _per_schema(cache: dict[int, tuple[dict[str, Any], T]],
+                build: Callable[[dict[str, Any]], T]) -> T:
+    """build(schema), compiled once per effective schema (the entry keeps the schema alive,
+    so its id is not reused)."""
+    schema = _schema()
+    hit = cache.get(id(schema))
+    if hit is None:
+        if len(cache) >= 8:
+            cache.clear()
+        hit = cache[id(schema)] = (schema, build(schema))
+    return hit[1]
+
+
+_VALIDATORS: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
 def _validator() -> Draft202012Validator:
     # jsonschema explains failures only; a valid file never imports it (~100 ms).
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(SCHEMA)
+    return _per_schema(_VALIDATORS, Draft202012Validator)
 
 
 def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic]]:
@@ -83,9 +103,9 @@ _STRUCTURAL = frozenset({"E010", "E011", "E012", "E013", "E014"})
 class _Fast:
     """Compiled jsonschema-rs validators: the whole file, an alias name, a route."""
 
-    def __init__(self) -> None:
-        defs = SCHEMA["$defs"]
-        self._file = jsonschema_rs.validator_for(SCHEMA)
+    def __init__(self, schema: dict[str, Any]) -> None:
+        defs = schema["$defs"]
+        self._file = jsonschema_rs.validator_for(schema)
         self._alias = jsonschema_rs.validator_for({"$defs": defs, "$ref": "#/$defs/alias_name"})
         self._route = jsonschema_rs.validator_for({"$defs": defs, "$ref": "#/$defs/route"})
 
@@ -99,9 +119,11 @@ class _Fast:
         return bool(self._route.is_valid(x))
 
 
-@cache
+_FAST: dict[int, tuple[dict[str, Any], _Fast]] = {}
+
+
 def _fast() -> _Fast:
-    return _Fast()
+    return _per_schema(_FAST, _Fast)
 
 
 # -- explaining a failure -----------------------------------------------------------------------
@@ -161,7 +183,7 @@ def _rule(e: SchemaError) -> Any:
 
 def _resolve(s: Any) -> Any:
     while isinstance(s, dict) and "$ref" in s:
-        s = SCHEMA["$defs"][s["$ref"].removeprefix("#/$defs/")]
+        s = _schema()["$defs"][s["$ref"].removeprefix("#/$defs/")]
     return s
 
 
@@ -190,7 +212,7 @@ def _fits(s: Any, x: Any) -> bool:
 def _spaced_target(e: SchemaError) -> str | None:
     """`- openai: gpt-4o` in a chain: YAML read a mapping where a target was meant."""
     x = _inst(e)
-    target_ref = SCHEMA["$defs"]["target_ref"]
+    target_ref = _schema()["$defs"]["target_ref"]
     if isinstance(x, dict) and len(x) == 1 and any(
             _resolve(b) is target_ref for b in _rule(e)):
         ((key, value),) = x.items()
@@ -212,14 +234,15 @@ def _moot(data: Any, e: SchemaError) -> bool:
 
 def _defs_of(e: SchemaError) -> tuple[str | None, str | None]:
     """(the $defs entry that holds e's keyword itself, the innermost one around it)."""
-    node: Any = SCHEMA
+    schema = _schema()
+    node: Any = schema
     own: str | None = None
     around: str | None = None
     steps = list(e.absolute_schema_path)
     for i, key in enumerate(steps):
         while isinstance(node, dict) and key not in node and "$ref" in node:
             own = around = node["$ref"].removeprefix("#/$defs/")
-            node = SCHEMA["$defs"][own]
+            node = schema["$defs"][own]
         if i < len(steps) - 1:
             node, own = node[key], None
     return own, around
@@ -408,7 +431,7 @@ class _Explainer:
     def bad_key(self, path: Path, e: SchemaError) -> None:
         key, (_, kind) = _inst(e), _defs_of(e)
         if kind == "error_class":
-            options: list[str] = SCHEMA["$defs"]["error_class"]["enum"]
+            options: list[str] = _schema()["$defs"]["error_class"]["enum"]
             guess = _closest(key, options)
             self.add((*path, key), "E012", f"{_dotted(path)}: {key!r} is not an error class"
                      + (f"; did you mean {guess!r}?" if guess else ""),

@@ -4,13 +4,17 @@ tests/test_schema_agreement.py proves both accept and reject the same corpus."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     Strict,
     StrictBool,
@@ -22,6 +26,7 @@ from pydantic import (
 
 from router.config.units import parse_duration, parse_money
 from router.errors import Action, ErrorClass
+from router.providers import registry
 
 
 def _float(v: int | float) -> float:
@@ -159,8 +164,8 @@ class FakeStepCfg(_Model):
     status: Annotated[Int, Field(ge=100, le=599)] | None = None
 
 
-#: Settings that only some provider kinds accept (the schema's if/then blocks).
-KIND_FIELDS: dict[str, frozenset[str]] = {
+#: Settings that only some built-in provider kinds accept (the schema's if/then blocks).
+_BUILTIN_KIND_FIELDS: dict[str, frozenset[str]] = {
     "openai": frozenset({"organization", "project"}),
     "openai-compatible": frozenset({"max_tokens_field", "stream_usage"}),
     "azure-openai": frozenset({"api_version", "deployments"}),
@@ -174,10 +179,45 @@ COMMON_PROVIDER_FIELDS = frozenset(
      "rate_limit", "unknown_price"}
 )
 REQUIRED_BASE_URL = frozenset({"openai-compatible", "azure-openai"})
+BUILTIN_KINDS: frozenset[str] = frozenset(get_args(ProviderKind))
+
+
+class _KindFields(Mapping[str, frozenset[str]]):
+    """Kind -> its own settings, plugin kinds included. Looking up a kind that is not built-in
+    reads the plugins' entry points (once); iterating lists the kinds known so far."""
+
+    def __getitem__(self, kind: str) -> frozenset[str]:
+        if kind in _BUILTIN_KIND_FIELDS:
+            return _BUILTIN_KIND_FIELDS[kind]
+        plugin = registry.plugin_kind(kind)
+        if plugin is None:
+            raise KeyError(kind)
+        return plugin.fields
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _BUILTIN_KIND_FIELDS
+        yield from registry.plugin_kinds(discover=False)
+
+    def __len__(self) -> int:
+        return len(_BUILTIN_KIND_FIELDS) + len(registry.plugin_kinds(discover=False))
+
+
+#: Settings that only some provider kinds accept (the schema's if/then blocks).
+KIND_FIELDS: Mapping[str, frozenset[str]] = _KindFields()
+
+
+def _provider_kind(v: str) -> str:
+    if v in BUILTIN_KINDS or registry.plugin_kind(v) is not None:
+        return v
+    known = [*get_args(ProviderKind), *registry.plugin_kinds()]
+    raise ValueError(f"{v!r} is not a provider kind (kinds: {', '.join(known)})")
 
 
 class ProviderCfg(_Model):
-    kind: ProviderKind
+    """One provider. A plugin kind's settings are kept aside, checked by its own schema, and
+    returned by ``options()``."""
+
+    kind: Annotated[StrictStr, AfterValidator(_provider_kind)]
     api_key: Annotated[SecretStr, Strict()] | None = None
     base_url: StrictStr | None = None
     headers: dict[str, StrictStr] | None = Field(default=None, repr=False)
@@ -199,6 +239,23 @@ class ProviderCfg(_Model):
     script: Annotated[list[FakeOutcome | FakeStepCfg], Field(min_length=1)] | None = None
     text: StrictStr | None = None
     latency: Duration | None = None
+    _plugin_settings: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _plugin_kind(cls, data: Any, handler: ModelWrapValidatorHandler[ProviderCfg]
+                     ) -> ProviderCfg:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        plugin = registry.plugin_kind(kind) if isinstance(kind, str) else None
+        if plugin is None:
+            return handler(data)
+        errors = plugin.settings_errors(data)
+        if errors:
+            raise ValueError("; ".join(errors))
+        common = {k: v for k, v in data.items() if k in COMMON_PROVIDER_FIELDS}
+        cfg = handler(common)
+        cfg._plugin_settings = {k: v for k, v in data.items() if k in plugin.fields}
+        return cfg
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ProviderCfg:
@@ -212,6 +269,8 @@ class ProviderCfg(_Model):
 
     def options(self) -> dict[str, Any]:
         """The kind-specific settings that were set."""
+        if self.kind not in BUILTIN_KINDS:
+            return dict(self._plugin_settings)
         return {k: getattr(self, k) for k in KIND_FIELDS[self.kind] if k in self.model_fields_set}
 
 
