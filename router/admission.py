@@ -7,6 +7,7 @@ without either pays nothing here.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,8 +95,11 @@ class Gate:
             return ("budget", amount), None
         hold_for = target.timeouts.total if remaining is None else min(
             target.timeouts.total, remaining)
-        result = await self.budgets.reserve(f"{scope.request_id}:{attempt}", specs, amount,
-                                            hold_for + _HOLD_MARGIN,
+        # The id must be unique across processes: request ids are not (a caller may pass its
+        # own; forked workers inherit the engine's id prefix), and a store treats a live id as
+        # "already held", so a shared id would let a second call through with no hold.
+        rid = f"{scope.request_id}:{attempt}:{os.urandom(8).hex()}"
+        result = await self.budgets.reserve(rid, specs, amount, hold_for + _HOLD_MARGIN,
                                             output_cap=self._max_output(scope, target))
         if isinstance(result, str):
             return ("budget", result), None

@@ -88,6 +88,13 @@ def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) 
                 "max_output_tokens": facts.max_output_tokens}
     else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
         caps = {"tools": True, "vision": True, "json_schema": True}
+    plugin = registry.plugin_kind(kind)
+    if plugin is not None and plugin.cls.capabilities_default is not None:
+        base = plugin.cls.capabilities_default  # a plugin says what its kind can do
+        caps = {"tools": base.tools, "vision": base.vision, "json_schema": base.json_schema,
+                "json_object": base.json_object, "streaming": base.streaming,
+                "image_urls": base.image_urls, "context_window": base.context_window,
+                "max_output_tokens": base.max_output_tokens}
     if kind in catalog.NO_IMAGE_URLS:
         caps["image_urls"] = False
     if override:

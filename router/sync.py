@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class SyncRunner:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` (or ``abandon()``) began: no call is accepted any more."""
         return self._closed
 
     def in_loop_thread(self) -> bool:
@@ -91,7 +93,13 @@ class SyncRunner:
         """Run ``coro`` on the runner loop and return its result; its exceptions propagate
         unchanged. An interrupt while waiting (Ctrl-C) cancels it there, then re-raises."""
         unwound = threading.Event()
-        future = self.submit(_signalling(coro, unwound))
+        wrapper = _signalling(coro, unwound)
+        try:
+            future = self.submit(wrapper)
+        except BaseException:
+            wrapper.close()  # refused: neither ever started
+            coro.close()
+            raise
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -130,8 +138,9 @@ class SyncRunner:
                 return
             self._closed = True
             loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(loop.stop)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(loop.stop)
 
     def close_agen(self, agen: AsyncIterator[Any]) -> None:
         """Close an async generator that was iterated on the runner loop, from outside it."""
@@ -225,7 +234,7 @@ def chat_sync(router: Router, model: str, messages: Iterable[Message | Mapping[s
 
 
 def stream_sync(router: Router, model: str, messages: Iterable[Message | Mapping[str, Any]],
-                **kw: Any) -> Iterator[ChatChunk]:
+                **kw: Any) -> Generator[ChatChunk, None, None]:
     """``router.stream(...)`` as a plain iterator: each ``next`` pulls one chunk on the runner
     loop; closing the iterator early (break, ``close()``, collection) closes the stream there."""
     runner = _runner(router)
@@ -234,7 +243,8 @@ def stream_sync(router: Router, model: str, messages: Iterable[Message | Mapping
     return _pull(runner, router.stream(model, messages, **kw))
 
 
-def _pull(runner: SyncRunner, agen: AsyncIterator[ChatChunk]) -> Iterator[ChatChunk]:
+def _pull(runner: SyncRunner,
+          agen: AsyncIterator[ChatChunk]) -> Generator[ChatChunk, None, None]:
     suspended = False  # the async stream is paused at a yield and must be closed if we stop
     try:
         while True:

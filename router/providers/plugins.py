@@ -88,7 +88,7 @@ def make_plugin_kind(kind: str, cls: Any, *, distribution: str | None = None,
     from router.providers.base import Provider  # a plugin class has imported it already
     from router.specs import Capabilities
 
-    if not isinstance(kind, str) or not _KIND.match(kind):
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise PluginError(f"{kind!r} is not a valid kind name (letters, digits, _ . -)")
     if kind in reserved:
         raise PluginError(f"kind {kind!r} is a built-in kind")
@@ -98,7 +98,7 @@ def make_plugin_kind(kind: str, cls: Any, *, distribution: str | None = None,
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise PluginError(f"{_name(cls)} does not implement {missing}")
     key_env = getattr(cls, "key_env", None)
-    if key_env is not None and not (isinstance(key_env, str) and _ENV_VAR.match(key_env)):
+    if key_env is not None and not (isinstance(key_env, str) and _ENV_VAR.fullmatch(key_env)):
         raise PluginError(f"{_name(cls)}.key_env must be an environment variable name or None")
     if not isinstance(getattr(cls, "default_base_url", None), str | None):
         raise PluginError(f"{_name(cls)}.default_base_url must be a string or None")
