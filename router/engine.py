@@ -12,13 +12,13 @@ import itertools
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from router import log
+from router import log, sync
 from router.admission import CallScope, Gate
 from router.decision import (
     Admit,
@@ -53,6 +53,7 @@ from router.providers.base import HttpPool, Provider, ProviderConfig
 from router.state.base import StateStore
 
 if TYPE_CHECKING:
+    from router.sync import SyncRunner
     from router.tracing import Tracing
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
 
@@ -222,6 +223,8 @@ class Router:
                 log.add_secrets([spec.api_key.get_secret_value()])
             log.add_secrets(v for v in spec.headers.values())
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by the first call
+        self._runner: SyncRunner | None = None  # the sync facade's loop thread
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -267,7 +270,11 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (if this Router created it); safe to call twice."""
+        """Close the connection pool (if this Router created it) and the store, and stop the
+        sync facade's thread if it ran; safe to call twice, from any loop."""
+        await sync.aclose(self, self._aclose_here)
+
+    async def _aclose_here(self) -> None:
         if not self._closed:
             self._closed = True
             if self._owns_http:
@@ -275,12 +282,40 @@ class Router:
             if self._owns_store:
                 await self._store.aclose()
 
+    def close(self) -> None:
+        """Close from sync code: the pool, the store and the sync facade's thread; safe to
+        call twice. ``with Router.from_yaml(...) as r:`` calls it on exit."""
+        sync.close(self)
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- sync facade (scripts, notebooks) -------------------------------------------------
+    def chat_sync(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
+                  **kw: Any) -> ChatResponse:
+        """``chat`` for sync code, even inside a running loop (Jupyter): runs on this Router's
+        private loop thread. Use either the sync calls or ``await``, not both, on one Router."""
+        return sync.chat_sync(self, model, messages, **kw)
+
+    def stream_sync(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
+                    **kw: Any) -> Generator[ChatChunk, None, None]:
+        """``stream`` as a plain iterator; stopping early (break, ``close()``) frees the
+        connection at once."""
+        return sync.stream_sync(self, model, messages, **kw)
+
     # -- calls ----------------------------------------------------------------------------
     def _prepare(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
                  params: dict[str, Any], stream: bool,
                  request_id: str | None) -> tuple[Route, ChatRequest, CallNeeds, str]:
         if self._closed:
             raise RuntimeError("this Router is closed")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the first call, or a second loop (an error)
+            sync.bind_loop(self, loop)
         route = self.plan.resolve(model)
         request = build_request(messages, params)
         if request.max_tokens is None and route.max_tokens is not None:

@@ -50,3 +50,16 @@ def test_validate_bench_prints_ratios_to_safe_load() -> None:
                  "Router.from_yaml"):
         assert re.search(RATIO, row(out, step))
     assert re.search(r"ok|MISSED", row(out, "Router.from_yaml"))
+
+
+def test_budget_overhead_bench_prints_ratios_to_the_unbudgeted_call() -> None:
+    out = run_bench("budget_overhead.py")
+    assert re.search(r"^setup\s+store\s+p50 latency\s+ratio", out, re.M)
+    assert re.search(r"^no budget\s+memory\s.*\s1\.00x\s", out, re.M)
+    for store in ("memory", "sqlite"):
+        found = re.search(rf"^budgets\s+{store}\s.*$", out, re.M)
+        assert found, out
+        line = found.group(0)
+        assert re.search(RATIO, line) and re.search(r"[+-]\d+ us", line), line
+        assert line.rstrip().endswith("ok"), line  # the spend was accounted exactly
+    assert re.search(r"^budgets\s+redis\s.*\sok$|^redis: skipped", out, re.M)
