@@ -177,10 +177,24 @@ class _Call:
 
 
 class Router:
-    """Routes LLM calls by a compiled Plan. Use ``async with Router.from_yaml(path)``.
+    """Routes LLM calls across providers by a compiled route file (a Plan).
 
-    Owns one HTTP connection pool; ``aclose()`` (or leaving ``async with``) closes it. A pool
-    passed as ``http=`` belongs to the caller, who closes it (it may serve several Routers).
+    Build one with ``Router.from_yaml("routes.yaml")``, ``Router.from_dict(d)``,
+    ``Router.from_env()`` or ``Router()`` (``ROUTER_CONFIG``, else the environment), then::
+
+        async with Router.from_yaml("routes.yaml") as router:
+            r = await router.chat("fast", [{"role": "user", "content": "hi"}], max_tokens=200)
+            r.text, r.target, r.usage, r.cost_usd, r.attempts
+            async for chunk in router.stream("fast", [{"role": "user", "content": "hi"}]):
+                print(chunk.delta, end="")
+
+    ``model`` is an alias, ``"provider:model"``, a bare model name or ``"a,b"`` (an ad-hoc
+    chain). Failures are ``LlmError`` with an ``error_class``; when every target fails the
+    error is ``RouteFailed`` with every attempt. ``chat_sync``/``stream_sync`` serve scripts
+    and notebooks; ``dry_run`` explains a call without sending it.
+
+    Owns one HTTP connection pool and its state store; ``aclose()`` (or leaving
+    ``async with``) closes them. A pool or store passed in belongs to the caller.
     """
 
     def __init__(self, plan: Plan | None = None, *, http: HttpPool | None = None,
@@ -262,7 +276,9 @@ class Router:
         return cls(_usable_plan(result), **kw)
 
     # -- lifetime -------------------------------------------------------------------------
+
     async def __aenter__(self) -> Router:
+        """``async with router:`` closes the pool and store on exit."""
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
