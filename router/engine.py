@@ -64,6 +64,15 @@ _RID_PREFIX = os.urandom(6).hex()
 _rids = itertools.count(1)
 
 
+def _new_rid_prefix() -> None:
+    # A worker forked after import (gunicorn --preload, multiprocessing) needs its own.
+    global _RID_PREFIX, _rids
+    _RID_PREFIX, _rids = os.urandom(6).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_rid_prefix)
+
+
 class _Call:
     """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
 

@@ -222,3 +222,23 @@ async def test_shared_breaker_state_reaches_other_replicas(server: OpenAIServer)
     assert (r.attempts[0].target, r.attempts[0].reason) == ("a:m", "breaker_open")
     assert "another replica" in (r.attempts[0].detail or "")
     assert server.request_count == 3  # a once (500), b twice: two never called a
+
+
+def _child_prefix(q: Any) -> None:
+    from router import engine
+
+    q.put(engine._RID_PREFIX)
+
+
+def test_forked_workers_get_their_own_request_ids() -> None:
+    import multiprocessing
+
+    from router import engine
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_prefix, args=(q,))
+    p.start()
+    child = q.get(timeout=10)
+    p.join(10)
+    assert child != engine._RID_PREFIX

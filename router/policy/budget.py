@@ -19,11 +19,33 @@ _WINDOW_FORMATS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H", "day": "%Y
                    "month": "%Y-%m"}
 
 
+_windows: dict[str, tuple[float, float, str]] = {}  # per -> (start, end, id) of the last one
+
+
 def window_bounds(per: str, now: float) -> tuple[str, float | None]:
     """The calendar (UTC) window containing ``now``: its id and the seconds until it ends
-    (None for ``total``)."""
+    (None for ``total``). The current window is cached until it ends."""
     if per == "total":
         return "total", None
+    cached = _windows.get(per)
+    if cached is not None and cached[0] <= now < cached[1]:
+        return cached[2], cached[1] - now
+    window_id, ttl = _window_bounds(per, now)
+    assert ttl is not None
+    _windows[per] = (now - _elapsed(per, now), now + ttl, window_id)
+    return window_id, ttl
+
+
+def _elapsed(per: str, now: float) -> float:
+    t = datetime.fromtimestamp(now, UTC)
+    since_midnight = t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+    return {"minute": t.second + t.microsecond / 1e6,
+            "hour": t.minute * 60 + t.second + t.microsecond / 1e6,
+            "day": since_midnight,
+            "month": (t.day - 1) * 86400 + since_midnight}[per]
+
+
+def _window_bounds(per: str, now: float) -> tuple[str, float | None]:
     t = datetime.fromtimestamp(now, UTC)
     if per == "minute":
         start = t.replace(second=0, microsecond=0)
