@@ -19,12 +19,13 @@ Notes for callers:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from router.errors import AuthError, ConfigError, ErrorClass, LlmError, NetworkError, ServerError
+from router.errors import ConfigError, ErrorClass, LlmError, NetworkError, ServerError
 from router.providers._anthropic_stream import StreamAssembler
 from router.providers._anthropic_wire import build_body, parse_message
 from router.providers.base import (
@@ -40,7 +41,7 @@ from router.providers.base import (
     redact_secrets,
 )
 from router.providers.catalog import facts_for
-from router.providers.sse import ServerSentEvent, SSEDecoder
+from router.providers.sse import ServerSentEvent
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["DEFAULT_ANTHROPIC_VERSION", "AnthropicProvider", "map_anthropic_error"]
@@ -152,7 +153,6 @@ class AnthropicProvider(Provider):
         super().__init__(config, http)
         base_url = (config.base_url or self.default_base_url or "").rstrip("/")
         self._url = base_url + "/v1/messages"
-        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
         version = config.options.get("anthropic_version") or DEFAULT_ANTHROPIC_VERSION
         self._headers = {"content-type": "application/json", "accept": "application/json",
                          "anthropic-version": str(version)}
@@ -179,10 +179,6 @@ class AnthropicProvider(Provider):
 
     # -- calls --------------------------------------------------------------------------
 
-    def _check_key(self) -> None:
-        if not self._secret:
-            raise AuthError(f"no API key for provider {self.config.name!r}: set {self.key_env}",
-                            retryable=False)
 
     def _error(self, status: int | None, headers: Mapping[str, str],
                body: ErrorBody) -> LlmError:
@@ -193,7 +189,7 @@ class AnthropicProvider(Provider):
 
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         """One Messages call."""
-        self._check_key()
+        self.check_key()
         body, answer = build_body(model, request, stream=False)
         async with self.http.post(self._url, body, headers=self._headers,
                                   timeouts=timeouts) as resp:
@@ -211,25 +207,19 @@ class AnthropicProvider(Provider):
         """A streamed call; the final chunk (always last, ``finish_reason`` set) carries usage
         and the assembled tool calls. A body that ends before ``message_stop`` is a
         NetworkError; an ``error`` event raises its mapped error."""
-        self._check_key()
+        self.check_key()
         body, answer = build_body(model, request, stream=True)
         assembler = StreamAssembler(answer)
         async with self.http.post(self._url, body, headers=self._stream_headers,
                                   timeouts=timeouts) as resp:
             if resp.status >= 300:
                 raise await self._status_error(resp)
-            decoder = SSEDecoder()
             try:
-                while raw := await resp.read_chunk():
-                    for event in decoder.feed(raw):
-                        resp.mark_first_token()
-                        chunk = self._on_event(event, assembler, resp.headers)
+                async with contextlib.aclosing(resp.iter_sse()) as events:
+                    async for event, last in events:
+                        chunk = self._on_event(event, assembler, resp.headers, last=last)
                         if chunk is not None:
                             yield chunk
-                for event in decoder.flush():
-                    chunk = self._on_event(event, assembler, resp.headers, last=True)
-                    if chunk is not None:
-                        yield chunk
             except _Stop:
                 await resp.drain(min(timeouts.idle, _DRAIN_TIMEOUT))
             else:

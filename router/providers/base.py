@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
+from router.errors import AuthError, ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
 from router.providers._status import (
     ErrorBody,
     classify_status,
@@ -29,6 +29,7 @@ from router.providers._status import (
     parse_should_retry,
     redact_secrets,
 )
+from router.providers.sse import ServerSentEvent, SSEDecoder
 from router.secret import Secret
 from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -172,6 +173,18 @@ class HttpResponse:
         with _map_transport_errors(self._host, kind):
             async with asyncio.timeout_at(deadline):
                 return await self._resp.content.readany()
+
+    async def iter_sse(self) -> AsyncGenerator[tuple[ServerSentEvent, bool], None]:
+        """The body's server-sent events as they arrive, with ``True`` for events dispatched
+        at the end of the body without their closing blank line (some servers omit it).
+        The first event switches reads from the first-token to the idle timeout."""
+        decoder = SSEDecoder()
+        while raw := await self.read_chunk():
+            for event in decoder.feed(raw):
+                self._first = True
+                yield event, False
+        for event in decoder.flush():
+            yield event, True
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, chunk by chunk (see ``read_chunk``)."""
@@ -354,9 +367,21 @@ class Provider(abc.ABC):
     default_base_url: ClassVar[str | None] = None
     capabilities_default: ClassVar[Capabilities] = Capabilities()
 
+    #: Whether calls need an API key (False for servers that take none, e.g. ollama).
+    requires_key: ClassVar[bool] = True
+
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         self.config = config
         self.http = http
+        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
+
+    def check_key(self) -> None:
+        """Raise AuthError naming the key variable when a key is required and missing, before
+        any request is sent."""
+        if self.requires_key and not self._secret:
+            where = f": set {self.key_env}" if self.key_env else ": set api_key"
+            raise AuthError(f"no API key for provider {self.config.name!r}{where}",
+                            retryable=False)
 
     @property
     def name(self) -> str:

@@ -8,13 +8,14 @@ API reference: https://ai.google.dev/api/generate-content
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from router.errors import AuthError, ConfigError, LlmError, NetworkError, ServerError
+from router.errors import ConfigError, LlmError, NetworkError, ServerError
 from router.providers._google_errors import map_google_error
 from router.providers._google_reply import StreamAssembler, parse_response
 from router.providers._google_wire import build_body, model_path
@@ -29,7 +30,7 @@ from router.providers.base import (
     redact_secrets,
 )
 from router.providers.catalog import facts_for
-from router.providers.sse import ServerSentEvent, SSEDecoder
+from router.providers.sse import ServerSentEvent
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["GoogleProvider"]
@@ -63,7 +64,6 @@ class GoogleProvider(Provider):
                               "is not an http(s) URL")
         version = str(config.options.get("api_version", "v1beta")).strip("/")
         self._root = base if _VERSIONED.search(base) else f"{base}/{version}"
-        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
                          **({"x-goog-api-key": self._secret} if self._secret else {}),
                          **config.headers}
@@ -94,10 +94,6 @@ class GoogleProvider(Provider):
 
     # -- calls --------------------------------------------------------------------------
 
-    def _check_key(self) -> None:
-        if not self._secret:
-            raise AuthError(f"no API key for provider {self.config.name!r}: set {self.key_env}",
-                            retryable=False)
 
     def _error(self, status: int | None, headers: Mapping[str, str],
                body: ErrorBody) -> LlmError:
@@ -108,7 +104,7 @@ class GoogleProvider(Provider):
 
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         """One ``generateContent`` call."""
-        self._check_key()
+        self.check_key()
         body = build_body(model, request)
         async with self.http.post(self.url(model, stream=False), body, headers=self._headers,
                                   timeouts=timeouts) as resp:
@@ -123,24 +119,18 @@ class GoogleProvider(Provider):
                      timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
         """A ``streamGenerateContent`` call. There is no ``[DONE]``: the body ends after the
         event with the finishReason; a body that ends before one is a NetworkError."""
-        self._check_key()
+        self.check_key()
         body = build_body(model, request)
         assembler = StreamAssembler()
         async with self.http.post(self.url(model, stream=True), body,
                                   headers=self._stream_headers, timeouts=timeouts) as resp:
             if resp.status >= 300:
                 raise await self._status_error(resp)
-            decoder = SSEDecoder()
-            while raw := await resp.read_chunk():
-                for event in decoder.feed(raw):
-                    resp.mark_first_token()
-                    chunk = self._on_event(event, assembler, resp.headers)
+            async with contextlib.aclosing(resp.iter_sse()) as events:
+                async for event, last in events:
+                    chunk = self._on_event(event, assembler, resp.headers, last=last)
                     if chunk is not None:
                         yield chunk
-            for event in decoder.flush():
-                chunk = self._on_event(event, assembler, resp.headers, last=True)
-                if chunk is not None:
-                    yield chunk
         if assembler.finish_reason is None:
             raise NetworkError("stream ended before a finishReason (truncated)")
         yield assembler.final_chunk()  # after the connection is back in the pool

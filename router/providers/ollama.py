@@ -83,7 +83,6 @@ class OllamaProvider(Provider):
         super().__init__(config, http)
         base_url = config.base_url or self.default_base_url or ""
         self._url = base_url.rstrip("/") + "/api/chat"
-        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._secret:
             headers["Authorization"] = f"Bearer {self._secret}"

@@ -6,11 +6,12 @@ Stream protocol: https://platform.openai.com/docs/api-reference/chat/streaming
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from router.errors import AuthError, ConfigError, LlmError, NetworkError, ServerError
+from router.errors import ConfigError, LlmError, NetworkError, ServerError
 from router.providers._openai_wire import (
     StreamAssembler,
     build_body,
@@ -28,7 +29,7 @@ from router.providers.base import (
     Timeouts,
     redact_secrets,
 )
-from router.providers.sse import ServerSentEvent, SSEDecoder
+from router.providers.sse import ServerSentEvent
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["OpenAICompatibleProvider", "OpenAIProvider"]
@@ -60,7 +61,6 @@ class OpenAIProvider(Provider):
         if not base_url:
             raise ConfigError(f"provider {config.name!r} (kind {self.kind}) needs a base_url")
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
         self._headers = self._build_headers()
         self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
         overrides = config.options.get("capabilities") or {}
@@ -108,12 +108,6 @@ class OpenAIProvider(Provider):
 
     # -- calls --------------------------------------------------------------------------
 
-    def _check_key(self) -> None:
-        if self.requires_key and not self._secret:
-            raise AuthError(
-                f"no API key for provider {self.config.name!r}: set {self.key_env}",
-                retryable=False,
-            )
 
     def _error(self, status: int | None, headers: Mapping[str, str],
                body: ErrorBody) -> LlmError:
@@ -124,7 +118,7 @@ class OpenAIProvider(Provider):
 
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         """One Chat Completions call."""
-        self._check_key()
+        self.check_key()
         body = self._body(model, request, stream=False)
         async with self.http.post(self._url, body, headers=self._headers,
                                   timeouts=timeouts) as resp:
@@ -141,25 +135,19 @@ class OpenAIProvider(Provider):
                      timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
         """A streamed call; the final chunk (always last, ``finish_reason`` set) carries usage
         (None if the server sent none) and the assembled tool calls."""
-        self._check_key()
+        self.check_key()
         body = self._body(model, request, stream=True)
         assembler = StreamAssembler()
         async with self.http.post(self._url, body, headers=self._stream_headers,
                                   timeouts=timeouts) as resp:
             if resp.status >= 300:
                 raise await self._status_error(resp)
-            decoder = SSEDecoder()
             try:
-                while raw := await resp.read_chunk():
-                    for event in decoder.feed(raw):
-                        resp.mark_first_token()
-                        chunk = self._on_event(event, assembler, resp.headers)
+                async with contextlib.aclosing(resp.iter_sse()) as events:
+                    async for event, last in events:
+                        chunk = self._on_event(event, assembler, resp.headers, last=last)
                         if chunk is not None:
                             yield chunk
-                for event in decoder.flush():
-                    chunk = self._on_event(event, assembler, resp.headers, last=True)
-                    if chunk is not None:
-                        yield chunk
             except _Done:
                 await resp.drain(min(timeouts.idle, _DRAIN_TIMEOUT))
             else:
