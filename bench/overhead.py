@@ -286,8 +286,8 @@ async def cpu_row(metric: str, raw: Call, ours: Call, n: int, rounds: int,
                f"{(ours_us / raw_us):.2f}x cpu", target, verdict)
 
 
-def import_ms(module: str) -> float:
-    code = (f"import time; t = time.perf_counter(); import {module}; "
+def import_ms(statement: str) -> float:
+    code = (f"import time; t = time.perf_counter(); {statement}; "
             "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=HERE)
@@ -295,16 +295,19 @@ def import_ms(module: str) -> float:
 
 
 def import_row(runs: int, limit_ms: float) -> Row:
-    import_ms("aiohttp")  # warm the disk cache and .pyc files before timing
-    import_ms("router")
+    # `import router` alone loads its public names lazily: time what users write, which
+    # loads the engine and every module a call needs up to the first request.
+    ours_stmt = "from router import Router"
+    import_ms("import aiohttp")  # warm the disk cache and .pyc files before timing
+    import_ms(ours_stmt)
     base: list[float] = []
     ours: list[float] = []
     for _ in range(runs):
-        base.append(import_ms("aiohttp"))
-        ours.append(import_ms("router"))
+        base.append(import_ms("import aiohttp"))
+        ours.append(import_ms(ours_stmt))
     med_base, med_ours = statistics.median(base), statistics.median(ours)
     extra = med_ours - med_base
-    return Row("import (fresh process)", f"{med_base:.0f} ms aiohttp", f"{med_ours:.0f} ms",
+    return Row("from router import Router", f"{med_base:.0f} ms aiohttp", f"{med_ours:.0f} ms",
                f"{extra:+.0f} ms", f"{min(ours):.0f}-{max(ours):.0f} ms",
                f"< +{limit_ms:.0f} ms", "ok" if extra < limit_ms else "MISSED")
 

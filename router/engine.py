@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from router import log, sync
+from router import log
 from router.admission import CallScope, Gate
 from router.decision import (
     Admit,
@@ -297,6 +297,8 @@ class Router:
     async def aclose(self) -> None:
         """Close the connection pool (if this Router created it) and the store, and stop the
         sync facade's thread if it ran; safe to call twice, from any loop."""
+        from router import sync
+
         await sync.aclose(self, self._aclose_here)
 
     async def _aclose_here(self) -> None:
@@ -310,6 +312,8 @@ class Router:
     def close(self) -> None:
         """Close from sync code: the pool, the store and the sync facade's thread; safe to
         call twice. ``with Router.from_yaml(...) as r:`` calls it on exit."""
+        from router import sync
+
         sync.close(self)
 
     def __enter__(self) -> Router:
@@ -324,12 +328,16 @@ class Router:
                   **kw: Any) -> ChatResponse:
         """``chat`` for sync code, even inside a running loop (Jupyter): runs on this Router's
         private loop thread. Use either the sync calls or ``await``, not both, on one Router."""
+        from router import sync
+
         return sync.chat_sync(self, model, messages, **kw)
 
     def stream_sync(self, model: str, messages: Iterable[Message | Mapping[str, Any]],
                     **kw: Any) -> Generator[ChatChunk, None, None]:
         """``stream`` as a plain iterator; stopping early (break, ``close()``) frees the
         connection at once."""
+        from router import sync
+
         return sync.stream_sync(self, model, messages, **kw)
 
     # -- calls ----------------------------------------------------------------------------
@@ -340,6 +348,8 @@ class Router:
             raise RuntimeError("this Router is closed")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # the first call, or a second loop (an error)
+            from router import sync
+
             sync.bind_loop(self, loop)
         route = self.plan.resolve(model)
         request = build_request(messages, params)

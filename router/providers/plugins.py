@@ -12,7 +12,6 @@ This module holds no state: ``registry`` owns the registered kinds and calls in 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import inspect
 import json
 import re
@@ -20,8 +19,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-
-import jsonschema_rs
 
 if TYPE_CHECKING:
     from router.providers.base import Provider
@@ -129,6 +126,8 @@ def _checked_schema(owner: str, schema: Any) -> dict[str, Any]:
     if clash:
         raise PluginError(f"{owner}.config_schema redefines common provider settings "
                           f"{', '.join(clash)}")
+    import jsonschema_rs  # a compiled extension: loaded when a plugin is checked
+
     try:
         jsonschema_rs.meta.validate(schema)
     except jsonschema_rs.ValidationError as e:
@@ -140,6 +139,8 @@ def _checked_schema(owner: str, schema: Any) -> dict[str, Any]:
 def _compile(schema: Mapping[str, Any]) -> Any:
     """A validator of the kind's block, with the route schema's $defs in reach (a plugin may
     write ``{"$ref": "#/$defs/duration"}``)."""
+    import jsonschema_rs
+
     try:
         return jsonschema_rs.validator_for({"$defs": static_schema()["$defs"], **schema})
     except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as e:
@@ -157,6 +158,8 @@ def load_entry_points(reserved: Collection[str]) -> tuple[list[PluginKind], list
     """
     found: dict[str, PluginKind] = {}
     problems: list[str] = []
+    import importlib.metadata  # ~30 ms: only when plugins are looked for
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
         version = ep.dist.version if ep.dist is not None else None
