@@ -60,6 +60,7 @@ def _load_plan(path: Path) -> Any:
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from router.dryrun import dry_run
+    from router.errors import InvalidRequestError
 
     plan = _load_plan(_default_file(args.file))
     simulate: dict[str, list[str]] = {}
@@ -86,9 +87,13 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     gate, usage, now = None, None, time.time()
     if not args.no_state:
         gate, usage = asyncio.run(_budget_snapshot(plan, args.model, tags, now))
-    report = dry_run(plan, args.model, [{"role": "user", "content": content}],
-                     simulate=simulate, params=params, prompt_tokens=args.prompt_tokens,
-                     gate=gate, budget_usage=usage, tags=tags, now=now)
+    try:
+        report = dry_run(plan, args.model, [{"role": "user", "content": content}],
+                         simulate=simulate, params=params, prompt_tokens=args.prompt_tokens,
+                         gate=gate, budget_usage=usage, tags=tags, now=now)
+    except InvalidRequestError as e:  # a bad --simulate: a usage error, like a bad flag
+        print(f"router dry-run: {e.message}", file=sys.stderr)
+        return 2
     print(report.to_json() if args.format == "json" else str(report))
     return 0 if report.answered_by else 1
 

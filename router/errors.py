@@ -273,6 +273,9 @@ class RouteFailed(LlmError):
         self.last_error = last_error
         self.alias = alias
 
+    def __str__(self) -> str:
+        return self.message  # already names the route, the attempts and the last error
+
 
 class ConfigError(RouterError):
     """A route file (or dict) that cannot be used; ``diagnostics`` lists every problem."""

@@ -284,7 +284,7 @@ def test_dry_run_unknown_alias_is_one_clear_line() -> None:
 
 def test_dry_run_simulate_naming_a_non_target_is_one_clear_line() -> None:
     r = dry_run("--model", "fast", "--simulate", "gemini:gemini-2.5-pro=ok")
-    assert r.returncode == 1
+    assert r.returncode == 2  # a usage error, like a bad flag
     assert r.stdout == ""
     [line] = r.stderr.splitlines()
     assert "--simulate names 'gemini:gemini-2.5-pro', which is not a target of 'fast'" in line

@@ -174,7 +174,8 @@ async def test_chat_route_failing_everywhere_exits_1_with_one_line(
     assert r.returncode == 1
     assert r.stdout == ""
     [line] = r.stderr.splitlines()
-    assert re.match(r"router: server\b.*'fallback' failed after 2 attempt\(s\)", line), line
+    assert re.match(r"router: 'fallback' failed after 2 attempt\(s\) \(exhausted\): server",
+                    line), line
     assert server.request_count == 2
 
 
