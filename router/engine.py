@@ -7,7 +7,6 @@ The engine never touches aiohttp or wire shapes: providers do (router.providers)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import random
@@ -19,16 +18,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from router import log
-from router.admission import CallScope, Gate
+from router.admission import Gate
+from router.call import Call, error_record
 from router.decision import (
     Admit,
     CallNeeds,
     Decision,
     Done,
-    Skip,
     Try,
     Wait,
-    jittered_wait,
     needs_for,
     order_targets,
     walk,
@@ -45,7 +43,7 @@ from router.errors import (
 )
 from router.money.pricing import cost_usd, price_of
 from router.normalize import build_request
-from router.plan import Plan, RetryPolicy, Route, Target
+from router.plan import Plan, Route, Target
 from router.policy.breaker import Breakers
 from router.policy.budget import Hold
 from router.providers import registry
@@ -58,7 +56,6 @@ if TYPE_CHECKING:
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
 
 _counter = itertools.count()
-_NO_SPAN = contextlib.nullcontext()
 # Request ids: a random per-process prefix and a counter (uuid4 per call costs ~5 us).
 _RID_PREFIX = os.urandom(6).hex()
 _rids = itertools.count(1)
@@ -71,118 +68,6 @@ def _new_rid_prefix() -> None:
 
 
 os.register_at_fork(after_in_child=_new_rid_prefix)
-
-
-class _Call:
-    """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
-
-    __slots__ = ("alias", "attempt_span", "deadline", "hold", "loop", "probes", "records",
-                 "request_id", "router", "scope", "span")
-
-    def __init__(self, router: Router, route: Route, request_id: str,
-                 timeout: float | None, request: ChatRequest,
-                 tags: Mapping[str, str] | None = None, operation: str = "chat") -> None:
-        self.router = router
-        self.alias = route.alias
-        self.request_id = request_id
-        self.scope = CallScope(route, request, tags, request_id)
-        self.hold: Hold | None = None  # the budget hold of the attempt in flight
-        tracing = router._tracing
-        self.span = None if tracing is None else tracing.start_call(
-            alias=route.alias, request_id=request_id, operation=operation, request=request)
-        self.attempt_span: Any = None
-        self.loop = asyncio.get_running_loop()
-        limit = timeout if timeout is not None else route.deadline
-        self.deadline = None if limit is None else self.loop.time() + limit
-        self.records: list[AttemptRecord] = []
-        self.probes: set[str] = set()  # targets whose half-open probe this call holds
-
-    # WalkEnv
-    def breaker_allows(self, target: Target) -> bool:
-        breakers = self.router._breakers
-        half_open = breakers.state(target.key, target.breaker) == "half_open"
-        if not breakers.allows(target.key, target.breaker):
-            return False
-        if half_open:
-            self.probes.add(target.key)
-        return True
-
-    def release_probes(self) -> None:
-        """Free the slot of a probe that ended without a verdict (cancelled, the consumer
-        stopped, the deadline passed): otherwise the breaker would stay open for good."""
-        for key in self.probes:
-            self.router._breakers.release_probe(key)
-        self.probes.clear()
-
-    def gated(self, target: Target) -> bool:
-        return self.router._gate.gated(self.scope, target)
-
-    async def admit(self, d: Admit) -> tuple[str, str] | None:
-        """Rate limits and budget hold for the next attempt of ``d.target``."""
-        verdict, self.hold = await self.router._gate.admit(
-            self.scope, d.target, len(self.records) + 1, self.remaining())
-        return verdict
-
-    async def end_hold(self, cost_usd: float | None, *, ok: bool) -> None:
-        """Settle the hold of the attempt that just ended (real cost), or release it."""
-        hold, self.hold = self.hold, None
-        if hold is None:
-            return
-        if ok:
-            await self.router._gate.settle(hold, cost_usd)
-        else:
-            await self.router._gate.release(hold)
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - self.loop.time()
-
-    def jitter(self, policy: RetryPolicy, retry_number: int) -> float:
-        return jittered_wait(policy, retry_number)
-
-    # tracing
-    def attempt(self, target: Target, attempt: int) -> contextlib.AbstractContextManager[Any]:
-        """The span of one attempt (current inside the ``with``), or nothing untraced."""
-        if self.span is None:
-            return _NO_SPAN
-        self.attempt_span = self.span.attempt(target, attempt)
-        return self.attempt_span  # type: ignore[no-any-return]
-
-    def end_span(self, response: ChatResponse | ChatChunk | None,
-                 error: LlmError | None) -> None:
-        if self.span is not None:
-            self.span.end(response=response, error=error, records=self.records)
-            self.span = None
-
-    # records
-    def record(self, rec: AttemptRecord, *, finish_reason: str | None = None,
-               response_model: str | None = None) -> None:
-        self.records.append(rec)
-        if self.span is not None:
-            if rec.outcome == "skipped":
-                self.span.skip(rec)
-            elif self.attempt_span is not None:
-                self.attempt_span.finish(rec, finish_reason=finish_reason,
-                                         response_model=response_model)
-                self.attempt_span = None
-        if not log.enabled():
-            return
-        fields = rec.as_dict()
-        event = {"ok": "attempt_ok", "error": "attempt_failed",
-                 "skipped": "target_skipped"}[rec.outcome]
-        log.emit(event, **fields)
-
-    def skip(self, d: Skip, attempt: int) -> None:
-        self.record(AttemptRecord(self.request_id, self.alias, d.target.key, attempt, "skipped",
-                                  reason=d.reason, detail=d.detail))
-
-    def note_wait(self, d: Wait) -> None:
-        if self.records:
-            last = self.records[-1]
-            last.retry_in_ms = round(d.seconds * 1000, 1)
-            last.retry_after_used = d.from_retry_after
-            log.emit("retry_scheduled", request_id=self.request_id, alias=self.alias,
-                     target=d.target.key, retry_in_ms=last.retry_in_ms,
-                     retry_after_used=d.from_retry_after)
 
 
 class Router:
@@ -367,7 +252,7 @@ class Router:
         """One call routed by ``model`` (alias, provider:model, bare model name or a,b chain).
         Raises RouteFailed (an LlmError) with every attempt when no target answers."""
         route, request, needs, rid = self._prepare(model, messages, params, False, request_id)
-        call = _Call(self, route, rid, timeout, request, tags)
+        call = Call(self, route, rid, timeout, request, tags)
         gen = walk(route, self._order(route), needs, call)
         decision: Decision = next(gen)
         response: ChatResponse | None = None
@@ -402,7 +287,7 @@ class Router:
             return response
         raise self._failed(call, decision)
 
-    def _failed(self, call: _Call, done: Done) -> RouteFailed:
+    def _failed(self, call: Call, done: Done) -> RouteFailed:
         err = done.error
         if done.reason == "deadline" and err is None:
             err = TimeoutError_("the call deadline passed before any target answered",
@@ -468,7 +353,7 @@ class Router:
         return TimeoutError_(f"no answer within {d.timeout:.3g}s ({kind} timeout)",
                              timeout_kind=kind, target=d.target.key)
 
-    async def _attempt(self, call: _Call, d: Try,
+    async def _attempt(self, call: Call, d: Try,
                        request: ChatRequest) -> tuple[ChatResponse | None, LlmError | None]:
         target = d.target
         provider = self._providers[target.provider]
@@ -488,7 +373,7 @@ class Router:
         latency = (time.perf_counter() - start) * 1000
         if error is not None:
             await self._note_failure(call, target, error)
-            call.record(_error_record(call, d, error, latency))
+            call.record(error_record(call, d, error, latency))
             return None, error
         assert response is not None
         self._note_success(call, target)
@@ -502,11 +387,11 @@ class Router:
             response_model=response.model)
         return response, None
 
-    def _note_success(self, call: _Call, target: Target) -> None:
+    def _note_success(self, call: Call, target: Target) -> None:
         call.probes.discard(target.key)  # a verdict: the probe (if held) is spent
         self._breakers.record_success(target.key)
 
-    async def _note_failure(self, call: _Call, target: Target, error: LlmError) -> None:
+    async def _note_failure(self, call: Call, target: Target, error: LlmError) -> None:
         call.probes.discard(target.key)
         if self._breakers.record_failure(target.key, target.breaker, retryable=error.retryable):
             log.emit("breaker_opened", target=target.key, cooldown_s=target.breaker.cooldown)
@@ -576,13 +461,6 @@ def _make_tracing(tracing: bool | Tracing | None) -> Tracing | None:
     from router.tracing import Tracing as _Tracing
 
     return tracing if isinstance(tracing, _Tracing) else _Tracing()
-
-
-def _error_record(call: _Call, d: Try, error: LlmError, latency_ms: float) -> AttemptRecord:
-    return AttemptRecord(
-        call.request_id, call.alias, d.target.key, d.attempt, "error",
-        error_class=error.error_class, status=error.status, latency_ms=round(latency_ms, 2),
-        timeout_kind=error.timeout_kind, detail=error.message[:200])
 
 
 __all__ = ["NoRouteError", "Router", "StreamInterruptedError"]

@@ -13,13 +13,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from router import log
+from router.call import Call, error_record
 from router.decision import Admit, Decision, Done, Try, Wait, walk
 from router.errors import LlmError, StreamInterruptedError, TimeoutError_
 from router.money.pricing import cost_usd, price_of
 from router.types import AttemptRecord, ChatChunk, ChatRequest, Message
 
 if TYPE_CHECKING:
-    from router.engine import Router, _Call
+    from router.engine import Router
 
 
 def _has_content(c: ChatChunk) -> bool:
@@ -43,7 +44,7 @@ async def _close(agen: AsyncIterator[ChatChunk]) -> None:
         await aclose()
 
 
-async def _open(router: Router, call: _Call, d: Try,
+async def _open(router: Router, call: Call, d: Try,
                 request: ChatRequest) -> _Opened | LlmError:
     target = d.target
     error = router._missing_key_error(target)
@@ -84,10 +85,8 @@ async def stream_call(router: Router, model: str,
                       tags: Mapping[str, str] | None,
                       params: dict[str, Any]) -> AsyncIterator[ChatChunk]:
     """The async generator behind ``Router.stream``."""
-    from router.engine import _Call, _error_record
-
     route, request, needs, rid = router._prepare(model, messages, params, True, request_id)
-    call = _Call(router, route, rid, timeout, request, tags, operation="stream")
+    call = Call(router, route, rid, timeout, request, tags, operation="stream")
     gen = walk(route, router._order(route), needs, call)
     try:
         decision: Decision = next(gen)
@@ -99,7 +98,7 @@ async def stream_call(router: Router, model: str,
                     await call.end_hold(None, ok=False)
                     await router._note_failure(call, decision.target, opened)
                     latency = (time.perf_counter() - t0) * 1000
-                    call.record(_error_record(call, decision, opened, latency))
+                    call.record(error_record(call, decision, opened, latency))
                     decision = gen.send(opened)
                     continue
                 gen.close()
@@ -126,7 +125,7 @@ async def stream_call(router: Router, model: str,
     raise router._failed(call, decision)
 
 
-async def _relay(router: Router, call: _Call, d: Try,
+async def _relay(router: Router, call: Call, d: Try,
                  opened: _Opened) -> AsyncGenerator[ChatChunk, None]:
     """Yield the committed stream's chunks; a failure now is stream_interrupted."""
     target = d.target
@@ -170,9 +169,7 @@ async def _relay(router: Router, call: _Call, d: Try,
         err = e if isinstance(e, LlmError) else router._timeout_error(d)
         await router._note_failure(call, target, err)
         latency = (time.perf_counter() - opened.start) * 1000
-        from router.engine import _error_record
-
-        rec = _error_record(call, d, err, latency)
+        rec = error_record(call, d, err, latency)
         rec.ttft_ms = round(opened.ttft_ms, 2)
         call.record(rec)
         log.emit("route_failed", request_id=call.request_id, alias=call.alias,
@@ -193,7 +190,7 @@ async def _relay(router: Router, call: _Call, d: Try,
         await call.end_hold(None, ok=True)
 
 
-def _record_ok(router: Router, call: _Call, d: Try, opened: _Opened,
+def _record_ok(router: Router, call: Call, d: Try, opened: _Opened,
                last: ChatChunk | None) -> None:
     router._note_success(call, d.target)
     usage = last.usage if last is not None else None

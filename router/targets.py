@@ -1,0 +1,205 @@
+"""Targets from layered settings (built-in < defaults < provider < route < target entry), and
+the routes of names that are no alias (``provider:model``, bare model names, ``a,b`` chains).
+
+Shared by the compiler and by ``Plan.resolve`` at run time; imports no config models.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from router.errors import NoRouteError
+from router.plan import (
+    BUILTIN_BREAKER,
+    BUILTIN_RETRY,
+    BUILTIN_TIMEOUTS,
+    BreakerPolicy,
+    Layer,
+    Plan,
+    Price,
+    ProviderSpec,
+    RateLimitSpec,
+    RetryPolicy,
+    Route,
+    Step,
+    Target,
+    merged_actions,
+)
+from router.providers import catalog, registry
+from router.specs import Capabilities, Timeouts
+
+EMPTY_LAYER = Layer()
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in layers:
+        out.update(layer)
+    return out
+
+
+_NOT_CAPABILITIES = frozenset({"price", "rate_limit"})
+
+
+def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) -> Capabilities:
+    """Catalog facts for ``model`` with the route file's ``models:`` entry on top."""
+    facts = catalog.facts_for(kind, model)
+    caps: dict[str, Any] = {}
+    if facts is not None:
+        caps = {"tools": facts.tools, "vision": facts.vision, "json_schema": facts.json_schema,
+                "context_window": facts.context_window,
+                "max_output_tokens": facts.max_output_tokens}
+    else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
+        caps = {"tools": True, "vision": True, "json_schema": True}
+    plugin = registry.plugin_kind(kind)
+    if plugin is not None and plugin.cls.capabilities_default is not None:
+        base = plugin.cls.capabilities_default  # a plugin says what its kind can do
+        caps = {"tools": base.tools, "vision": base.vision, "json_schema": base.json_schema,
+                "json_object": base.json_object, "streaming": base.streaming,
+                "image_urls": base.image_urls, "context_window": base.context_window,
+                "max_output_tokens": base.max_output_tokens}
+    if kind in catalog.NO_IMAGE_URLS:
+        caps["image_urls"] = False
+    if override:
+        caps.update({k: v for k, v in override.items() if k not in _NOT_CAPABILITIES})
+    return Capabilities(**caps)
+
+
+def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
+                 model: str, model_override: Mapping[str, Any] | None,
+                 *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
+                 unknown_price: Literal["fail", "zero"] | None = None,
+                 cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Target]] | None = None,
+                 ) -> Target:
+    """One Target with every layer merged: builtin < defaults < provider < route < target.
+
+    Targets built from the same provider spec, model and layer objects are equal; with a
+    ``cache`` (one per compilation) each is built once. Keys hold object ids, so an entry
+    keeps the objects and a hit checks they are the same ones."""
+    objects = (provider, model_override, plan_defaults, provider_layer, *layers)
+    key = (model, weight, max_tokens, unknown_price, *map(id, objects))
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+            return hit[1]
+    target = _build_target(plan_defaults, provider, provider_layer, model, model_override,
+                           *layers, weight=weight, max_tokens=max_tokens,
+                           unknown_price=unknown_price)
+    if cache is not None:
+        cache[key] = (objects, target)
+    return target
+
+
+def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
+                  model: str, model_override: Mapping[str, Any] | None,
+                  *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
+                  unknown_price: Literal["fail", "zero"] | None = None) -> Target:
+    all_layers = (plan_defaults, provider_layer, *layers)
+    t = _merge_timeouts([la.timeouts for la in all_layers])
+    r = _merge(*(la.retry for la in all_layers))
+    b = _merge(*(la.breaker for la in all_layers))
+    price = model_override.get("price") if model_override else None
+    limits = [provider.rate_limit] if provider.rate_limit is not None else []
+    rl = model_override.get("rate_limit") if model_override else None
+    if rl:
+        limits.append(RateLimitSpec(f"target:{provider.name}:{model}", rl.get("rpm"),
+                                    rl.get("tpm"), rl.get("mode", "skip")))
+    return Target(
+        key=f"{provider.name}:{model}",
+        provider=provider.name,
+        kind=provider.kind,
+        model=model,
+        timeouts=_timeouts(t),
+        retry=RetryPolicy(**{**_policy_dict(BUILTIN_RETRY), **r}),
+        breaker=BreakerPolicy(**{**_policy_dict(BUILTIN_BREAKER), **b}),
+        actions=merged_actions(*(la.actions for la in all_layers)),
+        capabilities=capabilities_for(provider.kind, model, model_override),
+        weight=weight,
+        max_tokens=max_tokens,
+        price=Price(**price) if isinstance(price, Mapping) else None,
+        rate_limits=tuple(limits),
+        unknown_price=provider.unknown_price or unknown_price,
+    )
+
+
+def _merge_timeouts(layers: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Merge timeout layers; a value inherited from a broader layer than the one that set
+    ``total`` is clamped to that total (a target's ``total: 10s`` bounds the defaults' 20s
+    first_token), while one set as specifically as total is kept, so checks can flag it."""
+    out: dict[str, float] = {}
+    level: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for k, v in layer.items():
+            out[k], level[k] = v, i
+    total = out.get("total")
+    if total is not None:
+        for k in ("connect", "first_token", "idle"):
+            if k in out and level[k] < level["total"] and out[k] > total:
+                out[k] = total
+    return out
+
+
+def _timeouts(t: Mapping[str, float]) -> Timeouts:
+    # Built-in values the file did not set never exceed the file's total.
+    total = t.get("total", BUILTIN_TIMEOUTS.total)
+    return Timeouts(
+        connect=t.get("connect", min(BUILTIN_TIMEOUTS.connect, total)),
+        first_token=t.get("first_token", min(BUILTIN_TIMEOUTS.first_token, total)),
+        total=total,
+        idle=t.get("idle", min(BUILTIN_TIMEOUTS.idle, total)),
+    )
+
+
+def timeout_contradictions(t: Mapping[str, float]) -> list[tuple[str, float, float]]:
+    """(name, value, total) for each of connect, first_token, idle longer than total."""
+    total = t.get("total")
+    if total is None:
+        return []
+    return [(n, t[n], total) for n in ("first_token", "connect", "idle")
+            if n in t and t[n] > total]
+
+
+def _policy_dict(p: RetryPolicy | BreakerPolicy) -> dict[str, Any]:
+    return {name: getattr(p, name) for name in p.__slots__}
+
+
+def adhoc_route(plan: Plan, model: str) -> Route:
+    """A route for a name that is no alias: ``p:m``, a bare model name, or ``a,b,c``."""
+    steps: list[Step] = []
+    for ref in (r.strip() for r in model.split(",")):
+        if not ref:
+            continue
+        if ref in plan.routes:
+            steps.extend(plan.routes[ref].steps)
+            continue
+        split = registry.split_target(ref)
+        if split is None:
+            kind = catalog.detect_kind(ref)
+            of_kind = [p for p in plan.providers.values() if p.kind == kind] if kind else []
+            if len(of_kind) != 1:
+                raise NoRouteError(_no_route_message(plan, ref, kind, len(of_kind)))
+            split = (of_kind[0].name, ref)
+        pname, m = split
+        spec = plan.providers.get(pname)
+        if spec is None:
+            raise NoRouteError(f"{ref!r}: no provider named {pname!r} "
+                               f"(defined: {', '.join(plan.providers) or 'none'})")
+        steps.append(Step((build_target(plan.defaults, spec, plan.provider_layers[pname], m,
+                                        plan.model_overrides.get(f"{pname}:{m}"),
+                                        unknown_price=plan.default_unknown_price),)))
+    if not steps:
+        raise NoRouteError(f"{model!r} names no target")
+    return Route(alias=model, steps=tuple(steps), deadline=plan.default_deadline,
+                 max_tokens=plan.default_max_tokens)
+
+
+def _no_route_message(plan: Plan, ref: str, kind: str | None, n: int) -> str:
+    if kind is None:
+        close = difflib.get_close_matches(ref, list(plan.routes), n=1)
+        return (f"{ref!r} is not an alias and not provider:model"
+                + (f"; did you mean {close[0]!r}?" if close else ""))
+    if n == 0:
+        return f"{ref!r} is a {kind} model but no provider of kind {kind} is configured"
+    return f"{ref!r} is a {kind} model and several providers have that kind: write provider:model"
