@@ -1,9 +1,8 @@
 """Structural checks of a loaded route file: the JSON Schema first, then the pydantic models.
 
-Every schema error becomes a Diagnostic at the key or value it is about, with a stable code and
-a hint. A compiled yes/no twin of the schema answers "is it valid?" for clean files, since
-jsonschema spends ~10 µs per subschema and a 5,000-alias file would take seconds; jsonschema
-itself runs only to explain a file that fails, and then only on the aliases that fail.
+jsonschema-rs answers "is it valid?" in milliseconds even for a 5,000-alias file (pure-Python
+jsonschema takes seconds); when a file fails, router.config._explain turns jsonschema's errors,
+on the failing aliases only, into Diagnostics with stable codes, did-you-means and hints.
 """
 
 from __future__ import annotations
