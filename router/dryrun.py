@@ -25,6 +25,7 @@ from router.decision import (
     Skip,
     Try,
     Wait,
+    action_for,
     needs_for,
     order_targets,
     walk,
@@ -251,7 +252,7 @@ def _describe_action(d: Try, err: LlmError, nxt: Decision) -> str:
         return f"retry in <= {format_duration(nxt.seconds)} (backoff with full jitter)"
     if isinstance(nxt, Done) and nxt.reason == "fail_now":
         return f"fail now ({err.error_class.value} -> fail)"
-    action = d.target.actions.get(err.error_class, Action.FALLBACK)
+    action = action_for(d.target, err)  # the engine's own rule, not a copy of it
     if action is Action.RETRY and d.try_number >= d.target.retry.attempts:
         return f"retries exhausted ({d.target.retry.attempts} attempts) -> next target"
     if action is Action.RETRY:
