@@ -5,7 +5,7 @@
     python bench/validate_bench.py --profile  # profile validate_file even when under the goal
 
 Generates a route file (mixed provider kinds, chains of 2-4 targets, target overrides, pools,
-budgets, error rules) into a temp dir, then times ``router.validate.validate_file`` and
+budgets, error rules) into a temp dir, then times ``router.config.validate.validate_file`` and
 ``Router.from_yaml`` on it against the goal "well under a second", with ``yaml.safe_load`` of the
 same file as the baseline measured in the same run.
 """
@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 import yaml
 
 from router import Router
+from router.config.validate import validate_file
 from router.providers import registry
 from router.providers.base import Capabilities, Provider
-from router.validate import validate_file
 
 GOAL_S = 1.0
 KINDS = ("openai", "openai-compatible", "anthropic", "google", "ollama", "fake")
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         t_router = best_of(repeat, lambda: Router.from_yaml(path, env=env))
         print_table([("yaml.safe_load (baseline)", base, "-"),
                      ("yaml.load(CSafeLoader)", c_base, "-"),
-                     ("router.validate.validate_file", t_val, _verdict(t_val.best)),
+                     ("router.config.validate.validate_file", t_val, _verdict(t_val.best)),
                      ("Router.from_yaml", t_router, _verdict(t_router.best))],
                     base.best, c_base.best)
         slow = max(t_val.best, t_router.best) > GOAL_S

@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router.engine import Router
+    from router.engine.router import Router
     from router.errors import ConfigError, ErrorClass, LlmError, RouteFailed
     from router.types import (
         AttemptRecord,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "Router": "router.engine",
+    "Router": "router.engine.router",
     "ConfigError": "router.errors", "ErrorClass": "router.errors", "LlmError": "router.errors",
     "RouteFailed": "router.errors",
     **{name: "router.types" for name in (
@@ -79,8 +79,8 @@ def __dir__() -> list[str]:
 def dry_run(source: Any, model: str, **kw: Any) -> Any:
     """Dry-run ``model`` on a route file path, a Router or a Plan (see Router.dry_run); needs
     no API keys."""
-    from router.dryrun import dry_run as _dry_run
-    from router.plan import Plan
+    from router.engine.dryrun import dry_run as _dry_run
+    from router.plan.routes import Plan
 
     if isinstance(source, Plan):
         plan = source
@@ -89,8 +89,8 @@ def dry_run(source: Any, model: str, **kw: Any) -> Any:
     else:
         from pathlib import Path
 
+        from router.config.validate import validate_file
         from router.errors import ConfigError as _ConfigError
-        from router.validate import validate_file
 
         result = validate_file(Path(source))
         if result.plan is None or result.errors:

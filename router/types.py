@@ -1,7 +1,7 @@
 """The values that cross the public API: messages, tools, requests, responses, chunks, records.
 
 Plain slotted dataclasses (cheap to build on the hot path); conversion from OpenAI-shaped dicts
-lives in ``router.normalize``.
+lives in ``router.engine.request``.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_validate_bench_prints_ratios_to_safe_load() -> None:
     out = run_bench("validate_bench.py")
     assert "validated clean: 500 routes compiled" in out
     assert re.search(r"vs safe_load", out)
-    for step in ("yaml.safe_load (baseline)", "router.validate.validate_file",
+    for step in ("yaml.safe_load (baseline)", "router.config.validate.validate_file",
                  "Router.from_yaml"):
         assert re.search(RATIO, row(out, step))
     assert re.search(r"ok|MISSED", row(out, "Router.from_yaml"))

@@ -11,7 +11,7 @@ import pytest
 
 from router import Router
 from router.errors import ErrorClass, RouteFailed, StreamInterruptedError
-from router.plan import BreakerPolicy
+from router.plan.routes import BreakerPolicy
 from router.policy.breaker import Breakers
 from tests.engine_helpers import MSG, chat_path, collect, hits, make_router, target
 from tests.servers.openai import (

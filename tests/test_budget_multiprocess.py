@@ -45,7 +45,7 @@ CALL_TIMEOUT = "10s"  # the hold lasts this plus admission's margin
 
 # As in test_state_multiprocess.py: children fork from one server that imported router once.
 SPAWN = multiprocessing.get_context("forkserver")
-SPAWN.set_forkserver_preload(["pytest", "aiohttp", "router.engine", "router.validate",
+SPAWN.set_forkserver_preload(["pytest", "aiohttp", "router.engine.router", "router.config.validate",
                               "router.state.sqlite", "router.state.redis"])
 
 

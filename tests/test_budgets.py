@@ -225,7 +225,7 @@ async def test_shared_breaker_state_reaches_other_replicas(server: OpenAIServer)
 
 
 def _child_prefix(q: Any) -> None:
-    from router import engine
+    from router.engine import router as engine
 
     q.put(engine._RID_PREFIX)
 
@@ -233,7 +233,7 @@ def _child_prefix(q: Any) -> None:
 def test_forked_workers_get_their_own_request_ids() -> None:
     import multiprocessing
 
-    from router import engine
+    from router.engine import router as engine
 
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()

@@ -34,7 +34,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "router.cli", *args]
+    return [sys.executable, "-m", "router.cli.main", *args]
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from router import Router
-from router.decision import order_targets
+from router.config.validate import validate_dict, validate_text
+from router.engine.decision import order_targets
 from router.errors import Action, ConfigError, ErrorClass, NoRouteError
-from router.plan import Plan
-from router.validate import validate_dict, validate_text
+from router.plan.routes import Plan
 
 KEY_ENV = {"OPENAI_API_KEY": "sk-test-openai", "ANTHROPIC_API_KEY": "sk-ant-test"}
 

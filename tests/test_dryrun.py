@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from router import Router
-from router.dryrun import DryRunReport, dry_run
+from router.config.validate import validate_dict
+from router.engine.dryrun import DryRunReport, dry_run
 from router.errors import InvalidRequestError
-from router.plan import Plan
-from router.validate import validate_dict
+from router.plan.routes import Plan
 
 ENV = {"OPENAI_API_KEY": "sk-dry-DISTINCT-123", "ANTHROPIC_API_KEY": "sk-ant-dry-DISTINCT"}
 DOC: dict[str, Any] = {

@@ -15,9 +15,10 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from router import Router, log
+from router import Router
 from router.errors import LlmError, RouteFailed, StreamInterruptedError
-from router.plan import ProviderSpec
+from router.obs import log
+from router.plan.routes import ProviderSpec
 from router.providers.base import ProviderConfig
 from tests.engine_helpers import MSG, chat_path, collect, make_router, route_file, target
 from tests.servers.openai import (

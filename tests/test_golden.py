@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.config.report import format_diagnostics
-from router.validate import validate_file
+from router.config.validate import validate_file
 
 GOLDEN = Path(__file__).parent / "golden"
 FILES = sorted(GOLDEN.glob("*.yaml"))

@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import pytest
 
 from router.config.model import RouteFileCfg
-from router.engine import Router
+from router.config.validate import validate_dict
+from router.engine.router import Router
 from router.providers import registry
 from router.providers.base import Capabilities, Provider, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse, Usage
-from router.validate import validate_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = Path(__file__).resolve().parent / "plugin_pkg"
@@ -71,7 +71,7 @@ def run_cli(*args: str, path: list[Path], cwd: Path) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [*path, ROOT])
     env["PYTHONIOENCODING"] = "utf-8"
-    result = subprocess.run([sys.executable, "-m", "router.cli", *args], cwd=cwd, env=env,
+    result = subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result

@@ -15,8 +15,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from router import Router, log
+from router import Router
 from router.errors import ErrorClass, RouteFailed
+from router.obs import log
 from router.state import StoreError, make_store
 from tests.servers.openai import OpenAIServer, Reply, completion, usage
 

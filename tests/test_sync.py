@@ -1,4 +1,4 @@
-"""The sync facade (router/sync.py): chat_sync / stream_sync / close run the async engine on a
+"""The sync facade (router/engine/sync.py): chat_sync / stream_sync / close run the async engine on a
 private loop thread, from plain code and from inside a running loop (Jupyter), without
 deadlocks, with errors unchanged and every connection and thread freed.
 
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from router import Router
-from router import sync as facade
+from router.engine import sync as facade
+from router.engine.sync import SyncRunner
 from router.errors import ErrorClass, LlmError, RouteFailed, StreamInterruptedError
-from router.sync import SyncRunner
 from tests.engine_helpers import MSG, chat_path, route_file
 from tests.servers.openai import OpenAIServer, RecordedRequest, Reply, stream_reply, text_events
 
@@ -228,7 +228,7 @@ def test_errors_propagate_as_the_same_llm_error_types_with_their_tracebacks() ->
     assert [r.error_class for r in err.attempts] == [ErrorClass.INVALID_REQUEST]
     # The frames of the runner thread, where the engine raised it, are kept.
     files = [f.filename for f in traceback.extract_tb(err.__traceback__)]
-    assert any(f.endswith("engine.py") for f in files), files
+    assert any(f.endswith("engine/router.py") for f in files), files
 
 
 def test_a_stream_failing_mid_way_raises_stream_interrupted_after_its_chunks() -> None:

@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from router import Router
-from router.engine import _make_tracing
+from router.engine.router import _make_tracing
 from router.errors import RouteFailed, StreamInterruptedError
-from router.tracing import Tracing
+from router.obs.tracing import Tracing
 from router.types import AttemptRecord, ChatRequest, Message
 from tests.engine_helpers import KEY, MSG, chat_path, collect, route_file, target
 from tests.servers.openai import (
@@ -400,7 +400,7 @@ async def test_captured_content_is_clipped(
 
 def test_image_urls_lose_their_query_and_inline_bytes_are_never_recorded(
         provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
-    from router.normalize import build_request
+    from router.engine.request import build_request
 
     req = build_request([{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x.test/a.png?sig=SECRET-SIG"}},
@@ -428,7 +428,7 @@ def test_router_tracing_env_turns_tracing_on(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_tracing_without_opentelemetry_says_what_to_install() -> None:
     code = ("import sys; sys.modules['opentelemetry'] = None\n"
-            "from router.tracing import Tracing, TracingUnavailable\n"
+            "from router.obs.tracing import Tracing, TracingUnavailable\n"
             "from router.errors import RouterError\n"
             "try:\n    Tracing()\n"
             "except TracingUnavailable as e:\n"

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.validate import validate_dict, validate_text
+from router.config.validate import validate_dict, validate_text
 
 HERE = Path(__file__).parent
 SEEDS = [p.read_text("utf-8") for p in sorted((HERE / "corpus" / "valid").glob("*.yaml"))]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from router import Router
+from router.config.zeroconfig import env_route_file, ollama_base_url
 from router.errors import NoRouteError
-from router.zeroconfig import env_route_file, ollama_base_url
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.openai import OpenAIServer
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from router.plan import BreakerPolicy
+from router.plan.routes import BreakerPolicy
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from router import log
-from router.plan import BudgetSpec
+from router.obs import log
+from router.plan.routes import BudgetSpec
 from router.state.base import BudgetKey, Refusal, StateStore, StoreError, to_micro
 
 _WINDOW_FORMATS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d",

@@ -7,8 +7,8 @@ import asyncio
 import math
 from collections.abc import Sequence
 
-from router import log
-from router.plan import RateLimitSpec
+from router.obs import log
+from router.plan.routes import RateLimitSpec
 from router.state.base import StateStore, StoreError
 
 _WINDOW = 60.0

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
 
-    from router.plan import Target
+    from router.plan.routes import Target
 
     Attrs = dict[str, AttributeValue]
 

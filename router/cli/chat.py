@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router.engine import Router
+from router.engine.router import Router
 from router.errors import RouteFailed, StreamInterruptedError
 from router.types import AttemptRecord
 

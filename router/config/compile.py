@@ -26,7 +26,7 @@ from router.config.model import (
 )
 from router.config.units import format_duration
 from router.errors import Action, ErrorClass
-from router.plan import (
+from router.plan.routes import (
     BudgetSpec,
     ErrorRule,
     Layer,
@@ -39,14 +39,14 @@ from router.plan import (
     Target,
     freeze,
 )
-from router.providers import catalog, registry
-from router.secret import Secret
-from router.specs import Capabilities
-from router.targets import (
+from router.plan.targets import (
     EMPTY_LAYER,
     build_target,
     timeout_contradictions,
 )
+from router.providers import catalog, registry
+from router.secret import Secret
+from router.specs import Capabilities
 
 Path = tuple[str | int, ...]
 
@@ -377,7 +377,7 @@ class _Compiler:
 
     def check_prices(self, plan: Plan) -> None:
         """W106 for each target without a known price (list price or the file's ``price:``)."""
-        from router.money.pricing import price_of
+        from router.policy.pricing import price_of
 
         seen: set[str] = set()
         for alias, route in plan.routes.items():

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Itera
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from router.engine import Router
+    from router.engine.router import Router
     from router.types import ChatChunk, ChatResponse, Message
 
 __all__ = ["SyncRunner", "aclose", "bind_loop", "chat_sync", "close", "stream_sync"]

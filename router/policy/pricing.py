@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from router.plan import Price, Target
+from router.plan.routes import Price, Target
 from router.types import Usage
 
 #: genai-prices provider ids per provider kind (kinds not listed have no public price list).

@@ -17,10 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from router import log
-from router.admission import Gate
-from router.call import Call, error_record
-from router.decision import (
+from router.engine.call import Call, error_record
+from router.engine.decision import (
     Admit,
     CallNeeds,
     Decision,
@@ -31,6 +29,7 @@ from router.decision import (
     order_targets,
     walk,
 )
+from router.engine.request import build_request
 from router.errors import (
     ConfigError,
     ErrorClass,
@@ -41,18 +40,19 @@ from router.errors import (
     TimeoutError_,
     make_error,
 )
-from router.money.pricing import cost_usd, price_of
-from router.normalize import build_request
-from router.plan import Plan, Route, Target
+from router.obs import log
+from router.plan.routes import Plan, Route, Target
+from router.policy.admission import Gate
 from router.policy.breaker import Breakers
 from router.policy.budget import Hold
+from router.policy.pricing import cost_usd, price_of
 from router.providers import registry
 from router.providers.base import HttpPool, Provider, ProviderConfig
 from router.state.base import StateStore
 
 if TYPE_CHECKING:
-    from router.sync import SyncRunner
-    from router.tracing import Tracing
+    from router.engine.sync import SyncRunner
+    from router.obs.tracing import Tracing
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse, Message
 
 _counter = itertools.count()
@@ -139,7 +139,7 @@ class Router:
     def from_yaml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
                   **kw: Any) -> Router:
         """Load, check and compile a route file. Raises ConfigError listing every error."""
-        from router.validate import validate_file
+        from router.config.validate import validate_file
 
         result = validate_file(Path(path), env=env)
         return cls._from_result(result, **kw)
@@ -148,7 +148,7 @@ class Router:
     def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
                   **kw: Any) -> Router:
         """Like from_yaml, from a dict shaped like the route file."""
-        from router.validate import validate_dict
+        from router.config.validate import validate_dict
 
         return cls._from_result(validate_dict(data, env=env), **kw)
 
@@ -158,8 +158,8 @@ class Router:
         GEMINI_API_KEY or GOOGLE_API_KEY, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT) plus
         Ollama at OLLAMA_HOST (or 127.0.0.1:11434), with default timeouts and retries. Address
         models as "provider:model", a bare model name, or "a,b" for an ad-hoc fallback chain."""
-        from router.validate import validate_dict
-        from router.zeroconfig import env_route_file
+        from router.config.validate import validate_dict
+        from router.config.zeroconfig import env_route_file
 
         env = os.environ if env is None else env
         result = validate_dict(env_route_file(env), env=env, filename="<environment>")
@@ -182,7 +182,7 @@ class Router:
     async def aclose(self) -> None:
         """Close the connection pool (if this Router created it) and the store, and stop the
         sync facade's thread if it ran; safe to call twice, from any loop."""
-        from router import sync
+        from router.engine import sync
 
         await sync.aclose(self, self._aclose_here)
 
@@ -197,7 +197,7 @@ class Router:
     def close(self) -> None:
         """Close from sync code: the pool, the store and the sync facade's thread; safe to
         call twice. ``with Router.from_yaml(...) as r:`` calls it on exit."""
-        from router import sync
+        from router.engine import sync
 
         sync.close(self)
 
@@ -213,7 +213,7 @@ class Router:
                   **kw: Any) -> ChatResponse:
         """``chat`` for sync code, even inside a running loop (Jupyter): runs on this Router's
         private loop thread. Use either the sync calls or ``await``, not both, on one Router."""
-        from router import sync
+        from router.engine import sync
 
         return sync.chat_sync(self, model, messages, **kw)
 
@@ -221,7 +221,7 @@ class Router:
                     **kw: Any) -> Generator[ChatChunk, None, None]:
         """``stream`` as a plain iterator; stopping early (break, ``close()``) frees the
         connection at once."""
-        from router import sync
+        from router.engine import sync
 
         return sync.stream_sync(self, model, messages, **kw)
 
@@ -233,7 +233,7 @@ class Router:
             raise RuntimeError("this Router is closed")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # the first call, or a second loop (an error)
-            from router import sync
+            from router.engine import sync
 
             sync.bind_loop(self, loop)
         route = self.plan.resolve(model)
@@ -404,7 +404,7 @@ class Router:
                **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream one call. Retries and fallbacks happen until the first chunk reaches you;
         after it, a failure raises StreamInterruptedError with the partial text."""
-        from router.streaming import stream_call
+        from router.engine.stream import stream_call
 
         return stream_call(self, model, messages, timeout=timeout, request_id=request_id,
                            tags=tags, params=params)
@@ -415,7 +415,7 @@ class Router:
                 **params: Any) -> Any:
         """What the router would do for this call, without I/O; ``simulate`` maps a target
         (provider:model) to an outcome or a list of outcomes, one per try."""
-        from router.dryrun import dry_run
+        from router.engine.dryrun import dry_run
 
         return dry_run(self.plan, model, messages, simulate=simulate, params=params,
                        breakers=self._breakers)
@@ -442,8 +442,8 @@ def _usable_plan(result: Any) -> Plan:
 
 def _default_plan() -> Plan:
     """What ``Router()`` routes by: ROUTER_CONFIG's route file, else the environment."""
-    from router.validate import validate_dict, validate_file
-    from router.zeroconfig import env_route_file
+    from router.config.validate import validate_dict, validate_file
+    from router.config.zeroconfig import env_route_file
 
     path = os.environ.get("ROUTER_CONFIG")
     if path:
@@ -458,7 +458,7 @@ def _make_tracing(tracing: bool | Tracing | None) -> Tracing | None:
         tracing = os.environ.get("ROUTER_TRACING", "").lower() in ("1", "true", "yes")
     if tracing is False:
         return None
-    from router.tracing import Tracing as _Tracing
+    from router.obs.tracing import Tracing as _Tracing
 
     return tracing if isinstance(tracing, _Tracing) else _Tracing()
 

@@ -235,7 +235,7 @@ class Plan:
             return route
         route = self._adhoc.get(model)
         if route is None:
-            from router.targets import adhoc_route  # cold path: imported on first ad-hoc use
+            from router.plan.targets import adhoc_route  # cold path: imported on first ad-hoc use
 
             route = adhoc_route(self, model)
             self._adhoc[model] = route

@@ -17,7 +17,7 @@ from router.config.check import check_structure
 from router.config.diagnostics import Diagnostic, sort_key
 from router.config.load import Document, from_dict, load_file, load_text
 from router.config.model import RouteFileCfg
-from router.plan import Plan
+from router.plan.routes import Plan
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _finish(doc: Document | None, diags: list[Diagnostic],
     diags = diags + structural
     plan = None
     if cfg is not None and not any(d.is_error for d in diags):
-        from router.compile import compile_plan
+        from router.config.compile import compile_plan
 
         plan, meaning = compile_plan(cfg, doc, env)
         diags += meaning

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from router.plan import BudgetSpec, Plan
+from router.plan.routes import BudgetSpec, Plan
 from router.policy.budget import budget_key
 
 

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from router import log
-from router.money.pricing import price_of, worst_case_cost
-from router.money.tokens import estimate_prompt_tokens, upper_bound_prompt_tokens
-from router.plan import BudgetSpec, Plan, Route, Target
+from router.obs import log
+from router.plan.routes import BudgetSpec, Plan, Route, Target
 from router.policy import ratelimit
 from router.policy.budget import Budgets, Hold, budget_key, describe_refusal
+from router.policy.pricing import price_of, worst_case_cost
+from router.policy.tokens import estimate_prompt_tokens, upper_bound_prompt_tokens
 from router.state.base import Refusal, StateStore, StoreError, Usage, to_micro
 from router.types import ChatRequest
 

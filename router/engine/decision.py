@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
-from router.money.tokens import estimate_prompt_tokens
-from router.plan import RetryPolicy, Route, Target
+from router.plan.routes import RetryPolicy, Route, Target
+from router.policy.tokens import estimate_prompt_tokens
 from router.types import ChatRequest, ImagePart
 
 

@@ -15,9 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.admission import CallScope, Gate
 from router.config.units import format_duration, parse_duration
-from router.decision import (
+from router.engine.decision import (
     Admit,
     CallNeeds,
     Decision,
@@ -30,11 +29,12 @@ from router.decision import (
     order_targets,
     walk,
 )
+from router.engine.request import build_request
 from router.errors import Action, ErrorClass, InvalidRequestError, LlmError, make_error
-from router.money.pricing import price_of, worst_case_cost
-from router.normalize import build_request
-from router.plan import Plan, RetryPolicy, Route, Target
+from router.plan.routes import Plan, RetryPolicy, Route, Target
+from router.policy.admission import CallScope, Gate
 from router.policy.breaker import Breakers
+from router.policy.pricing import price_of, worst_case_cost
 from router.state.base import Usage
 from router.types import Message
 

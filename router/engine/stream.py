@@ -12,15 +12,15 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from router import log
-from router.call import Call, error_record
-from router.decision import Admit, Decision, Done, Try, Wait, walk
+from router.engine.call import Call, error_record
+from router.engine.decision import Admit, Decision, Done, Try, Wait, walk
 from router.errors import LlmError, StreamInterruptedError, TimeoutError_
-from router.money.pricing import cost_usd, price_of
+from router.obs import log
+from router.policy.pricing import cost_usd, price_of
 from router.types import AttemptRecord, ChatChunk, ChatRequest, Message
 
 if TYPE_CHECKING:
-    from router.engine import Router
+    from router.engine.router import Router
 
 
 def _has_content(c: ChatChunk) -> bool:

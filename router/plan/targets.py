@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from router.errors import NoRouteError
-from router.plan import (
+from router.plan.routes import (
     BUILTIN_BREAKER,
     BUILTIN_RETRY,
     BUILTIN_TIMEOUTS,

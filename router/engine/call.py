@@ -8,16 +8,16 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from router import log
-from router.admission import CallScope
-from router.decision import Admit, Skip, Try, Wait, jittered_wait
+from router.engine.decision import Admit, Skip, Try, Wait, jittered_wait
 from router.errors import LlmError
-from router.plan import RetryPolicy, Route, Target
+from router.obs import log
+from router.plan.routes import RetryPolicy, Route, Target
+from router.policy.admission import CallScope
 from router.policy.budget import Hold
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
-    from router.engine import Router
+    from router.engine.router import Router
 
 _NO_SPAN = contextlib.nullcontext()
 

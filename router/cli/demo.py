@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from router.chat_cli import format_record
-from router.engine import Router
+from router.cli.chat import format_record
+from router.config.validate import validate_text
+from router.engine.router import Router
 from router.types import AttemptRecord
-from router.validate import validate_text
 
 DEMO_ROUTES = """\
 version: 1
@@ -143,7 +143,7 @@ async def _play(router: Router, scenes: list[tuple[str, str, bool]], pause: floa
 
 async def run_demo(*, fast: bool = False) -> int:
     """Play the demo scenes; returns the exit code."""
-    from router import _demo_upstreams
+    from router.cli import _demo_upstreams
 
     _live_log()
     pause = 0.0 if fast else 0.6

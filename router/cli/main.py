@@ -35,7 +35,7 @@ def _default_file(value: str | None) -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from router.config.report import exit_code, format_diagnostics
-    from router.validate import validate_file
+    from router.config.validate import validate_file
 
     files = [Path(f) for f in args.files] or [_default_file(None)]
     diags = []
@@ -49,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _load_plan(path: Path) -> Any:
     from router.config.report import format_diagnostics
-    from router.validate import validate_file
+    from router.config.validate import validate_file
 
     result = validate_file(path)
     if result.errors or result.plan is None:
@@ -59,7 +59,7 @@ def _load_plan(path: Path) -> Any:
 
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
-    from router.dryrun import dry_run
+    from router.engine.dryrun import dry_run
     from router.errors import InvalidRequestError
 
     plan = _load_plan(_default_file(args.file))
@@ -101,7 +101,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
                            now: float) -> tuple[Any, Any]:
     """The admission gate of the plan's state store and the usage of the route's budgets."""
-    from router.admission import Gate
+    from router.policy.admission import Gate
     from router.state import make_store
 
     route = plan.resolve(model)
@@ -117,7 +117,7 @@ async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
-    from router.budgets_cli import read_budgets, render
+    from router.cli.budgets import read_budgets, render
 
     plan = _load_plan(_default_file(args.file))
     rows = asyncio.run(read_budgets(plan))
@@ -173,8 +173,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from router import log
-    from router.chat_cli import run_chat
+    from router.cli.chat import run_chat
+    from router.obs import log
 
     if args.verbose:
         log.configure_output(args.log_format)
@@ -182,7 +182,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from router.demo import run_demo
+    from router.cli.demo import run_demo
 
     return asyncio.run(run_demo(fast=args.fast))
 

@@ -1,1 +1,0 @@
-"""Prices and token counts."""

@@ -1,0 +1,1 @@
+"""The immutable plan: routes, targets and ad-hoc routes."""
