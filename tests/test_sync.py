@@ -1,4 +1,4 @@
-"""The sync facade (router/engine/sync.py): chat_sync / stream_sync / close run the async engine on a
+"""The sync facade (engine/sync.py): chat_sync / stream_sync / close run the async engine on a
 private loop thread, from plain code and from inside a running loop (Jupyter), without
 deadlocks, with errors unchanged and every connection and thread freed.
 
