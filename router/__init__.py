@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from router.version import __version__
+
 if TYPE_CHECKING:
     from router.engine.router import Router
     from router.errors import ConfigError, ErrorClass, LlmError, RouteFailed
@@ -58,9 +60,9 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "__version__",
     "dry_run",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router.config.diagnostics import Diagnostic
+    from router.diagnostics import Diagnostic
     from router.types import AttemptRecord
 
 

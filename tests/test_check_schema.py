@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from router.config import check
 from router.config.check import check_structure
-from router.config.diagnostics import Diagnostic
 from router.config.load import from_dict, load_text
 from router.config.model import RouteFileCfg
 from router.config.report import format_diagnostics
+from router.diagnostics import Diagnostic
 
 INVALID = sorted((Path(__file__).parent / "corpus" / "invalid").glob("*.yaml"))
 VALID = sorted((Path(__file__).parent / "corpus" / "valid").glob("*.yaml"))

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.config import load
-from router.config.diagnostics import Diagnostic, Mark
 from router.config.load import Document, EnvRef, from_dict, load_file, load_text
+from router.diagnostics import Diagnostic, Mark
 
 ROUTES = """\
 # yaml-language-server: $schema=schemas/routes.schema.json

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from router.config.diagnostics import Diagnostic
 from router.config.report import exit_code, format_diagnostics
+from router.diagnostics import Diagnostic
 
 UNKNOWN = Diagnostic("b.yaml", 3, 5, "error", "E010", "unknown key 'timout' in models.fast",
                      "keys allowed here: target, timeout")

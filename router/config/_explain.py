@@ -21,9 +21,9 @@ from router.config.check import (
     _schema,
     _validator,
 )
-from router.config.diagnostics import Diagnostic
 from router.config.load import Document
 from router.config.model import COMMON_PROVIDER_FIELDS, KIND_FIELDS
+from router.diagnostics import Diagnostic
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as SchemaError

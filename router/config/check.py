@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import jsonschema_rs
 from pydantic import ValidationError
 
-from router.config.diagnostics import Diagnostic, sort_key
 from router.config.load import Document
 from router.config.model import KIND_FIELDS, RouteFileCfg
+from router.diagnostics import Diagnostic, sort_key
 from router.providers import plugins, registry
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.config.diagnostics import Diagnostic
 from router.config.load import Document
 from router.config.model import (
     BreakerCfg,
@@ -25,6 +24,7 @@ from router.config.model import (
     TimeoutCfg,
 )
 from router.config.units import format_duration
+from router.diagnostics import Diagnostic
 from router.errors import Action, ErrorClass
 from router.plan.routes import (
     BudgetSpec,

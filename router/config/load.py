@@ -26,7 +26,7 @@ from yaml.events import (
     StreamEndEvent,
 )
 
-from router.config.diagnostics import Diagnostic, Mark, Severity
+from router.diagnostics import Diagnostic, Mark, Severity
 
 Path = tuple[str | int, ...]
 # A `<<` source: the mapping, then the positions of its entries' values and keys.

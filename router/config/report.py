@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Literal
 
-from router.config.diagnostics import Diagnostic, sort_key
+from router.diagnostics import Diagnostic, sort_key
 
 Format = Literal["text", "json", "github"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from router.config.check import check_structure
-from router.config.diagnostics import Diagnostic, sort_key
 from router.config.load import Document, from_dict, load_file, load_text
 from router.config.model import RouteFileCfg
+from router.diagnostics import Diagnostic, sort_key
 from router.plan.routes import Plan
 
 

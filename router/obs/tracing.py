@@ -38,7 +38,7 @@ import json
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from router.errors import ErrorClass, LlmError, RouterError
 from router.types import (
@@ -66,9 +66,18 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
 
-    from router.plan.routes import Target
-
     Attrs = dict[str, AttributeValue]
+
+class Target(Protocol):
+    """What a span needs of a plan target (obs sits below plan: it never imports it)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
 
 #: The schema of the attribute names used here.
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
@@ -118,7 +127,7 @@ class Tracing:
             raise TracingUnavailable(
                 "tracing needs OpenTelemetry: pip install router[otel] "
                 "(or pip install opentelemetry-api)") from _MISSING
-        from router import __version__
+        from router.version import __version__
 
         self._tracer = trace.get_tracer("router", __version__, tracer_provider=tracer_provider,
                                         schema_url=SCHEMA_URL)
