@@ -20,7 +20,7 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
     return web.json_response(body, status=status, headers=headers or {})
 
 
-async def _azure(request: web.Request) -> web.Response:
+async def _azure(_request: web.Request) -> web.Response:
     return _json(400, {"error": {
         "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
                    "content management policy.",
@@ -29,13 +29,13 @@ async def _azure(request: web.Request) -> web.Response:
             "violence": {"filtered": True, "severity": "medium"}}}}})
 
 
-async def _openai(request: web.Request) -> web.Response:
+async def _openai(_request: web.Request) -> web.Response:
     return _json(500, {"error": {"message": "The server had an error while processing your "
                                  "request. Sorry about that!", "type": "server_error",
                                  "param": None, "code": None}})
 
 
-async def _anthropic(request: web.Request) -> web.Response:
+async def _anthropic(_request: web.Request) -> web.Response:
     return _json(529, {"type": "error", "error": {"type": "overloaded_error",
                                                   "message": "Overloaded"}},
                  {"request-id": "req_demo"})

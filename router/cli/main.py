@@ -136,7 +136,7 @@ def _tags(items: list[str] | None) -> dict[str, str]:
     return tags
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def cmd_schema(_args: argparse.Namespace) -> int:
     import json
 
     from router.providers import registry

@@ -120,7 +120,7 @@ class Tracing:
     ``tracer_provider`` defaults to the global one; ``capture_content`` records prompts and
     answers (off by default: they may hold personal data)."""
 
-    __slots__ = ("_tracer", "capture_content")
+    __slots__ = ("capture_content", "tracer")
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
         if _MISSING is not None:
@@ -129,7 +129,7 @@ class Tracing:
                 "(or pip install opentelemetry-api)") from _MISSING
         from router.version import __version__
 
-        self._tracer = trace.get_tracer("router", __version__, tracer_provider=tracer_provider,
+        self.tracer = trace.get_tracer("router", __version__, tracer_provider=tracer_provider,
                                         schema_url=SCHEMA_URL)
         self.capture_content = capture_content
 
@@ -158,7 +158,7 @@ class CallSpan:
         if self._capture:
             attrs["gen_ai.input.messages"] = _messages_json(
                 [_input_message(m) for m in request.messages])
-        self._tracer = tracing._tracer
+        self._tracer = tracing.tracer
         self._span = self._tracer.start_span(f"{op} {alias}", kind=SpanKind.CLIENT,
                                              attributes=attrs)
         # Attempt spans name this one as parent explicitly: it is never made current.
@@ -245,7 +245,8 @@ class CallSpan:
             if out is not None:
                 attrs["gen_ai.output.messages"] = _messages_json([out])
 
-    def _attempt_ended(self, record: AttemptRecord | None) -> None:
+    def attempt_ended(self, record: AttemptRecord | None) -> None:
+        """Called by an attempt span as it ends (its record, or None when it had none)."""
         self._open = None
         if record is not None:
             self._seen.append(record)
@@ -327,7 +328,7 @@ class AttemptSpan:
     def _end(self, record: AttemptRecord | None) -> None:
         self._done = True
         self._span.end()
-        self._owner._attempt_ended(record)
+        self._owner.attempt_ended(record)
 
 
 # -- attributes ------------------------------------------------------------------------------
