@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import load
+from router.config import _yaml, load
 from router.config.load import Document, EnvRef, from_dict, load_file, load_text
 from router.diagnostics import Diagnostic, Mark
 
@@ -499,11 +499,11 @@ CORNERS = (
 )
 
 
-@pytest.mark.skipif(load._FAST is None, reason="PyYAML without libyaml")
+@pytest.mark.skipif(_yaml.FAST is None, reason="PyYAML without libyaml")
 def test_libyaml_and_python_parsers_give_the_same_document() -> None:
-    assert load._FAST is not None
-    fast = load._build(CORNERS, "r.yaml", {}, load._FAST)
-    slow = load._build(CORNERS, "r.yaml", {}, load._Loader)
+    assert _yaml.FAST is not None
+    fast = load.build_document(CORNERS, "r.yaml", {}, _yaml.FAST)
+    slow = load.build_document(CORNERS, "r.yaml", {}, _yaml.Loader)
     assert fast[0].data == slow[0].data and fast[1] == slow[1]
     assert dict(fast[0].marks) == dict(slow[0].marks)
     assert dict(fast[0].key_marks) == dict(slow[0].key_marks)

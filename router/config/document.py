@@ -1,0 +1,209 @@
+"""A loaded route file (Document: plain data, where each value sits, its ${ENV} uses and its
+secrets) and the Builder every loader shares: positions, ${ENV} substitution, secrets,
+diagnostics."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NoReturn
+
+from router.diagnostics import Diagnostic, Mark, Severity
+
+Path = tuple[str | int, ...]
+
+_SECRET_KEYS = frozenset({"api_key", "token", "password", "secret"})
+# Environment variables whose values are secrets wherever they are used.
+_SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+# `$${` (a literal `${`), or `${` up to the first `}`; a missing `}` still matches, to report it.
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
+_REF_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+SKELETON = (
+    "a minimal route file:\n"
+    "      version: 1\n"
+    '      providers: {openai: {kind: openai, api_key: "${OPENAI_API_KEY}"}}\n'
+    "      models: {fast: [openai:gpt-4o-mini]}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRef:
+    """One `${VAR}` use: the value's path, the variable, and whether the environment had it."""
+
+    path: Path
+    var: str
+    has_default: bool
+    present: bool
+    mark: Mark
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded route file: plain data plus the position of every value and key in it."""
+
+    file: str
+    data: Any
+    marks: Mapping[Path, Mark]
+    key_marks: Mapping[Path, Mark]
+    env_refs: tuple[EnvRef, ...]
+    secrets: frozenset[str]
+
+    def mark(self, path: Sequence[str | int], *, key: bool = False) -> Mark:
+        """The mark of path (of its key if key=True), else of its longest marked prefix."""
+        p = tuple(path)
+        if key and p in self.key_marks:
+            return self.key_marks[p]
+        while p not in self.marks:
+            if not p:
+                return Mark(self.file)
+            p = p[:-1]
+        return self.marks[p]
+
+    def redact(self, text: str) -> str:
+        """Text with every secret replaced by `***`."""
+        return text if self._secret_pattern is None else self._secret_pattern.sub("***", text)
+
+    @cached_property
+    def _secret_pattern(self) -> re.Pattern[str] | None:
+        # Longest first, so a secret that contains another is hidden whole.
+        # Values under 4 characters cannot be hidden without mangling every word around them.
+        ordered = sorted((v for v in self.secrets if len(v) >= 4), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+class MarkTable(Mapping[Path, Mark]):
+    """Positions turned into Marks when asked for (most never are)."""
+
+    __slots__ = ("_file", "_pos")
+
+    def __init__(self, file: str, positions: dict[Path, int]) -> None:
+        self._file, self._pos = file, positions
+
+    def __getitem__(self, path: Path) -> Mark:
+        pos = self._pos[path]
+        return Mark(self._file, pos >> 32, pos & 0xFFFFFFFF)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._pos
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._pos)
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} marks in {self._file}>"
+
+
+class Fatal(Exception):
+    """The text cannot become data; carries the diagnostic that says why."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def holds_secret(path: Path) -> bool:
+    """A string here is a credential: under api_key, token, password or secret, or a header."""
+    return bool(path) and (path[-1] in _SECRET_KEYS or (len(path) > 1 and path[-2] == "headers"))
+
+
+def dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
+    return out or "<root>"
+
+
+class Builder:
+    """What every loader records: positions, env references, secrets and diagnostics."""
+
+    def __init__(self, file: str, env: Mapping[str, str] | None) -> None:
+        self.file = file
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.marks: dict[Path, int] = {}
+        self.key_marks: dict[Path, int] = {}
+        self.env_refs: list[EnvRef] = []
+        self.secrets: set[str] = set()
+        self.diagnostics: list[Diagnostic] = []
+
+    def mark(self, pos: int) -> Mark:
+        return Mark(self.file, pos >> 32, pos & 0xFFFFFFFF)
+
+    def report(self, pos: int, code: str, message: str, hint: str,
+               severity: Severity = "error") -> None:
+        self.diagnostics.append(Diagnostic.at(self.mark(pos), severity, code, message, hint))
+
+    def fatal(self, pos: int, code: str, message: str, hint: str) -> NoReturn:
+        raise Fatal(Diagnostic.at(self.mark(pos), "error", code, message, hint))
+
+    def document(self, data: Any) -> Document:
+        return Document(self.file, data, MarkTable(self.file, self.marks),
+                        MarkTable(self.file, self.key_marks), tuple(self.env_refs),
+                        frozenset(self.secrets))
+
+    def string(self, value: str, path: Path, pos: int) -> str:
+        """A string value, interpolated, and kept as a secret if its key says it is one."""
+        if "$" in value:
+            value = _REF.sub(lambda m: self._substitute(m, path, pos), value)
+        if value and holds_secret(path):
+            self.secrets.add(value)
+        return value
+
+    def note_secrets(self, path: Path, value: Any) -> None:
+        """Remember the secrets in a value that an alias or a merge puts at path."""
+        if isinstance(value, str) and value and holds_secret(path):
+            self.secrets.add(value)
+        elif path and path[-1] == "headers" and isinstance(value, dict):
+            self.secrets.update(v for v in value.values() if isinstance(v, str) and v)
+
+    def _substitute(self, match: re.Match[str], path: Path, pos: int) -> str:
+        whole, body, closed = match.group(0, 1, 2)
+        if body is None:
+            return "${"
+        ref = _REF_BODY.fullmatch(body) if closed else None
+        if ref is None or "${" in (ref.group(2) or ""):
+            problem = "is not ${NAME} or ${NAME:-default}" if closed else "has no closing '}'"
+            self.report(pos, "E007", f"environment reference {whole!r} {problem}",
+                        "names match [A-Za-z_][A-Za-z0-9_]*; write '$${' for a literal '${'")
+            return str(whole)
+        var, default = ref.group(1, 2)
+        value = self.env.get(var)
+        self.env_refs.append(EnvRef(path, var, default is not None, value is not None,
+                                    self.mark(pos)))
+        if value:
+            if holds_secret(path) or _SECRET_VAR.search(var):
+                self.secrets.add(value)
+            return value
+        if default is not None:
+            return str(default)
+        if value is None:
+            self.report(pos, "W101", f"environment variable {var} is not set (used in "
+                        f"{dotted(path)})", f"export {var}=... or use ${{{var}:-default}}",
+                        "warning")
+        return ""
+
+    def plain(self, value: Any, path: Path) -> Any:
+        """A deep copy of plain Python data, interpolated like a file (for from_dict)."""
+        self.marks[path] = 0
+        if isinstance(value, str):
+            return self.string(value, path, 0)
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.report(0, "E006", f"keys must be strings: {key!r} in {dotted(path)}",
+                                f"use the string {str(key)!r} as the key")
+                    key = str(key)
+                self.key_marks[(*path, key)] = 0
+                out[key] = self.plain(item, (*path, key))
+            return out
+        if isinstance(value, list | tuple):
+            return [self.plain(item, (*path, i)) for i, item in enumerate(value)]
+        return value
+
+
