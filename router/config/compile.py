@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from router.config._tables import check_prices, compile_budgets, compile_error_rules
 from router.config.load import Document
 from router.config.model import (
     BreakerCfg,
@@ -28,7 +29,6 @@ from router.diagnostics import Diagnostic
 from router.errors import Action, ErrorClass
 from router.plan.routes import (
     BudgetSpec,
-    ErrorRule,
     Layer,
     Plan,
     ProviderSpec,
@@ -352,60 +352,6 @@ class _Compiler:
                       f"lower timeout.total or retry.attempts of {first.key}, or raise "
                       "the deadline")
 
-    def compile_budgets(self) -> list[BudgetSpec]:
-        out: list[BudgetSpec] = []
-        targets = {t.key for r in self.routes.values() for t in r.targets}
-        for i, b in enumerate(self.cfg.budgets or []):
-            kind, _, rest = b.scope.partition(":")
-            known: Sequence[str] = ()
-            if kind == "provider":
-                known = list(self.providers)
-            elif kind == "alias":
-                known = list(self.cfg.models or {})
-            elif kind == "target":
-                known = sorted(targets)
-            if kind in ("provider", "alias", "target") and rest not in known:
-                close = difflib.get_close_matches(rest, list(known), n=1)
-                self.error(("budgets", i, "scope"), "E040",
-                           f"budget scope {b.scope!r} names no {kind} of this file",
-                           f"did you mean {kind}:{close[0]}?" if close else
-                           "use one of: global, provider:NAME, alias:NAME, target:P:M, "
-                           "tag:KEY=VALUE")
-                continue
-            out.append(BudgetSpec(b.scope, b.usd, b.per or "total", b.warn_at))
-        return out
-
-    def check_prices(self, plan: Plan) -> None:
-        """W106 for each target without a known price (list price or the file's ``price:``)."""
-        from router.policy.pricing import price_of
-
-        seen: set[str] = set()
-        for alias, route in plan.routes.items():
-            for t in route.targets:
-                if t.key in seen or price_of(t) is not None:
-                    continue
-                seen.add(t.key)
-                budgeted = bool(route.budgets or plan.budgets)
-                policy = t.unknown_price or ("fail" if budgeted else "zero")
-                self.warn(("models", alias), "W106",
-                          f"no known price for {t.key}: its cost is unknown"
-                          + (" and, under a budget, it is skipped (unknown_price: fail)"
-                             if policy == "fail" and budgeted else ""),
-                          f"add providers.{t.provider}.models.{t.model}.price: "
-                          "{input: USD per 1M, output: USD per 1M}, or set unknown_price: "
-                          "zero", key=True)
-
-    def compile_error_rules(self) -> list[ErrorRule]:
-        rules = []
-        for i, r in enumerate(self.cfg.errors or []):
-            if r.provider is not None and r.provider not in self.providers:
-                self.error(("errors", i, "provider"), "E042",
-                           f"error rule names provider {r.provider!r}, which is not defined",
-                           f"defined providers: {', '.join(self.providers) or 'none'}")
-            rules.append(ErrorRule(r.error_class, r.provider, r.kind, r.status, r.code, r.type,
-                                   r.match.lower() if r.match else None))
-        return rules
-
 
 def _has(caps: Capabilities, cap: str) -> bool:
     return bool(getattr(caps, cap, False))
@@ -424,8 +370,8 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
     c.compile_providers()
     c.check_layer_timeouts()
     c.compile_routes()
-    budgets = c.compile_budgets()
-    rules = c.compile_error_rules()
+    budgets = compile_budgets(cfg, c.providers, c.routes, c.error)
+    rules = compile_error_rules(cfg, c.providers, c.error)
     by_scope: dict[str, list[BudgetSpec]] = {}
     for b in budgets:
         by_scope.setdefault(b.scope, []).append(b)
@@ -449,7 +395,7 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
         default_unknown_price=d.unknown_price if d else None,
         budgets_by_scope=freeze({k: tuple(v) for k, v in by_scope.items()}),
     )
-    c.check_prices(plan)
+    check_prices(plan, c.warn)
     return plan, c.diags
 
 
