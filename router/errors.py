@@ -9,6 +9,8 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from router.secret import redact
+
 if TYPE_CHECKING:
     from router.diagnostics import Diagnostic
     from router.types import AttemptRecord
@@ -95,6 +97,9 @@ class LlmError(RouterError):
         provider_message: str | None = None,
         timeout_kind: str | None = None,
     ) -> None:
+        # Messages may quote upstream text that echoes a configured secret: hide it here, once,
+        # so str, repr, attempt details, logs and CLI lines all see the redacted text.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status
@@ -105,7 +110,7 @@ class LlmError(RouterError):
         self.target = target
         self.provider_type = provider_type
         self.provider_code = provider_code
-        self.provider_message = provider_message
+        self.provider_message = None if provider_message is None else redact(provider_message)
         self.timeout_kind = timeout_kind
 
     def __str__(self) -> str:

@@ -8,10 +8,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NoReturn
 
 from router.diagnostics import Diagnostic, Mark, Severity
+from router.obs.redact import redactor_for
 
 Path = tuple[str | int, ...]
 
@@ -63,15 +63,9 @@ class Document:
         return self.marks[p]
 
     def redact(self, text: str) -> str:
-        """Text with every secret replaced by `***`."""
-        return text if self._secret_pattern is None else self._secret_pattern.sub("***", text)
-
-    @cached_property
-    def _secret_pattern(self) -> re.Pattern[str] | None:
-        # Longest first, so a secret that contains another is hidden whole.
-        # Values under 4 characters cannot be hidden without mangling every word around them.
-        ordered = sorted((v for v in self.secrets if len(v) >= 4), key=len, reverse=True)
-        return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        """Text with every secret of this file replaced by `***` (router.obs.redact's rules:
+        whole values only, a short one only as a whole token)."""
+        return redactor_for(self.secrets)(text)
 
 
 class MarkTable(Mapping[Path, Mark]):

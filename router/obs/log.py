@@ -12,12 +12,13 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from router.obs import redact as _redact
+
 if TYPE_CHECKING:
     import structlog
 
 _std = logging.getLogger("router")
 _log: structlog.stdlib.BoundLogger | None = None  # made on the first enabled event
-_secrets: set[str] = set()
 
 
 def _logger() -> structlog.stdlib.BoundLogger:
@@ -30,16 +31,13 @@ def _logger() -> structlog.stdlib.BoundLogger:
 
 
 def add_secrets(values: Iterable[str]) -> None:
-    """Register values (API keys) that must never appear in an event."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    """Register values (API keys, header values) that must never appear in an event or an
+    error message (``router.obs.redact``'s registry)."""
+    _redact.add_secrets(values)
 
 
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        for s in _secrets:
-            if s in value:
-                value = value.replace(s, "***")
-    return value
+    return _redact.redact(value) if isinstance(value, str) else value
 
 
 def enabled(level: int = logging.INFO) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.errors import ErrorClass, LlmError, make_error
+from router.obs.redact import redact_with
 
 _MESSAGE_LIMIT = 500  # characters of a provider message kept in our error message
 
@@ -87,11 +88,9 @@ _SECRET_PATTERNS = re.compile(
 
 
 def redact_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like an API key replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET_PATTERNS.sub("***", text)
+    """``text`` with every configured secret (``router.obs.redact``'s registry, plus
+    ``secrets``: whole values only) and anything shaped like an API key replaced by ``***``."""
+    return _SECRET_PATTERNS.sub("***", redact_with(text, secrets))
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,7 +234,7 @@ class AnthropicProvider(Provider):
         except ValueError as e:
             if last:  # the body ended inside an event: the connection was cut
                 raise NetworkError("stream ended inside an event") from e
-            excerpt = redact_secrets(event.data[:200], (self._secret,))
+            excerpt = redact_secrets(event.data[:4096], (self._secret,))[:200]  # redact, cut
             raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
         if not isinstance(data, dict):
             return None

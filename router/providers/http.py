@@ -167,7 +167,7 @@ class HttpResponse:
         try:
             return json.loads(body)
         except ValueError as e:
-            excerpt = redact_secrets(body[:200].decode("utf-8", errors="replace"))
+            excerpt = redact_secrets(body[:4096].decode("utf-8", errors="replace"))[:200]
             raise ServerError(f"response is not JSON ({self._host}): {excerpt!r}",
                               status=self.status) from e
 
