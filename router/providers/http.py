@@ -1,31 +1,47 @@
-"""The HTTP seam: the one connection pool of a Router and the responses it yields, with the
-timeouts, the transport-error table and the body reads every provider kind shares.
+"""The HTTP seam: the one connection pool of a Router and the responses it yields, with every
+guarantee the provider kinds share written once: per-origin connection limits, the connect /
+first_token / idle / total timeouts (all clocks start when a connection slot is granted),
+redirects never followed, body and event size caps, a stale keep-alive connection re-sent once,
+and the transport-error table.
 
-This is the only module that imports aiohttp. Provider modules get an ``HttpResponse`` and
-raise ``router.errors`` classes; they never see an aiohttp exception.
+This module and its sibling ``_http_response`` (the responses) are the only ones that import
+aiohttp. Provider modules get an ``HttpResponse`` and raise ``router.errors`` classes; they
+never see an aiohttp exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
-from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
-from router.providers._status import ErrorBody, redact_secrets
-from router.providers.sse import ServerSentEvent, SSEDecoder
+from router.errors import NetworkError, ServerError, TimeoutError_
+from router.providers._http_response import (
+    ERROR_BODY_LIMIT,
+    MAX_BODY_BYTES,
+    TRANSPORT,
+    DrainLater,
+    HttpResponse,
+    deadline_at,
+    nearer,
+    transport_error,
+)
+from router.providers._slots import Slots
+from router.providers.sse import MAX_EVENT_BYTES
 from router.specs import Timeouts
 
-__all__ = ["ERROR_BODY_LIMIT", "HttpPool", "HttpResponse", "dumps_json"]
-
-ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
+__all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "MAX_EVENT_BYTES", "HttpPool", "HttpResponse",
+           "dumps_json"]
 
 
 def dumps_json(value: Any) -> bytes:
@@ -33,203 +49,116 @@ def dumps_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+
 # --------------------------------------------------------------------------------------------
-# Transport errors: one table, most specific first (httpx's map_exceptions idea)
-
-_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], ErrorClass, str], ...] = (
-    (aiohttp.ConnectionTimeoutError, ErrorClass.TIMEOUT, "connect timed out"),
-    (aiohttp.ServerTimeoutError, ErrorClass.TIMEOUT, "read timed out"),
-    (TimeoutError, ErrorClass.TIMEOUT, ""),  # ours (asyncio.timeout); before OSError
-    (aiohttp.ClientConnectorError, ErrorClass.NETWORK, "cannot connect"),
-    (aiohttp.ServerDisconnectedError, ErrorClass.NETWORK, "server disconnected"),
-    (aiohttp.ClientPayloadError, ErrorClass.NETWORK, "response body cut short"),
-    (aiohttp.ClientOSError, ErrorClass.NETWORK, "connection error"),
-    (aiohttp.InvalidURL, ErrorClass.NETWORK, "invalid URL"),
-    (aiohttp.ClientError, ErrorClass.NETWORK, "HTTP client error"),
-    (ConnectionError, ErrorClass.NETWORK, "connection reset"),
-    (OSError, ErrorClass.NETWORK, "socket error"),
-)
+# Stale keep-alive connections: which requests went out on a reused connection
 
 
-@contextlib.contextmanager
-def _map_transport_errors(host: str, timeout_kind: str) -> Iterator[None]:
-    """Re-raise transport failures as NetworkError / TimeoutError_ (from the original).
+#: Set by ``_Connector.connect`` in the requesting task: did this request get a pooled
+#: connection? Read only when the request fails, to decide on the one resend.
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_reused",
+                                                                default=False)
+#: Set around a resend: the connector must hand out a new connection, never a pooled one.
+_FRESH: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_fresh", default=False)
 
-    Messages name the host and the exception type only: a URL may carry a key in its query.
-    A bare ``TimeoutError`` reaching here is one of ours (asyncio.timeout), of ``timeout_kind``.
-    """
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, telling pooled connections from new ones (a protocol object seen
+    before is a reused connection), and giving a resend a new connection."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._seen: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: list[Any],
+                      timeout: aiohttp.ClientTimeout) -> Any:
+        conn = await super().connect(req, traces, timeout)
+        proto = conn.protocol
+        reused = proto in self._seen
+        while reused and _FRESH.get():  # a pooled connection is likely stale too: drop it
+            conn.close()
+            conn = await super().connect(req, traces, timeout)
+            proto = conn.protocol
+            reused = proto in self._seen
+        if not reused:
+            self._seen.add(proto)
+        _REUSED.set(reused)
+        return conn
+
+
+class _Endpoint:
+    """What ``post`` needs about one URL, computed once: the parsed URL, the host for
+    messages and the connection slots of its origin."""
+
+    __slots__ = ("host", "slots", "url")
+
+    def __init__(self, url: URL, host: str, slots: Slots) -> None:
+        self.url = url
+        self.host = host
+        self.slots = slots
+
+
+def _redirect_error(status: int, location: str | None, host: str) -> ServerError:
+    """A 3xx answer: never followed, since the key headers and the prompt would go along."""
+    target = urlsplit(location).hostname if location else None
+    where = f" to {target}" if target and target != host else ""
+    return ServerError(f"HTTP {status} redirect{where} not followed ({host}): set base_url to "
+                       "the final URL", status=status, retryable=False)
+
+
+async def _drain_then_release(resp: aiohttp.ClientResponse, seconds: float) -> None:
+    """Read a finished response's leftover bytes, then pool its connection (or close it)."""
     try:
-        yield
-    except LlmError:
+        async with asyncio.timeout(seconds):
+            while await resp.content.readany():
+                pass
+    except TRANSPORT:  # includes our TimeoutError
+        resp.close()
+        return
+    except BaseException:
+        resp.close()
         raise
-    except (aiohttp.ClientError, OSError) as e:  # OSError includes TimeoutError
-        error_class, what = next(
-            ((c, w) for t, c, w in _TRANSPORT_ERRORS if isinstance(e, t)),
-            (ErrorClass.NETWORK, "transport error"),
-        )
-        if error_class is ErrorClass.TIMEOUT:
-            kind = "connect" if isinstance(e, aiohttp.ConnectionTimeoutError) else timeout_kind
-            raise TimeoutError_(f"{what or kind + ' timeout'} ({host})", timeout_kind=kind) from e
-        raise NetworkError(
-            f"{what} ({host}): {type(e).__name__}",
-            retryable=not isinstance(e, aiohttp.InvalidURL),
-        ) from e
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP
-
-
-def _deadline(loop: asyncio.AbstractEventLoop, seconds: float) -> float | None:
-    """``seconds`` from now on the loop clock; None (no limit) for an infinite timeout."""
-    return loop.time() + seconds if math.isfinite(seconds) else None
-
-
-class HttpResponse:
-    """A response whose body reads obey the first_token / idle timeouts and raise router errors.
-
-    Until ``mark_first_token()`` (or the first bytes of ``read()``), reads are bounded by the
-    first-token deadline; after it, each read may wait at most ``idle`` seconds.
-    """
-
-    __slots__ = ("_deadline", "_first", "_host", "_idle", "_resp", "headers", "status")
-
-    def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float | None,
-                 idle: float) -> None:
-        self._resp = resp
-        self._host = host
-        self._deadline = deadline
-        self._idle = idle
-        self._first = False
-        self.status: int = resp.status
-        self.headers: Mapping[str, str] = resp.headers
-
-    @property
-    def request_id(self) -> str | None:
-        """The provider's request id header (``x-request-id`` or ``request-id``)."""
-        return self.headers.get("x-request-id") or self.headers.get("request-id")
-
-    def mark_first_token(self) -> None:
-        """Switch reads from the first-token deadline to the idle timeout."""
-        self._first = True
-
-    async def read_chunk(self) -> bytes:
-        """The next bytes of the body as they arrive; ``b""`` at the end."""
-        loop = asyncio.get_running_loop()
-        if self._first:
-            deadline, kind = _deadline(loop, self._idle), "idle"
-        else:
-            deadline, kind = self._deadline, "first_token"
-        with _map_transport_errors(self._host, kind):
-            async with asyncio.timeout_at(deadline):
-                return await self._resp.content.readany()
-
-    async def iter_sse(self) -> AsyncGenerator[tuple[ServerSentEvent, bool], None]:
-        """The body's server-sent events as they arrive, with ``True`` for events dispatched
-        at the end of the body without their closing blank line (some servers omit it).
-        The first event switches reads from the first-token to the idle timeout."""
-        decoder = SSEDecoder()
-        while raw := await self.read_chunk():
-            for event in decoder.feed(raw):
-                self._first = True
-                yield event, False
-        for event in decoder.flush():
-            yield event, True
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, chunk by chunk (see ``read_chunk``)."""
-        while chunk := await self.read_chunk():
-            yield chunk
-
-    async def read(self, limit: int | None = None) -> bytes:
-        """The whole body (or its first ``limit`` bytes)."""
-        first = await self.read_chunk()
-        self._first = True
-        if not first or self._resp.content.at_eof():  # the common case: one read, one timer
-            return first if limit is None else first[:limit]
-        parts: list[bytes] = [first]
-        size = len(first)
-        if limit is not None and size >= limit:
-            return first[:limit]
-        size = 0
-        while chunk := await self.read_chunk():
-            self._first = True
-            parts.append(chunk)
-            size += len(chunk)
-            if limit is not None and size >= limit:
-                break
-        body = b"".join(parts)
-        return body if limit is None else body[:limit]
-
-    async def json(self) -> Any:
-        """The body parsed as JSON; a body that is not JSON is a ServerError."""
-        body = await self.read()
-        try:
-            return json.loads(body)
-        except ValueError as e:
-            excerpt = redact_secrets(body[:4096].decode("utf-8", errors="replace"))[:200]
-            raise ServerError(f"response is not JSON ({self._host}): {excerpt!r}",
-                              status=self.status) from e
-
-    async def drain(self, timeout: float) -> None:
-        """Read what is left of the body (e.g. the end of a chunked body after ``[DONE]``) so
-        the connection can go back to the pool; give up quietly after ``timeout`` seconds."""
-        with contextlib.suppress(aiohttp.ClientError, OSError):  # OSError covers TimeoutError
-            async with asyncio.timeout(timeout):
-                while await self._resp.content.readany():
-                    pass
-
-    async def read_error_body(self, limit: int = ERROR_BODY_LIMIT) -> ErrorBody:
-        """The body of an error response, truncated to ``limit`` bytes; never raises a parse
-        error (a transport failure while reading gives what arrived so far)."""
-        try:
-            raw = await self.read(limit)
-        except (NetworkError, TimeoutError_):
-            raw = b""
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            parsed: Any = json.loads(text)
-        except ValueError:
-            parsed = None
-        return ErrorBody(text=text, json=parsed)
-
-    def close(self) -> None:
-        """Free the connection: back to the pool if the body was fully read, else closed."""
-        if self._resp.closed:
-            return
-        if self._resp.content.at_eof():
-            self._resp.release()
-        else:
-            self._resp.close()  # a half-read body would poison a pooled connection
+    resp.release()
 
 
 class HttpPool:
     """One aiohttp ClientSession for a whole Router, created lazily inside the running loop.
 
-    A session passed in by the caller is used as is and never closed by us.
+    At most ``limit_per_host`` requests are in flight per origin (scheme, host, port), or a
+    provider's own ``max_connections``; there is no cap shared between origins. Bodies over
+    ``max_body_bytes`` and stream events (SSE events, NDJSON lines) over ``max_event_bytes``
+    are a ServerError. A session passed in by the caller is used as is and never closed by us
+    (its connections cannot be told apart, so a stale keep-alive one is not re-sent).
     """
 
     def __init__(
         self,
         *,
         session: aiohttp.ClientSession | None = None,
-        limit: int = 100,
-        limit_per_host: int = 0,
+        limit_per_host: int = 64,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         keepalive_timeout: float = 30.0,
         ttl_dns_cache: int | None = 300,
         trust_env: bool = False,
     ) -> None:
+        if limit_per_host < 1:
+            raise ValueError(f"limit_per_host must be at least 1, not {limit_per_host}")
         self._session = session
         self._owner = session is None
-        self._limit = limit
         self._limit_per_host = limit_per_host
+        self._max_body = max_body_bytes
+        self._max_event = max_event_bytes
         self._keepalive_timeout = keepalive_timeout
         self._ttl_dns_cache = ttl_dns_cache
         self._trust_env = trust_env
         self._closed = False
         # Per-URL and per-timeout values, computed once (the hot path only looks them up).
-        self._hosts: dict[str, str] = {}
+        self._endpoints: dict[object, _Endpoint] = {}
+        self._slots: dict[tuple[str, int], Slots] = {}  # per origin and limit
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self._drain_cb: DrainLater = self._drain_later
 
     @property
     def closed(self) -> bool:
@@ -239,9 +168,9 @@ class HttpPool:
         if self._closed:
             raise RuntimeError("HttpPool is closed")
         if self._session is None:  # no await between check and set: no race
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
+            connector = _Connector(
+                limit=0,  # our Slots do the limiting, per origin
+                limit_per_host=0,
                 keepalive_timeout=self._keepalive_timeout,
                 ttl_dns_cache=self._ttl_dns_cache,
             )
@@ -252,6 +181,33 @@ class HttpPool:
             )
         return self._session
 
+    def _endpoint(self, url: str, max_connections: int | None) -> _Endpoint:
+        key: object = url if max_connections is None else (url, max_connections)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = self._new_endpoint(url, max_connections)
+        return endpoint
+
+    def _new_endpoint(self, url: str, max_connections: int | None) -> _Endpoint:
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError) as e:
+            raise NetworkError(f"invalid URL: {type(e).__name__}", retryable=False) from e
+        limit = max_connections or self._limit_per_host
+        origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+        slots = self._slots.get((origin, limit))
+        if slots is None:
+            slots = self._slots[origin, limit] = Slots(limit)
+        return _Endpoint(parsed, parsed.host or "?", slots)
+
+    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
+        client_timeout = self._client_timeouts.get(connect)
+        if client_timeout is None:
+            sock_connect = connect if math.isfinite(connect) else None
+            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=sock_connect)
+            self._client_timeouts[connect] = client_timeout
+        return client_timeout
+
     @contextlib.asynccontextmanager
     async def post(
         self,
@@ -260,38 +216,95 @@ class HttpPool:
         *,
         headers: Mapping[str, str],
         timeouts: Timeouts,
+        max_connections: int | None = None,
     ) -> AsyncIterator[HttpResponse]:
-        """POST JSON and yield the response once its headers arrive (any status).
+        """POST JSON and yield the response once its headers arrive (any status but 3xx).
 
-        Raises TimeoutError_ (connect | first_token) or NetworkError. On exit the connection is
-        released if the body was fully read and closed otherwise (early exit, cancellation).
+        Waits for a connection slot of the URL's origin first (``max_connections``, else the
+        pool's ``limit_per_host``), at most ``timeouts.total`` (then TimeoutError_ of kind
+        ``pool``); every timeout counts from the grant. Raises TimeoutError_ (connect |
+        first_token | total), NetworkError, or ServerError for a redirect (never followed).
+        On exit the connection is released if the body was fully read and closed otherwise
+        (early exit, cancellation), and the slot is freed.
         """
         session = self._get_session()
+        endpoint = self._endpoint(url, max_connections)
         data = body if isinstance(body, bytes) else dumps_json(body)
-        host = self._hosts.get(url)
-        if host is None:
-            host = self._hosts[url] = urlsplit(url).hostname or "?"
-        deadline = _deadline(asyncio.get_running_loop(), timeouts.first_token)
-        client_timeout = self._client_timeouts.get(timeouts.connect)
-        if client_timeout is None:
-            connect = timeouts.connect if math.isfinite(timeouts.connect) else None
-            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect)
-            self._client_timeouts[timeouts.connect] = client_timeout
-        with _map_transport_errors(host, "first_token"):
-            async with asyncio.timeout_at(deadline):
-                resp = await session.post(url, data=data, headers=headers,
-                                          timeout=client_timeout)
-        response = HttpResponse(resp, host=host, deadline=deadline, idle=timeouts.idle)
+        slots = endpoint.slots
+        if not slots.try_acquire():
+            await self._wait_for_slot(endpoint, timeouts.total)
         try:
-            yield response
+            response = await self._send(session, endpoint, data, headers, timeouts)
+            try:
+                yield response
+            finally:
+                response.close()
         finally:
-            response.close()
+            slots.release()
+
+    async def _wait_for_slot(self, endpoint: _Endpoint, total: float) -> None:
+        try:
+            await endpoint.slots.acquire(total)
+        except TimeoutError as e:
+            raise TimeoutError_(
+                f"no free connection to {endpoint.host} within {total:.3g}s "
+                f"({endpoint.slots.limit} in use)", timeout_kind="pool") from e
+
+    async def _send(self, session: aiohttp.ClientSession, endpoint: _Endpoint, data: bytes,
+                    headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
+        now = asyncio.get_running_loop().time()  # the slot was granted: the clocks start
+        total_at = deadline_at(now, timeouts.total)
+        first_at = deadline_at(now, timeouts.first_token)
+        deadline, kind = nearer(first_at, "first_token", total_at, "total")
+        client_timeout = self._client_timeout(timeouts.connect)
+        try:
+            async with asyncio.timeout_at(deadline):
+                resp = await self._request(session, endpoint.url, data, headers, client_timeout)
+        except TRANSPORT as e:
+            raise transport_error(e, endpoint.host, kind) from e
+        if 300 <= resp.status < 400:
+            resp.close()
+            raise _redirect_error(resp.status, resp.headers.get("Location"), endpoint.host)
+        return HttpResponse(resp, host=endpoint.host, deadline=deadline, first_kind=kind,
+                            idle=timeouts.idle, total_at=total_at,
+                            max_body_bytes=self._max_body, max_event_bytes=self._max_event,
+                            drain_later=self._drain_cb)
+
+    @staticmethod
+    async def _request(session: aiohttp.ClientSession, url: URL, data: bytes,
+                       headers: Mapping[str, str],
+                       client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """One POST, re-sent once on a new connection when a pooled one fails before any
+        response byte: the server had closed it while idle (llama.cpp's server closes after
+        every stream while advertising keep-alive). A new connection's failure is final."""
+        try:
+            return await session.post(url, data=data, headers=headers, timeout=client_timeout,
+                                      allow_redirects=False)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+            if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
+                raise
+        token = _FRESH.set(True)
+        try:
+            return await session.post(url, data=data, headers=headers, timeout=client_timeout,
+                                      allow_redirects=False)
+        finally:
+            _FRESH.reset(token)
+
+    def _drain_later(self, resp: aiohttp.ClientResponse, seconds: float) -> None:
+        task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def aclose(self) -> None:
         """Close the session if we created it; safe to call more than once."""
         if self._closed:
             return
         self._closed = True
+        drains, self._drains = list(self._drains), set()
+        for task in drains:
+            task.cancel()
+        if drains:
+            await asyncio.gather(*drains, return_exceptions=True)
         session, self._session = self._session, None
         if self._owner and session is not None and not session.closed:
             await session.close()

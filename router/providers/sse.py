@@ -6,6 +6,10 @@ reads bytes from the network and feeds them here, and tests feed them directly.
 
 Each decoder scans every byte once: a partial line stays in the buffer and the next search
 starts where the previous one stopped, so a long line fed byte by byte is not re-scanned.
+
+Each decoder holds at most about its cap (``max_event_bytes`` / ``max_line_bytes``) of one
+event or line: more raises ``ServerError`` ("reply larger than N bytes") at once, so a server
+that never ends an event cannot make us buffer without bound.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
+from router.errors import ServerError
+
+__all__ = ["MAX_EVENT_BYTES", "NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
+
+MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real event (a whole tool call's JSON included)
 
 _EOL = re.compile(rb"[\r\n]")
 _BOM = "\ufeff"
@@ -73,6 +81,11 @@ class _LineSplitter:
         self._scan = len(buf)
         return lines
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an unterminated line held back."""
+        return len(self._buf)
+
     def flush(self) -> bytes | None:
         """The unterminated last line, if any (end of stream)."""
         if not self._buf:
@@ -91,10 +104,12 @@ class SSEDecoder:
     says); ``:`` lines are comments; unknown fields are ignored; a bad ``retry`` is ignored.
     """
 
-    __slots__ = ("_data", "_event", "_last_id", "_lines", "_retry", "_started")
+    __slots__ = ("_data", "_event", "_last_id", "_lines", "_max", "_retry", "_size", "_started")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._lines = _LineSplitter()
+        self._max = max_event_bytes
+        self._size = 0  # bytes of the data lines of the event being built
         self._data: list[str] = []
         self._event: str | None = None
         self._last_id: str | None = None  # kept across events, as the spec says
@@ -108,6 +123,10 @@ class SSEDecoder:
             event = self._decode_line(raw)
             if event is not None:
                 events.append(event)
+            elif self._size > self._max:
+                raise _too_large(self._max)
+        if self._lines.pending + self._size > self._max:
+            raise _too_large(self._max)
         return events
 
     def flush(self) -> list[ServerSentEvent]:
@@ -141,6 +160,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._size += len(raw)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -161,6 +181,7 @@ class SSEDecoder:
             retry=self._retry,
         )
         self._data = []
+        self._size = 0
         self._event = None
         self._retry = None
         return event
@@ -172,17 +193,22 @@ class NDJSONDecoder:
     A line that is not JSON raises ``ValueError`` naming its line number and a short excerpt.
     """
 
-    __slots__ = ("_line_no", "_lines")
+    __slots__ = ("_line_no", "_lines", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line_bytes: int = MAX_EVENT_BYTES) -> None:
         self._lines = _LineSplitter()
         self._line_no = 0
+        self._max = max_line_bytes
 
     def feed(self, data: bytes) -> list[Any]:
         """Decode a piece of the stream; return the values of the lines it completed."""
         out: list[Any] = []
         for raw in self._lines.feed(data):
+            if len(raw) > self._max:
+                raise _too_large(self._max)
             self._parse(raw, out)
+        if self._lines.pending > self._max:
+            raise _too_large(self._max)
         return out
 
     def flush(self) -> list[Any]:
@@ -204,3 +230,7 @@ class NDJSONDecoder:
             raise ValueError(
                 f"NDJSON line {self._line_no} is not valid JSON ({e}): {excerpt!r}"
             ) from e
+
+
+def _too_large(limit: int) -> ServerError:
+    return ServerError(f"reply larger than {limit} bytes in one stream event")
