@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable
 
 MASK = "***"
@@ -53,23 +54,45 @@ def _credential_parts(value: str) -> Iterable[str]:
 
 
 class Redactor:
-    """A set of secret values and the one compiled pattern that hides them."""
+    """A set of secret values and the one compiled pattern that hides them.
 
-    __slots__ = ("_pattern", "_values")
+    Values are counted: each ``add`` of a value needs a ``discard`` of it before it is
+    forgotten, so two Routers sharing a key do not unregister it for each other.
+    """
+
+    __slots__ = ("_counts", "_lock", "_pattern", "_values")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
         self._values: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
-        """Register more secret values (empty ones ignored); recompiles only on a change."""
-        new = {p for v in values if v for p in _credential_parts(v)} - self._values
-        if new:
-            values_now = self._values | new
-            pattern = _compile(values_now)
-            # one assignment each, pattern last: a concurrent reader sees a usable pair
-            self._values = values_now
+        """Register secret values (empty ones ignored); recompiles only when one is new."""
+        with self._lock:
+            for part in (p for v in values if v for p in _credential_parts(v)):
+                self._counts[part] = self._counts.get(part, 0) + 1
+            self._rebuild()
+
+    def discard(self, values: Iterable[str]) -> None:
+        """Undo one ``add`` of ``values``; a value is forgotten when no ``add`` is left."""
+        with self._lock:
+            for part in (p for v in values if v for p in _credential_parts(v)):
+                left = self._counts.get(part, 0) - 1
+                if left > 0:
+                    self._counts[part] = left
+                else:
+                    self._counts.pop(part, None)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        values = frozenset(self._counts)
+        if values != self._values:
+            pattern = _compile(values)
+            # one assignment each: a reader sees the old pattern or the new, never a broken one
+            self._values = values
             self._pattern = pattern
 
     def __call__(self, text: str) -> str:
@@ -95,6 +118,12 @@ _registry = Redactor()
 def add_secrets(values: Iterable[str]) -> None:
     """Register configured secret values (API keys, header values) for every ``redact``."""
     _registry.add(values)
+
+
+def remove_secrets(values: Iterable[str]) -> None:
+    """Undo one ``add_secrets(values)`` (a closing Router): the registry does not grow for
+    ever in a process that builds many Routers."""
+    _registry.discard(values)
 
 
 def redact(text: str) -> str:

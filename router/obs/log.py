@@ -36,6 +36,11 @@ def add_secrets(values: Iterable[str]) -> None:
     _redact.add_secrets(values)
 
 
+def remove_secrets(values: Iterable[str]) -> None:
+    """Undo one ``add_secrets(values)`` (when a Router closes)."""
+    _redact.remove_secrets(values)
+
+
 def _scrub(value: Any) -> Any:
     return _redact.redact(value) if isinstance(value, str) else value
 

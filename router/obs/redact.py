@@ -14,7 +14,8 @@ from router.secret import (
     redact_excerpt,
     redact_with,
     redactor_for,
+    remove_secrets,
 )
 
 __all__ = ["LONG_SECRET", "MASK", "Redactor", "add_secrets", "redact", "redact_excerpt",
-           "redact_with", "redactor_for"]
+           "redact_with", "redactor_for", "remove_secrets"]
