@@ -10,149 +10,82 @@ bodies and SSE bytes (named events), scripted per request.
 Like the real API, the server checks every request it gets (``validate_request``: alternating
 roles, no system role, tool_result after tool_use, image sources, max_tokens, known fields...)
 and answers an invalid one with a 400 ``invalid_request_error`` naming the problems, before any
-scripted reply; ``server.problems`` keeps them. Replies come from a FIFO queue; when it is
-empty ``server.default`` answers. A queue entry may be a callable ``(RecordedRequest) -> Reply``.
-Every wait inside the server ends as soon as the server closes.
+scripted reply; ``server.problems`` keeps them. The rest (queues, recorded requests, connection
+counting, misbehaviours such as ``cut_at``) is the scripted server of ``tests/servers/base.py``;
+stream ``events`` are dicts written as ``event: <type>`` + ``data: <json>``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import collections
-import contextlib
 import itertools
 import json
-import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
-from multidict import CIMultiDict
+from tests.servers.base import (
+    RecordedRequest,
+    Reply,
+    Script,
+    ScriptedServer,
+    json_reply,
+    redirect_reply,
+    stream_reply,
+)
+
+__all__ = [
+    "ERRORS",
+    "MESSAGES_PATH",
+    "MESSAGE_STOP",
+    "MODEL",
+    "PING",
+    "AnthropicServer",
+    "RecordedRequest",
+    "Reply",
+    "Script",
+    "ScriptedServer",
+    "block_delta",
+    "block_start",
+    "block_stop",
+    "error_body",
+    "error_reply",
+    "json_reply",
+    "message",
+    "message_delta",
+    "message_start",
+    "named_error_body",
+    "redirect_reply",
+    "sse_bytes",
+    "sse_frame",
+    "stream_reply",
+    "text_block",
+    "text_events",
+    "thinking_block",
+    "thinking_events",
+    "tool_events",
+    "tool_use_block",
+    "usage",
+    "validate_headers",
+    "validate_request",
+]
 
 MESSAGES_PATH = "/v1/messages"
 MODEL = "claude-haiku-4-5-20251001"
 
 
-@dataclass
-class Reply:
-    """One scripted answer.
-
-    ``json`` → a JSON body; ``events`` → an SSE body (dict: ``event: <its type>`` + ``data:
-    <json>``; bytes: written as is); ``raw`` → bytes as is. SSE bytes go out in random pieces
-    of ``piece_sizes`` bytes. ``delay`` holds the headers back; ``first_byte_delay`` the body.
-    After ``stall_after`` events the server goes silent; after ``reset_after`` events it aborts
-    the connection; after ``cut_at`` bytes of the SSE body it ends the body cleanly (a proxy
-    that gave up: the client sees a normal end of a short body).
-    """
-
-    status: int = 200
-    json: Any = None
-    events: Sequence[Any] | None = None
-    raw: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    piece_sizes: tuple[int, int] = (1, 9)
-    delay: float = 0.0
-    first_byte_delay: float = 0.0
-    stall_after: int | None = None
-    reset_after: int | None = None
-    cut_at: int | None = None
-    content_type: str | None = None
-
-
-@dataclass
-class RecordedRequest:
-    """What the server received."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]  # case-insensitive, as HTTP header names are
-    body: bytes
-    peer: tuple[str, int] | None = None
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Script = Reply | Callable[[RecordedRequest], Reply]
-
-
-class AnthropicServer:
+class AnthropicServer(ScriptedServer):
     """The scripted server; an async context manager (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0, validate: bool = True) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__(seed=seed)
         self.problems: list[list[str]] = []  # per rejected request
-        self.default: Script = json_reply(message([text_block("Hello!")]))
+        self.default = json_reply(message([text_block("Hello!")]))
         self.validate = validate
-        self._queue: collections.deque[Script] = collections.deque()
-        self._rng = random.Random(seed)
         self._ids = itertools.count(1)
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> AnthropicServer:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> AnthropicServer:
-        return await self.start()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def enqueue(self, *replies: Script) -> None:
-        """Answer the next requests with these replies, in order."""
-        self._queue.extend(replies)
-
-    @property
-    def request_count(self) -> int:
-        return len(self.requests)
-
-    @property
-    def open_connections(self) -> int:
-        if self._runner is None or self._runner.server is None:
-            return 0
-        return len(self._runner.server.connections)
-
-    async def wait_connections(self, count: int, timeout: float = 2.0) -> int:
-        """Wait (up to ``timeout``) until ``open_connections <= count``; return the last value."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while self.open_connections > count and loop.time() < end:
-            await asyncio.sleep(0.005)
-        return self.open_connections
-
-    # -- serving ------------------------------------------------------------------------
-
-    async def _pause(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-
-    def _reply_for(self, recorded: RecordedRequest) -> Reply:
+    def reply_for(self, recorded: RecordedRequest) -> Reply:
         if self.validate and recorded.path == MESSAGES_PATH:
             problems = validate_headers(recorded.headers)
             try:
@@ -163,68 +96,17 @@ class AnthropicServer:
                 self.problems.append(problems)
                 return json_reply(error_body("invalid_request_error", "; ".join(problems)),
                                   status=400)
-        script = self._queue.popleft() if self._queue else self.default
-        return script(recorded) if callable(script) else script
+        return self.next_reply(recorded)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        recorded = RecordedRequest(request.method, request.path, CIMultiDict(request.headers),
-                                   await request.read(), tuple(peer) if peer else None)
-        self.requests.append(recorded)
-        reply = self._reply_for(recorded)
-        headers = {"request-id": f"req_011Test{next(self._ids):06d}",
-                   "anthropic-organization-id": "org-test", **reply.headers}
-        if reply.delay:
-            await self._pause(reply.delay)
-        if reply.events is not None:
-            return await self._stream(request, reply, headers)
-        if reply.json is not None:
-            body, ctype = json.dumps(reply.json).encode(), "application/json"
-        else:
-            body, ctype = reply.raw or b"", "text/plain"
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or ctype
-        resp.content_length = len(body)
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        await resp.write(body)
-        await resp.write_eof()
-        return resp
+    def reply_headers(self, reply: Reply) -> dict[str, str]:
+        return {"request-id": f"req_011Test{next(self._ids):06d}",
+                "anthropic-organization-id": "org-test", **reply.headers}
 
-    async def _stream(self, request: web.Request, reply: Reply,
-                      headers: dict[str, str]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=reply.status, headers={"cache-control": "no-cache",
-                                                                **headers})
-        resp.content_type = reply.content_type or "text/event-stream"
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        frames = [sse_frame(e) for e in reply.events or ()]
-        if reply.cut_at is not None:
-            frames = [b"".join(frames)[:reply.cut_at]]
-        try:
-            for i, frame in enumerate(frames):
-                if i == reply.stall_after:
-                    await self._pause(None)
-                    return resp
-                if i == reply.reset_after:
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return resp
-                for piece in self._split(frame, reply.piece_sizes):
-                    await resp.write(piece)
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client went away; that is what some tests are about
-        return resp
+    def stream_headers(self) -> dict[str, str]:
+        return {"cache-control": "no-cache"}
 
-    def _split(self, data: bytes, sizes: tuple[int, int]) -> Iterable[bytes]:
-        i = 0
-        while i < len(data):
-            n = self._rng.randint(*sizes)
-            yield data[i:i + n]
-            i += n
+    def frame(self, event: Any) -> bytes:
+        return sse_frame(event)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,15 +223,6 @@ def thinking_events(thoughts: Sequence[str], answer: Sequence[str]) -> list[dict
                block_stop(0), block_start(1, text_block(""))]
     events += [block_delta(1, {"type": "text_delta", "text": a}) for a in answer]
     return [*events, block_stop(1), message_delta("end_turn", 60), MESSAGE_STOP]
-
-
-def json_reply(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-               ) -> Reply:
-    return Reply(status=status, json=body, headers=dict(headers or {}))
-
-
-def stream_reply(events: Sequence[Any], **kw: Any) -> Reply:
-    return Reply(events=events, **kw)
 
 
 # --------------------------------------------------------------------------------------------

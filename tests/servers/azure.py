@@ -24,6 +24,7 @@ from multidict import MultiDict
 
 from tests.servers.openai import (
     OpenAIServer,
+    RecordedRequest,
     Reply,
     Script,
     Validator,
@@ -55,10 +56,6 @@ class AzureServer(OpenAIServer):
         self.default = json_reply(azure_completion("Hello!"))
         self.queries: list[MultiDict[str]] = []
 
-    async def __aenter__(self) -> AzureServer:
-        await self.start()
-        return self
-
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -68,9 +65,9 @@ class AzureServer(OpenAIServer):
         """Answer the next requests to ``deployment`` (or ``path``) with these replies."""
         super().enqueue(*replies, path=path or deployment_path(deployment))
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
         self.queries.append(MultiDict(request.query))
-        return await super()._handle(request)
+        return super().record(request, body)
 
 
 # --------------------------------------------------------------------------------------------

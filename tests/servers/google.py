@@ -12,76 +12,65 @@ bytes, scripted per request, and a validator of what was sent.
 Every request is checked by ``validate_request`` (roles, parts, function call / response
 pairing, systemInstruction, schemas, generationConfig, no key in the URL, key header present).
 With ``strict`` (the default) a request that fails answers 400 INVALID_ARGUMENT as the API
-would; either way the problems are kept in ``violations``. Replies come from one FIFO queue;
-when it is empty ``server.default`` answers ("Hello!", streamed if asked). A queue entry may
-be a callable ``(RecordedRequest) -> Reply``. Every wait inside the server ends when the
-server closes.
+would; either way the problems are kept in ``violations``. When the queue is empty
+``server.default`` answers ("Hello!", streamed if asked). The rest (queues, recorded requests,
+connection counting, misbehaviours) is the scripted server of ``tests/servers/base.py``;
+stream events are framed with ``\\r\\n\\r\\n`` as Google does, with no ``[DONE]``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import collections
-import contextlib
 import copy
 import json
-import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
+from tests.servers.base import (
+    RecordedRequest,
+    Reply,
+    Script,
+    ScriptedServer,
+    json_reply,
+    redirect_reply,
+    stream_reply,
+)
+
+__all__ = [
+    "ERRORS",
+    "MODEL_VERSION",
+    "GoogleRequest",
+    "GoogleServer",
+    "RecordedRequest",
+    "Reply",
+    "Script",
+    "ScriptedServer",
+    "blocked",
+    "call_part",
+    "check_schema",
+    "chunk",
+    "error_body",
+    "error_reply",
+    "json_reply",
+    "redirect_reply",
+    "response",
+    "sse_frame",
+    "stream_reply",
+    "text_events",
+    "text_part",
+    "usage",
+    "validate_request",
+]
 
 MODEL_VERSION = "gemini-2.5-flash"
 _PATH = re.compile(
     r"^/v1beta/(models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent)$")
 
 
-@dataclass
-class Reply:
-    """One scripted answer.
-
-    ``json`` → a JSON body; ``events`` → an SSE body (dict: ``data: <json>``, str: ``data: <str>``,
-    bytes: as is), framed with ``\\r\\n\\r\\n`` as Google does, with no ``[DONE]``; ``raw`` →
-    bytes as is. SSE bytes go out in random pieces of ``piece_sizes`` bytes. ``delay`` holds the
-    headers back, ``first_byte_delay`` the body. After ``stall_after`` events the server goes
-    silent; after ``reset_after`` events it aborts the connection. ``cut_at`` sends only the
-    first N bytes of the SSE body, then ends it cleanly (or aborts, with ``cut_reset``).
-    """
-
-    status: int = 200
-    json: Any = None
-    events: Sequence[Any] | None = None
-    raw: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    piece_sizes: tuple[int, int] = (1, 9)
-    delay: float = 0.0
-    first_byte_delay: float = 0.0
-    stall_after: int | None = None
-    reset_after: int | None = None
-    cut_at: int | None = None
-    cut_reset: bool = False
-    content_type: str | None = None
-
-
-@dataclass
-class RecordedRequest:
-    """What the server received."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes
-    peer: tuple[str, int] | None = None  # client address: one per connection
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
+class GoogleRequest(RecordedRequest):
+    """A recorded request, with the model and the mode its path names."""
 
     @property
     def model(self) -> str:
@@ -93,151 +82,27 @@ class RecordedRequest:
         return self.path.endswith(":streamGenerateContent")
 
 
-Script = Reply | Callable[[RecordedRequest], Reply]
-
-
-class GoogleServer:
+class GoogleServer(ScriptedServer):
     """The scripted server; an async context manager (see the module docstring)."""
 
+    request_class = GoogleRequest
+
     def __init__(self, *, seed: int = 0, strict: bool = True) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__(seed=seed)
         self.violations: list[str] = []
         self.strict = strict
         self.default: Script = _hello
-        self._queue: collections.deque[Script] = collections.deque()
-        self._rng = random.Random(seed)
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> GoogleServer:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> GoogleServer:
-        return await self.start()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def enqueue(self, *replies: Script) -> None:
-        """Answer the next requests with these replies, in order."""
-        self._queue.extend(replies)
-
-    @property
-    def request_count(self) -> int:
-        return len(self.requests)
-
-    @property
-    def open_connections(self) -> int:
-        if self._runner is None or self._runner.server is None:
-            return 0
-        return len(self._runner.server.connections)
-
-    async def wait_connections(self, count: int, timeout: float = 2.0) -> int:
-        """Wait (up to ``timeout``) until ``open_connections <= count``; return the last value."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while self.open_connections > count and loop.time() < end:
-            await asyncio.sleep(0.005)
-        return self.open_connections
-
-    # -- serving ------------------------------------------------------------------------
-
-    async def _pause(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        recorded = RecordedRequest(request.method, request.path, dict(request.query),
-                                   dict(request.headers), await request.read(),
-                                   tuple(peer) if peer else None)
-        self.requests.append(recorded)
+    def reply_for(self, recorded: RecordedRequest) -> Reply:
         problems = validate_request(recorded)
         self.violations += problems
         if problems and self.strict:
-            rejection = {"error": {"code": 400, "message": "; ".join(problems),
-                                   "status": "INVALID_ARGUMENT"}}
-            return web.json_response(rejection, status=400)
-        script = self._queue.popleft() if self._queue else self.default
-        reply = script(recorded) if callable(script) else script
-        headers = dict(reply.headers)
-        if reply.delay:
-            await self._pause(reply.delay)
-        if reply.events is not None:
-            return await self._stream(request, reply, headers)
-        if reply.json is not None:
-            body, ctype = json.dumps(reply.json).encode(), "application/json"
-        else:
-            body, ctype = reply.raw or b"", "text/plain"
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or ctype
-        resp.content_length = len(body)
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        await resp.write(body)
-        await resp.write_eof()
-        return resp
+            return json_reply({"error": {"code": 400, "message": "; ".join(problems),
+                                         "status": "INVALID_ARGUMENT"}}, status=400)
+        return self.next_reply(recorded)
 
-    async def _stream(self, request: web.Request, reply: Reply,
-                      headers: dict[str, str]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or "text/event-stream"
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        frames = [sse_frame(e) for e in reply.events or ()]
-        if reply.cut_at is not None:
-            frames = [b"".join(frames)[:reply.cut_at]]
-        try:
-            for i, frame in enumerate(frames):
-                if i == reply.stall_after:
-                    await self._pause(None)
-                    return resp
-                if i == reply.reset_after:
-                    self._abort(request)
-                    return resp
-                for piece in self._split(frame, reply.piece_sizes):
-                    await resp.write(piece)
-            if reply.cut_at is not None and reply.cut_reset:
-                await asyncio.sleep(0)  # let the bytes leave before the reset
-                self._abort(request)
-                return resp
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client went away; that is what some tests are about
-        return resp
-
-    @staticmethod
-    def _abort(request: web.Request) -> None:
-        if request.transport is not None:
-            request.transport.abort()
-
-    def _split(self, data: bytes, sizes: tuple[int, int]) -> Iterable[bytes]:
-        i = 0
-        while i < len(data):
-            n = self._rng.randint(*sizes)
-            yield data[i:i + n]
-            i += n
+    def frame(self, event: Any) -> bytes:
+        return sse_frame(event)
 
 
 def _hello(req: RecordedRequest) -> Reply:
@@ -540,15 +405,6 @@ def text_events(pieces: Sequence[str], *, finish_reason: str = "STOP",
                         finish_reason=finish_reason,
                         usage_=usage_ if usage_ is not None else usage()))
     return events
-
-
-def json_reply(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-               ) -> Reply:
-    return Reply(status=status, json=body, headers=dict(headers or {}))
-
-
-def stream_reply(events: Sequence[Any], **kw: Any) -> Reply:
-    return Reply(events=events, **kw)
 
 
 _RPC = "type.googleapis.com/google.rpc."

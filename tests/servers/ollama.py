@@ -6,10 +6,9 @@ bodies and NDJSON streams, scripted per request.
         ...  # point a provider at server.base_url ("http://127.0.0.1:<port>", the server root)
         server.requests[0].json["options"]["num_predict"]
 
-It is the scripted server of ``tests/servers/openai.py`` (same ``Reply`` / ``enqueue`` /
-``open_connections``), except that a streamed reply's ``events`` are NDJSON lines: a dict is
-written as one JSON line, bytes as they are (for torn or hand-made lines). Pieces of
-``piece_sizes`` bytes, ``first_byte_delay``, ``stall_after`` and ``reset_after`` work as there.
+It is the scripted server of ``tests/servers/base.py`` (same ``Reply`` / ``enqueue`` /
+``open_connections`` / misbehaviours), except that a streamed reply's ``events`` are NDJSON
+lines: a dict is written as one JSON line, bytes as they are (for torn or hand-made lines).
 With a ``validator`` (opt-in, as there) a refused request gets Ollama's own 400,
 ``{"error": "<why>"}``, as its handlers answer a body they cannot bind.
 Shapes follow ollama's ``api/types.go`` (``ChatResponse`` with ``Metrics``).
@@ -21,12 +20,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
-
-from tests.servers.openai import OpenAIServer, Reply, Script, Validator
+from tests.servers.openai import OpenAIServer, Reply, Script, Validator, redirect_reply
 
 __all__ = ["ERRORS", "OllamaServer", "Reply", "chat_response", "delta", "done_line",
-           "error_body", "error_reply", "json_reply", "metrics", "ndjson_line", "stream_reply",
+           "error_body", "error_reply", "json_reply", "metrics", "ndjson_line", "redirect_reply",
+           "stream_reply",
            "text_lines", "tool_call"]
 
 CHAT_PATH = "/api/chat"
@@ -39,49 +37,29 @@ JSON = "application/json; charset=utf-8"
 class OllamaServer(OpenAIServer):
     """The scripted server answering like ``ollama serve`` (see the module docstring)."""
 
+    stream_content_type = NDJSON
+
     def __init__(self, *, seed: int = 0, validator: Validator | None = None) -> None:
         super().__init__(seed=seed, validator=validator)
         self.default = json_reply(chat_response("Hello!"))
-
-    async def __aenter__(self) -> OllamaServer:
-        await self.start()
-        return self
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def enqueue(self, *replies: Script, path: str = CHAT_PATH) -> None:
+    def enqueue(self, *replies: Script, path: str | None = CHAT_PATH) -> None:
         """Answer the next requests to ``path`` (default ``/api/chat``) with these replies."""
         super().enqueue(*replies, path=path)
+
+    def frame(self, event: Any) -> bytes:
+        return ndjson_line(event)
+
+    def trailer(self, reply: Reply) -> list[bytes]:
+        return []  # the last line says done: true; nothing follows it
 
     def _rejection(self, problems: list[str]) -> Reply:
         """Ollama's 400 for a body it cannot bind: ``{"error": "..."}``."""
         return json_reply({"error": "; ".join(problems)}, status=400)
-
-    async def _stream(self, request: web.Request, reply: Reply,
-                      headers: dict[str, str]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or NDJSON
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        lines = [ndjson_line(e) for e in reply.events or ()]
-        try:
-            for i, line in enumerate(lines):
-                if i == reply.stall_after:
-                    await self._pause(None)
-                    return resp
-                if i == reply.reset_after:
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return resp
-                for piece in self._split(line, reply.piece_sizes):
-                    await resp.write(piece)
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client went away; that is what some tests are about
-        return resp
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,231 +7,86 @@ error bodies and SSE bytes, scripted per request.
         server.requests[0].json["max_completion_tokens"]
         server.open_connections                  # sockets open right now
 
-Replies are taken from a FIFO queue per path; when it is empty ``server.default`` answers
-(a plain completion). A queue entry may also be a callable ``(RecordedRequest) -> Reply``.
+It is the scripted server of ``tests/servers/base.py`` (queues, recorded requests, connection
+counting, misbehaviours) with OpenAI's framing: ``events`` are ``data: <json>`` SSE events
+followed by ``data: [DONE]`` when ``done``. Replies are taken from a FIFO queue per path; when
+it is empty ``server.default`` answers (a plain completion).
 
 Opt-in request validation: ``OpenAIServer(validator=fn)`` calls ``fn(RecordedRequest)`` on every
 request; a non-empty list of problems is answered as the real API answers a bad body (a 400
 ``invalid_request_error`` naming them, see ``_rejection``) before any scripted reply, and kept
 in ``server.problems``. Validators live in ``tests/wire_validators.py``.
-Every wait inside the server (delays, stalls) ends as soon as the server closes, so a test
-never waits on a handler.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 import itertools
 import json
-import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
+from tests.servers.base import (
+    RecordedRequest,
+    Reply,
+    Script,
+    ScriptedServer,
+    json_reply,
+    redirect_reply,
+    stream_reply,
+)
+
+__all__ = ["CHAT_PATH", "ERRORS", "MODEL", "OpenAIServer", "RecordedRequest", "Reply", "Script",
+           "Validator", "chunk", "completion", "error_body", "error_reply", "json_reply",
+           "redirect_reply", "sse_frame", "stream_reply", "text_events", "tool_call",
+           "tool_call_events", "usage"]
 
 CHAT_PATH = "/v1/chat/completions"
 MODEL = "gpt-4o-mini-2024-07-18"
 
-
-@dataclass
-class Reply:
-    """One scripted answer.
-
-    ``json`` → a JSON body; ``events`` → an SSE body (dict: ``data: <json>``, str: ``data: <str>``,
-    bytes: written as is), followed by ``data: [DONE]`` when ``done``; ``raw`` → bytes as is.
-    SSE bytes go out in random pieces of ``piece_sizes`` bytes. ``delay`` holds the headers
-    back; ``first_byte_delay`` holds the body back after the headers. After ``stall_after``
-    events the server goes silent (until it closes); after ``reset_after`` events it aborts
-    the connection.
-    """
-
-    status: int = 200
-    json: Any = None
-    events: Sequence[Any] | None = None
-    raw: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    done: bool = True
-    piece_sizes: tuple[int, int] = (1, 9)
-    delay: float = 0.0
-    first_byte_delay: float = 0.0
-    stall_after: int | None = None
-    reset_after: int | None = None
-    content_type: str | None = None
-
-
-@dataclass
-class RecordedRequest:
-    """What the server received."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: bytes
-    peer: tuple[str, int] | None = None  # client address: one per connection
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Script = Reply | Callable[[RecordedRequest], Reply]
 #: Why the real API would refuse a request ([] when it would accept it).
 Validator = Callable[[RecordedRequest], list[str]]
 
 
-class OpenAIServer:
-    """The scripted server; an async context manager (see the module docstring)."""
+class OpenAIServer(ScriptedServer):
+    """The scripted server at OpenAI's paths (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0, validator: Validator | None = None) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__(seed=seed)
         self.validator = validator
         self.problems: list[list[str]] = []  # per refused request (only with a validator)
-        self.default: Script = json_reply(completion("Hello!"))
-        self._queues: dict[str, collections.deque[Script]] = collections.defaultdict(
-            collections.deque)
-        self._rng = random.Random(seed)
+        self.default = json_reply(completion("Hello!"))
         self._ids = itertools.count(1)
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    # -- lifecycle ----------------------------------------------------------------------
-
-    async def start(self) -> OpenAIServer:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # handler_cancellation: a handler stops when its client goes, so open_connections is true
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> OpenAIServer:
-        return await self.start()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    # -- scripting and inspection ---------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def enqueue(self, *replies: Script, path: str = CHAT_PATH) -> None:
+    def enqueue(self, *replies: Script, path: str | None = CHAT_PATH) -> None:
         """Answer the next requests to ``path`` with these replies, in order."""
-        self._queues[path].extend(replies)
+        super().enqueue(*replies, path=path)
 
-    @property
-    def request_count(self) -> int:
-        return len(self.requests)
-
-    @property
-    def open_connections(self) -> int:
-        """Client connections open right now."""
-        if self._runner is None or self._runner.server is None:
-            return 0
-        return len(self._runner.server.connections)
-
-    async def wait_connections(self, count: int, timeout: float = 2.0) -> int:
-        """Wait (up to ``timeout``) until ``open_connections <= count``; return the last value."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while self.open_connections > count and loop.time() < end:
-            await asyncio.sleep(0.005)
-        return self.open_connections
-
-    # -- serving ------------------------------------------------------------------------
-
-    async def _pause(self, seconds: float | None) -> None:
-        """Wait ``seconds`` (None: forever), or until the server closes."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        recorded = RecordedRequest(request.method, request.path, dict(request.headers),
-                                   await request.read(), tuple(peer) if peer else None)
-        self.requests.append(recorded)
+    def reply_for(self, recorded: RecordedRequest) -> Reply:
         problems = self.validator(recorded) if self.validator is not None else []
         if problems:  # refused before any scripted reply, which stays queued
             self.problems.append(problems)
-            reply = self._rejection(problems)
-        else:
-            queue = self._queues.get(request.path)
-            script = queue.popleft() if queue else self.default
-            reply = script(recorded) if callable(script) else script
-        headers = {"x-request-id": f"req_{next(self._ids):06d}", "openai-processing-ms": "7",
-                   **reply.headers}
-        if reply.delay:
-            await self._pause(reply.delay)
-        if reply.events is not None:
-            return await self._stream(request, reply, headers)
-        if reply.json is not None:
-            body, ctype = json.dumps(reply.json).encode(), "application/json"
-        else:
-            body, ctype = reply.raw or b"", "text/plain"
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or ctype
-        resp.content_length = len(body)
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        await resp.write(body)
-        await resp.write_eof()
-        return resp
+            return self._rejection(problems)
+        return self.next_reply(recorded)
+
+    def reply_headers(self, reply: Reply) -> dict[str, str]:
+        return {"x-request-id": f"req_{next(self._ids):06d}", "openai-processing-ms": "7",
+                **reply.headers}
+
+    def frame(self, event: Any) -> bytes:
+        return sse_frame(event)
+
+    def trailer(self, reply: Reply) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
 
     def _rejection(self, problems: list[str]) -> Reply:
         """The answer to a request the validator refused: OpenAI's 400 for a bad body."""
         return json_reply({"error": {"message": "; ".join(problems),
                                      "type": "invalid_request_error", "param": None,
                                      "code": None}}, status=400)
-
-    async def _stream(self, request: web.Request, reply: Reply,
-                      headers: dict[str, str]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=reply.status, headers=headers)
-        resp.content_type = reply.content_type or "text/event-stream"
-        await resp.prepare(request)
-        if reply.first_byte_delay:
-            await self._pause(reply.first_byte_delay)
-        frames = [sse_frame(e) for e in reply.events or ()]
-        if reply.done:
-            frames.append(b"data: [DONE]\n\n")
-        try:
-            for i, frame in enumerate(frames):
-                if i == reply.stall_after:
-                    await self._pause(None)
-                    return resp
-                if i == reply.reset_after:
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return resp
-                for piece in self._split(frame, reply.piece_sizes):
-                    await resp.write(piece)
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client went away; that is what some tests are about
-        return resp
-
-    def _split(self, data: bytes, sizes: tuple[int, int]) -> Iterable[bytes]:
-        i = 0
-        while i < len(data):
-            n = self._rng.randint(*sizes)
-            yield data[i:i + n]
-            i += n
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,15 +172,6 @@ def tool_call_events(calls: Sequence[tuple[str, str, str]], *, fragment: int = 4
     events.append(chunk({}, finish_reason="tool_calls"))
     events.append(chunk(choices=False, usage_=usage_ if usage_ is not None else usage()))
     return events
-
-
-def json_reply(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-               ) -> Reply:
-    return Reply(status=status, json=body, headers=dict(headers or {}))
-
-
-def stream_reply(events: Sequence[Any], **kw: Any) -> Reply:
-    return Reply(events=events, **kw)
 
 
 #: Real OpenAI error bodies: name -> (status, message, type, code, param).
