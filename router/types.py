@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.errors import ErrorClass
+from router.errors import ErrorClass, InvalidRequestError
 
 Role = Literal["system", "user", "assistant", "tool"]
+_ROLES = frozenset(("system", "user", "assistant", "tool"))
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
@@ -68,6 +69,15 @@ class Message:
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        # A bad role fails here, where it was written; the other fields are checked per call
+        # by router.engine.request (type checks there cost nothing for the common dicts).
+        role: object = self.role
+        if not isinstance(role, str) or role not in _ROLES:
+            got = repr(role) if isinstance(role, str) and len(role) <= 24 else type(role).__name__
+            raise InvalidRequestError(f"Message.role must be one of system, user, assistant, "
+                                      f"tool (got {got})")
 
     @property
     def text(self) -> str:

@@ -1,14 +1,28 @@
 """Turn what callers pass (OpenAI-shaped dicts or our objects) into a ChatRequest.
 
-Bad input raises InvalidRequestError naming the offending field, before any target is tried.
+Every check happens here, before any target is tried: bad input raises InvalidRequestError
+naming the offending parameter path (``messages[2].content[0].text``), never another
+exception type, and nothing malformed (lone surrogates, NaN, values JSON cannot carry) is
+ever sent. Leaf checks live in ``router.engine._checks``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+from router.engine._checks import (
+    describe,
+    fail,
+    flag,
+    has_surrogates,
+    integer,
+    json_object_text,
+    json_value,
+    number,
+    optional_text,
+    text,
+)
 from router.errors import InvalidRequestError
 from router.types import (
     ChatRequest,
@@ -23,143 +37,320 @@ from router.types import (
 )
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 _KNOWN_PARAMS = frozenset({
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
     "tool_choice", "parallel_tool_calls", "response_format", "seed", "user",
     "reasoning_effort",
 })
+_IMAGE_SCHEMES = ("http://", "https://", "data:")
+_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+#: Longest model string accepted (vendors' ids are well under 100 characters).
+_MAX_MODEL_CHARS = 256
 
 
-_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
+def validate_model(model: object) -> str:
+    """``model`` if it is a usable model string (alias, provider:model, bare name or chain);
+    InvalidRequestError otherwise."""
+    if type(model) is str and model and len(model) <= _MAX_MODEL_CHARS and model.isprintable():
+        return model  # isprintable() is False for control characters and lone surrogates
+    if not isinstance(model, str):
+        fail("model", f"must be a string, not {describe(model)}")
+    if not model.strip():
+        fail("model", "is empty")
+    if len(model) > _MAX_MODEL_CHARS:
+        fail("model", f"is longer than {_MAX_MODEL_CHARS} characters")
+    if not model.isprintable():
+        fail("model", "contains control characters or lone surrogates")
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
 
 
 def to_message(m: Message | Mapping[str, Any], i: int = 0) -> Message:
     """One message from a Message or an OpenAI chat dict."""
     if type(m) is dict and len(m) == 2:  # the common {"role": ..., "content": "text"}
         role, content = m.get("role"), m.get("content")
-        if type(content) is str and role in _PLAIN_ROLES:
-            return Message(role, content)
+        if (type(content) is str and type(role) is str and role in _PLAIN_ROLES
+                and (content.isascii() or not has_surrogates(content))):
+            return Message(role, content)  # type: ignore[arg-type]  # role checked above
     if isinstance(m, Message):
-        return m
+        return _checked_message(m, i)
     if not isinstance(m, Mapping):
-        raise InvalidRequestError(f"messages[{i}] must be a dict or Message, "
-                                  f"not {type(m).__name__}")
-    role = m.get("role")
-    if role not in _ROLES:
-        raise InvalidRequestError(f"messages[{i}].role must be one of system, user, assistant, "
-                                  f"tool (got {role!r})")
-    if role == "developer":
-        role = "system"
-    content = _content(m.get("content"), i)
+        fail(f"messages[{i}]", f"must be a dict or Message, not {describe(m)}")
+    for key in m:
+        if not isinstance(key, str):
+            fail(f"messages[{i}]", f"has a key that is not a string ({describe(key)})")
+    role = _role(m.get("role"), i)
     calls = m.get("tool_calls")
-    tool_calls = [_tool_call(c, i, j) for j, c in enumerate(calls)] if calls else None
-    tool_call_id = m.get("tool_call_id")
-    if role == "tool" and not tool_call_id:
-        raise InvalidRequestError(f"messages[{i}] has role tool but no tool_call_id")
+    return _message(role, _content(m.get("content"), i),
+                    _tool_calls(calls, i) if calls is not None else None,
+                    m.get("tool_call_id"), m.get("name"), i)
+
+
+def _role(role: object, i: int) -> str:
+    if not isinstance(role, str) or role not in _ROLES:
+        fail(f"messages[{i}].role", "must be one of system, user, assistant, tool "
+                                    f"(got {describe(role)})")
+    return "system" if role == "developer" else role
+
+
+def _message(role: str, content: str | list[ContentPart] | None,
+             tool_calls: list[ToolCall] | None, tool_call_id: object, name: object,
+             i: int) -> Message:
+    call_id = optional_text(tool_call_id, f"messages[{i}].tool_call_id")
+    if role == "tool" and not call_id:
+        fail(f"messages[{i}]", "has role tool but no tool_call_id")
     return Message(role=cast(Role, role), content=content, tool_calls=tool_calls,
-                   tool_call_id=tool_call_id, name=m.get("name"))
+                   tool_call_id=call_id, name=optional_text(name, f"messages[{i}].name"))
 
 
-def _content(c: Any, i: int) -> str | list[ContentPart] | None:
-    if c is None or isinstance(c, str):
-        return c
-    if not isinstance(c, list):
-        raise InvalidRequestError(f"messages[{i}].content must be a string or a list of parts")
-    parts: list[ContentPart] = []
-    for j, p in enumerate(c):
-        if isinstance(p, TextPart | ImagePart):
-            parts.append(p)
-            continue
-        kind = p.get("type") if isinstance(p, Mapping) else None
-        if kind == "text":
-            parts.append(TextPart(str(p.get("text", ""))))
-        elif kind == "image_url":
-            img = p.get("image_url")
-            url = img.get("url") if isinstance(img, Mapping) else img
-            if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
-                raise InvalidRequestError(f"messages[{i}].content[{j}].image_url.url must be "
-                                          "an http(s) or data: URL")
-            detail = img.get("detail") if isinstance(img, Mapping) else None
-            parts.append(ImagePart(url, detail))
-        else:
-            raise InvalidRequestError(f"messages[{i}].content[{j}] has unsupported type "
-                                      f"{kind!r} (text and image_url are supported)")
-    return parts
+def _checked_message(m: Message, i: int) -> Message:
+    """A Message built by the caller, checked like a dict (its fields are not type-checked
+    on construction); a new one when its content or calls needed converting."""
+    role = _role(m.role, i)
+    content = _content(m.content, i)
+    calls = _tool_calls(m.tool_calls, i) if m.tool_calls is not None else None
+    checked = _message(role, content, calls, m.tool_call_id, m.name, i)
+    if (m.content is None or isinstance(m.content, str)) and m.tool_calls is None:
+        return m  # nothing converted: keep the caller's object
+    return checked
 
 
-def _tool_call(c: Any, i: int, j: int) -> ToolCall:
+def _content(c: object, i: int) -> str | list[ContentPart] | None:
+    if c is None:
+        return None
+    if isinstance(c, str):
+        return text(c, f"messages[{i}].content")
+    if not isinstance(c, list | tuple):
+        fail(f"messages[{i}].content", f"must be a string or a list of parts, not {describe(c)}")
+    return [_part(p, i, j) for j, p in enumerate(c)]
+
+
+def _part(p: object, i: int, j: int) -> ContentPart:
+    where = f"messages[{i}].content[{j}]"
+    if isinstance(p, TextPart):
+        text(p.text, f"{where}.text")
+        return p
+    if isinstance(p, ImagePart):
+        _image_url(p.url, f"{where}.url")
+        optional_text(p.detail, f"{where}.detail")
+        return p
+    kind = p.get("type") if isinstance(p, Mapping) else None
+    if kind == "text":
+        return TextPart(text(cast(Mapping[str, Any], p).get("text"), f"{where}.text"))
+    if kind == "image_url":
+        img = cast(Mapping[str, Any], p).get("image_url")
+        if isinstance(img, Mapping):
+            return ImagePart(_image_url(img.get("url"), f"{where}.image_url.url"),
+                             optional_text(img.get("detail"), f"{where}.image_url.detail"))
+        return ImagePart(_image_url(img, f"{where}.image_url"))
+    got = describe(kind) if isinstance(p, Mapping) else describe(p)
+    fail(where, f"has unsupported type {got} (text and image_url are supported)")
+
+
+def _image_url(url: object, path: str) -> str:
+    url = text(url, path)
+    if not url.startswith(_IMAGE_SCHEMES):
+        fail(path, "must be an http(s) or data: URL")
+    if url.startswith("data:") and "," not in url:
+        fail(path, "is a data: URL without data (data:image/png;base64,...)")
+    return url
+
+
+def _name(name: object, path: str) -> str:
+    if name is None:
+        fail(path, "is missing")
+    if not text(name, path):
+        fail(path, "is empty")
+    return cast(str, name)
+
+
+def _tool_calls(calls: object, i: int) -> list[ToolCall] | None:
+    if not isinstance(calls, list | tuple):
+        fail(f"messages[{i}].tool_calls", f"must be a list, not {describe(calls)}")
+    return [_tool_call(c, i, j) for j, c in enumerate(calls)] or None
+
+
+def _tool_call(c: object, i: int, j: int) -> ToolCall:
+    where = f"messages[{i}].tool_calls[{j}]"
     if isinstance(c, ToolCall):
+        text(c.id, f"{where}.id")
+        _name(c.name, f"{where}.name")
+        if not isinstance(c.arguments, dict):
+            fail(f"{where}.arguments", f"must be a dict, not {describe(c.arguments)}")
+        json_value(c.arguments, f"{where}.arguments")
         return c
-    fn = c.get("function", c) if isinstance(c, Mapping) else None
-    if not isinstance(fn, Mapping) or not fn.get("name"):
-        raise InvalidRequestError(f"messages[{i}].tool_calls[{j}] needs function.name")
+    if not isinstance(c, Mapping):
+        fail(where, f"must be a dict or ToolCall, not {describe(c)}")
+    fn, fn_path = (c["function"], f"{where}.function") if "function" in c else (c, where)
+    if not isinstance(fn, Mapping):
+        fail(fn_path, f"must be a dict, not {describe(fn)}")
+    name = _name(fn.get("name"), f"{fn_path}.name")
     args = fn.get("arguments", {})
     if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except ValueError as e:
-            raise InvalidRequestError(f"messages[{i}].tool_calls[{j}].function.arguments "
-                                      "is not valid JSON") from e
-    if not isinstance(args, dict):
-        raise InvalidRequestError(f"messages[{i}].tool_calls[{j}] arguments must be an object")
-    return ToolCall(id=str(c.get("id") or f"call_{i}_{j}"), name=str(fn["name"]), arguments=args)
+        args = json_object_text(text(args, f"{fn_path}.arguments"), f"{fn_path}.arguments")
+    elif isinstance(args, dict):
+        json_value(args, f"{fn_path}.arguments")
+    else:
+        fail(f"{fn_path}.arguments", f"must be a JSON object, not {describe(args)}")
+    call_id = optional_text(c.get("id"), f"{where}.id")
+    return ToolCall(id=call_id or f"call_{i}_{j}", name=name, arguments=args)
+
+
+# --------------------------------------------------------------------------------------------
+# Tools and response format
 
 
 def to_tool(t: Tool | Mapping[str, Any], i: int = 0) -> Tool:
     """A Tool from a Tool or an OpenAI ``{"type": "function", "function": {...}}`` dict."""
+    where = f"tools[{i}]"
     if isinstance(t, Tool):
+        _tool_fields(t.name, t.description, t.parameters, t.strict, where)
         return t
-    fn = t.get("function", t) if isinstance(t, Mapping) else None
-    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
-        raise InvalidRequestError(f"tools[{i}] needs function.name")
-    params = fn.get("parameters") or {"type": "object", "properties": {}}
-    return Tool(name=fn["name"], description=fn.get("description"), parameters=params,
-                strict=fn.get("strict"))
+    if not isinstance(t, Mapping):
+        fail(where, f"must be a dict or Tool, not {describe(t)}")
+    kind = t.get("type", "function")
+    if kind != "function":
+        fail(f"{where}.type", f"must be function (got {describe(kind)})")
+    fn, fn_path = (t["function"], f"{where}.function") if "function" in t else (t, where)
+    if not isinstance(fn, Mapping):
+        fail(fn_path, f"must be a dict, not {describe(fn)}")
+    params = fn.get("parameters")
+    if params is None or (isinstance(params, dict) and not params):
+        params = {"type": "object", "properties": {}}
+    name, description, strict = _tool_fields(fn.get("name"), fn.get("description"), params,
+                                              fn.get("strict"), fn_path)
+    return Tool(name=name, description=description, parameters=params, strict=strict)
+
+
+def _tool_fields(name: object, description: object, parameters: object, strict: object,
+                 where: str) -> tuple[str, str | None, bool | None]:
+    name = _name(name, f"{where}.name")
+    if not isinstance(parameters, dict):
+        fail(f"{where}.parameters", f"must be a JSON Schema object, not {describe(parameters)}")
+    json_value(parameters, f"{where}.parameters")
+    return (name, optional_text(description, f"{where}.description"),
+            flag(strict, f"{where}.strict"))
 
 
 def to_response_format(rf: ResponseFormat | Mapping[str, Any] | None) -> ResponseFormat | None:
     """A ResponseFormat from ours or OpenAI's dict (json_object / json_schema)."""
-    if rf is None or isinstance(rf, ResponseFormat):
+    if rf is None:
+        return None
+    if isinstance(rf, ResponseFormat):
+        if rf.type not in _FORMAT_TYPES:
+            fail("response_format.type", "must be text, json_object or json_schema "
+                                         f"(got {describe(rf.type)})")
+        if rf.type == "json_schema" and not isinstance(rf.schema, dict):
+            fail("response_format.schema", f"must be an object, not {describe(rf.schema)}")
+        json_value(rf.schema, "response_format.schema")
+        optional_text(rf.name, "response_format.name")
+        flag(rf.strict, "response_format.strict")
         return rf
+    if not isinstance(rf, Mapping):
+        fail("response_format", f"must be a dict or ResponseFormat, not {describe(rf)}")
     kind = rf.get("type")
     if kind == "json_schema":
-        js = rf.get("json_schema") or {}
-        if not isinstance(js.get("schema"), Mapping):
-            raise InvalidRequestError("response_format.json_schema.schema must be an object")
-        return ResponseFormat("json_schema", schema=dict(js["schema"]),
-                              name=js.get("name") or "response", strict=js.get("strict"))
+        return _json_schema_format(rf.get("json_schema"))
     if kind in ("json_object", "text"):
         return ResponseFormat(kind)
-    raise InvalidRequestError(f"response_format.type must be text, json_object or json_schema "
-                              f"(got {kind!r})")
+    fail("response_format.type", f"must be text, json_object or json_schema "
+                                 f"(got {describe(kind)})")
+
+
+def _json_schema_format(js: object) -> ResponseFormat:
+    where = "response_format.json_schema"
+    if not isinstance(js, Mapping):
+        fail(where, f"must be an object, not {describe(js)}")
+    schema = js.get("schema")
+    if not isinstance(schema, Mapping):
+        fail(f"{where}.schema", f"must be an object, not {describe(schema)}")
+    schema = json_value(dict(schema), f"{where}.schema")
+    return ResponseFormat("json_schema", schema=schema,
+                          name=optional_text(js.get("name"), f"{where}.name") or "response",
+                          strict=flag(js.get("strict"), f"{where}.strict"))
+
+
+# --------------------------------------------------------------------------------------------
+# The request
+
+
+def _messages(messages: object) -> list[Message]:
+    if type(messages) is not list and (  # the ABC check costs ~2 us: only off the common path
+            isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable)):
+        fail("messages", f"must be a list of messages, not {describe(messages)}")
+    msgs = [to_message(m, i) for i, m in enumerate(messages)]
+    if not msgs:
+        fail("messages", "is empty")
+    return msgs
+
+
+def _max_tokens(params: Mapping[str, Any]) -> int | None:
+    given, alias = params.get("max_tokens"), params.get("max_completion_tokens")
+    if alias is not None:
+        integer(alias, "max_completion_tokens", 1)
+    return alias if given is None else integer(given, "max_tokens", 1)
+
+
+def _stop(stop: object) -> list[str]:
+    if isinstance(stop, str):
+        return [text(stop, "stop")]
+    if not isinstance(stop, list | tuple):
+        fail("stop", f"must be a string or a list of strings, not {describe(stop)}")
+    return [text(s, f"stop[{k}]") for k, s in enumerate(stop)]
+
+
+def _tool_choice(choice: object) -> str | dict[str, Any]:
+    if isinstance(choice, str):
+        return text(choice, "tool_choice")
+    if not isinstance(choice, dict):
+        fail("tool_choice", f"must be a string or an object, not {describe(choice)}")
+    return cast(dict[str, Any], json_value(choice, "tool_choice"))
+
+
+def _extra(params: Mapping[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in _KNOWN_PARAMS:
+            continue
+        extra[text(key, "parameter names")] = json_value(value, key)
+    return extra
 
 
 def build_request(messages: Iterable[Message | Mapping[str, Any]],
                   params: Mapping[str, Any]) -> ChatRequest:
     """The ChatRequest of one call; unknown params go to ``extra`` (sent as-is)."""
-    if type(messages) is not list and (  # the ABC check costs ~2 us: only off the common path
-            isinstance(messages, str | bytes) or not isinstance(messages, Iterable)):
-        raise InvalidRequestError("messages must be a list of messages")
-    msgs = [to_message(m, i) for i, m in enumerate(messages)]
-    if not msgs:
-        raise InvalidRequestError("messages is empty")
-    max_tokens = params.get("max_tokens", params.get("max_completion_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InvalidRequestError("max_tokens must be a positive integer")
-    tools = params.get("tools")
-    stop = params.get("stop")
+    msgs = _messages(messages)
+    if not params:
+        return ChatRequest(messages=msgs)
+    get = params.get
+    # Each check runs only for a param that was given (most calls give two or three).
+    max_tokens, temperature, top_p = _max_tokens(params), get("temperature"), get("top_p")
+    stop, tools, choice, parallel = get("stop"), get("tools"), get("tool_choice"), get(
+        "parallel_tool_calls")
+    rf, seed, user, effort = (get("response_format"), get("seed"), get("user"),
+                              get("reasoning_effort"))
+    if tools is not None and not isinstance(tools, list | tuple):
+        fail("tools", f"must be a list, not {describe(tools)}")
     return ChatRequest(
         messages=msgs,
         max_tokens=max_tokens,
-        temperature=params.get("temperature"),
-        top_p=params.get("top_p"),
-        stop=[stop] if isinstance(stop, str) else stop,
+        temperature=None if temperature is None else number(temperature, "temperature"),
+        top_p=None if top_p is None else number(top_p, "top_p"),
+        stop=None if stop is None else _stop(stop),
         tools=[to_tool(t, i) for i, t in enumerate(tools)] if tools else None,
-        tool_choice=params.get("tool_choice"),
-        parallel_tool_calls=params.get("parallel_tool_calls"),
-        response_format=to_response_format(params.get("response_format")),
-        seed=params.get("seed"),
-        user=params.get("user"),
-        reasoning_effort=params.get("reasoning_effort"),
-        extra={k: v for k, v in params.items() if k not in _KNOWN_PARAMS},
+        tool_choice=None if choice is None else _tool_choice(choice),
+        parallel_tool_calls=None if parallel is None else flag(parallel, "parallel_tool_calls"),
+        response_format=None if rf is None else to_response_format(rf),
+        seed=None if seed is None else integer(seed, "seed"),
+        user=None if user is None else text(user, "user"),
+        reasoning_effort=None if effort is None else text(effort, "reasoning_effort"),
+        extra=_extra(params),
     )
+
+
+__all__ = ["InvalidRequestError", "build_request", "to_message", "to_response_format",
+           "to_tool", "validate_model"]
