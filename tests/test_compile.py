@@ -182,10 +182,3 @@ def test_plan_values_are_immutable() -> None:
     with pytest.raises(TypeError):
         plan.routes["x"] = plan.routes["r"]  # type: ignore[index]
 
-
-def test_key_env_table_matches_each_provider_class() -> None:
-    from router.providers import registry
-
-    for kind in registry._BUILTIN:
-        cls = registry.provider_class(kind)
-        assert registry._KEY_ENV.get(kind) == cls.key_env, kind

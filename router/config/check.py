@@ -7,6 +7,7 @@ on the failing aliases only, into Diagnostics with stable codes, did-you-means a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,6 +20,7 @@ from router.config.load import Document
 from router.config.model import KIND_FIELDS, RouteFileCfg
 from router.diagnostics import Diagnostic, sort_key
 from router.providers import plugins, registry
+from router.providers.kinds import KINDS
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -31,15 +33,8 @@ T = TypeVar("T")
 SCHEMA: dict[str, Any] = plugins.static_schema()
 _SECRET_KEYS = frozenset({"api_key", "headers", "token", "password", "secret"})
 _ALL_KIND_FIELDS = frozenset().union(*KIND_FIELDS.values())
-_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "openai-compatible": "https://api.openai.com/v1 (the server's OpenAI-compatible root, "
-                         "/v1 included)",
-    "anthropic": "https://api.anthropic.com",
-    "google": "https://generativelanguage.googleapis.com",
-    "ollama": "http://127.0.0.1:11434",
-    "azure-openai": "https://YOUR-RESOURCE.openai.azure.com",
-}
+#: kind -> an example base_url, for hints (from the kinds table).
+_BASE_URLS = {k: s.base_url_example for k, s in KINDS.items() if k != "fake"}
 
 
 def _schema() -> dict[str, Any]:
@@ -106,13 +101,27 @@ class _Fast:
         self._route = jsonschema_rs.validator_for({"$defs": defs, "$ref": "#/$defs/route"})
 
     def check(self, x: Any) -> bool:
-        return bool(self._file.is_valid(x))
+        if self._file.is_valid(x):
+            return True
+        # jsonschema-rs reads JSON, which has no infinity: it rejects YAML's `.inf` (a duration
+        # with no limit), which the schema admits. Such rare files get jsonschema's verdict.
+        return _has_infinity(x) and _validator().is_valid(x)
 
     def alias_ok(self, x: Any) -> bool:
         return bool(self._alias.is_valid(x))
 
     def route_ok(self, x: Any) -> bool:
         return bool(self._route.is_valid(x))
+
+
+def _has_infinity(x: Any) -> bool:
+    if isinstance(x, float):
+        return math.isinf(x)
+    if isinstance(x, dict):
+        return any(_has_infinity(v) for v in x.values())
+    if isinstance(x, list):
+        return any(_has_infinity(v) for v in x)
+    return False
 
 
 _FAST: dict[int, tuple[dict[str, Any], _Fast]] = {}
@@ -206,7 +215,7 @@ def _is_http_url(url: str) -> bool:
 
 
 def _key_var(name: str, kind: str | None) -> str:
-    known = {"openai": "OPENAI", "anthropic": "ANTHROPIC", "google": "GEMINI",
-             "azure-openai": "AZURE_OPENAI"}
-    stem = known.get(kind or "") or re.sub(r"[^A-Za-z0-9]+", "_", name).upper()
-    return f"{stem}_API_KEY"
+    spec = KINDS.get(kind or "")
+    if spec is not None and spec.key_env:
+        return spec.key_env
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).upper() + "_API_KEY"

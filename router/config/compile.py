@@ -141,8 +141,7 @@ class _Compiler:
             value = self.env.get(key_env)
             api_key = Secret(value) if value else None
             bearer = any(h.lower() == "authorization" for h in (p.headers or {}))
-            if not value and not bearer and p.kind not in ("ollama", "openai-compatible",
-                                                           "fake"):
+            if not value and not bearer and registry.requires_key(p.kind):
                 missing = (*missing, key_env)
                 self.warn(("providers", name), "W107",
                           f"provider {name!r} has no api_key and {key_env} is not set",
@@ -154,7 +153,7 @@ class _Compiler:
                             key_env=key_env, missing_env=missing,
                             rate_limit=RateLimitSpec(f"provider:{name}", rl.rpm, rl.tpm,
                                                      rl.mode or "skip") if rl else None,
-                            unknown_price=p.unknown_price)
+                            unknown_price=p.unknown_price, max_connections=p.max_connections)
 
     # -- routes ---------------------------------------------------------------------------
     def compile_routes(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
 from router.config.units import parse_duration, parse_money
 from router.errors import Action, ErrorClass
 from router.providers import registry
+from router.providers.kinds import COMMON_SETTINGS, KINDS
 
 
 def _float(v: int | float) -> float:
@@ -73,9 +74,6 @@ TargetRef = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$")]
 OnMap = dict[ErrorClass, Action]
 Capability = Literal["tools", "vision", "json_object", "json_schema", "streaming"]
 Window = Literal["minute", "hour", "day", "month", "total"]
-ProviderKind = Literal[
-    "openai", "openai-compatible", "anthropic", "google", "ollama", "azure-openai", "fake"
-]
 FakeOutcome = Literal[
     "ok", "auth", "permission", "not_found", "invalid_request", "context_window",
     "content_policy", "rate_limit", "quota_exhausted", "overloaded", "server",
@@ -164,22 +162,12 @@ class FakeStepCfg(_Model):
     status: Annotated[Int, Field(ge=100, le=599)] | None = None
 
 
-#: Settings that only some built-in provider kinds accept (the schema's if/then blocks).
-_BUILTIN_KIND_FIELDS: dict[str, frozenset[str]] = {
-    "openai": frozenset({"organization", "project"}),
-    "openai-compatible": frozenset({"max_tokens_field", "stream_usage"}),
-    "azure-openai": frozenset({"api_version", "deployments"}),
-    "anthropic": frozenset({"anthropic_version"}),
-    "google": frozenset(),
-    "ollama": frozenset({"keep_alive"}),
-    "fake": frozenset({"script", "text", "latency"}),
-}
-COMMON_PROVIDER_FIELDS = frozenset(
-    {"kind", "api_key", "base_url", "headers", "timeout", "retry", "breaker", "models",
-     "rate_limit", "unknown_price"}
-)
-REQUIRED_BASE_URL = frozenset({"openai-compatible", "azure-openai"})
-BUILTIN_KINDS: frozenset[str] = frozenset(get_args(ProviderKind))
+#: Settings that only some built-in provider kinds accept (the schema's if/then blocks), from
+#: the kinds table; ProviderCfg below types each of them.
+_BUILTIN_KIND_FIELDS: dict[str, frozenset[str]] = {k: s.settings for k, s in KINDS.items()}
+COMMON_PROVIDER_FIELDS = COMMON_SETTINGS
+REQUIRED_BASE_URL = frozenset(k for k, s in KINDS.items() if s.requires_base_url)
+BUILTIN_KINDS: frozenset[str] = frozenset(KINDS)
 
 
 class _KindFields(Mapping[str, frozenset[str]]):
@@ -209,7 +197,7 @@ KIND_FIELDS: Mapping[str, frozenset[str]] = _KindFields()
 def _provider_kind(v: str) -> str:
     if v in BUILTIN_KINDS or registry.plugin_kind(v) is not None:
         return v
-    known = [*get_args(ProviderKind), *registry.plugin_kinds()]
+    known = [*KINDS, *registry.plugin_kinds()]
     raise ValueError(f"{v!r} is not a provider kind (kinds: {', '.join(known)})")
 
 
@@ -227,6 +215,7 @@ class ProviderCfg(_Model):
     models: dict[str, ModelInfoCfg] | None = None
     rate_limit: RateLimitCfg | None = None
     unknown_price: UnknownPrice | None = None
+    max_connections: Annotated[Int, Field(ge=1)] | None = None
     # kind-specific settings (see KIND_FIELDS)
     organization: StrictStr | None = None
     project: StrictStr | None = None

@@ -152,6 +152,7 @@ class ProviderSpec:
     missing_env: tuple[str, ...] = ()
     rate_limit: RateLimitSpec | None = None
     unknown_price: Literal["fail", "zero"] | None = None
+    max_connections: int | None = None  # connections open at once to its host (None: default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from router.plan.routes import (
     merged_actions,
 )
 from router.providers import catalog, registry
+from router.providers.kinds import KINDS, model_capabilities
 from router.specs import Capabilities, Timeouts
 
 EMPTY_LAYER = Layer()
@@ -40,31 +41,14 @@ def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_NOT_CAPABILITIES = frozenset({"price", "rate_limit"})
-
-
-def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None) -> Capabilities:
-    """Catalog facts for ``model`` with the route file's ``models:`` entry on top."""
-    facts = catalog.facts_for(kind, model)
-    caps: dict[str, Any] = {}
-    if facts is not None:
-        caps = {"tools": facts.tools, "vision": facts.vision, "json_schema": facts.json_schema,
-                "context_window": facts.context_window,
-                "max_output_tokens": facts.max_output_tokens}
-    else:  # an open catalog (ollama, compatible servers, fake): assume it can, never skip
-        caps = {"tools": True, "vision": True, "json_schema": True}
-    plugin = registry.plugin_kind(kind)
-    if plugin is not None and plugin.cls.capabilities_default is not None:
-        base = plugin.cls.capabilities_default  # a plugin says what its kind can do
-        caps = {"tools": base.tools, "vision": base.vision, "json_schema": base.json_schema,
-                "json_object": base.json_object, "streaming": base.streaming,
-                "image_urls": base.image_urls, "context_window": base.context_window,
-                "max_output_tokens": base.max_output_tokens}
-    if kind in catalog.NO_IMAGE_URLS:
-        caps["image_urls"] = False
-    if override:
-        caps.update({k: v for k, v in override.items() if k not in _NOT_CAPABILITIES})
-    return Capabilities(**caps)
+def capabilities_for(kind: str, model: str, override: Mapping[str, Any] | None,
+                     options: Mapping[str, Any] | None = None) -> Capabilities:
+    """What ``model`` can do: the one answer providers give too (``kinds.model_capabilities``:
+    the kind's default or a plugin's, the catalog's facts), the route file's ``models:`` entry
+    on top."""
+    plugin = registry.plugin_kind(kind) if kind not in KINDS else None
+    default = plugin.cls.capabilities_default if plugin is not None else None
+    return model_capabilities(kind, model, override, options=options, default=default)
 
 
 def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
@@ -115,7 +99,7 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
         retry=RetryPolicy(**{**_policy_dict(BUILTIN_RETRY), **r}),
         breaker=BreakerPolicy(**{**_policy_dict(BUILTIN_BREAKER), **b}),
         actions=merged_actions(*(la.actions for la in all_layers)),
-        capabilities=capabilities_for(provider.kind, model, model_override),
+        capabilities=capabilities_for(provider.kind, model, model_override, provider.options),
         weight=weight,
         max_tokens=max_tokens,
         price=Price(**price) if isinstance(price, Mapping) else None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.providers._anthropic_wire import AnswerTool, finish_reason, parse_input, parse_usage
+from router.providers.base import reply_text
 from router.types import ChatChunk, ToolCall, ToolCallDelta
 
 
@@ -52,8 +53,20 @@ class StreamAssembler:
         self.model: str | None = None
         self.id: str | None = None
 
+    @property
+    def complete(self) -> bool:
+        """``message_stop`` arrived."""
+        return self.stopped
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped
+
     def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
-        """One parsed event; returns a ChatChunk when it carries text, reasoning or a call."""
+        """One parsed event; returns a ChatChunk when it carries text, reasoning or a call.
+        An event that is no JSON object is the wrong shape (ValueError)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"event is {type(data).__name__}, not an object")
         kind = data.get("type")
         if kind == "content_block_delta":
             return self._delta(data)
@@ -93,10 +106,10 @@ class StreamAssembler:
         chunk: ChatChunk | None = None
         if kind == "text":
             state = _Block("text")
-            chunk = self._text(str(block.get("text") or ""))
+            chunk = self._text(reply_text(block.get("text")))
         elif kind == "thinking":
             state = _Block("thinking")
-            thought = str(block.get("thinking") or "")
+            thought = reply_text(block.get("thinking"))
             chunk = ChatChunk(reasoning_delta=thought) if thought else None
         elif kind == "tool_use":
             name = str(block.get("name") or "")
@@ -125,13 +138,13 @@ class StreamAssembler:
         block = self._block(data)
         kind = delta.get("type")
         if kind == "text_delta":
-            return self._text(str(delta.get("text") or ""))
+            return self._text(reply_text(delta.get("text")))
         if kind == "thinking_delta":
-            thought = str(delta.get("thinking") or "")
+            thought = reply_text(delta.get("thinking"))
             return ChatChunk(reasoning_delta=thought) if thought else None
         if kind != "input_json_delta":
             return None  # signature_delta, citations_delta, future types
-        fragment = str(delta.get("partial_json") or "")
+        fragment = reply_text(delta.get("partial_json"))
         if not fragment or block.kind not in ("tool", "answer"):
             return None
         block.fragments.append(fragment)

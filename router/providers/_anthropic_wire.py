@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.errors import ServerError
+from router.providers.base import reply_text
 from router.providers.catalog import facts_for
 from router.types import (
     ChatRequest,
@@ -382,12 +383,14 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
             continue
         kind = block.get("type")
         if kind == "text":
-            texts.append(str(block.get("text") or ""))
+            texts.append(reply_text(block.get("text")))
         elif kind == "thinking":
-            thoughts.append(str(block.get("thinking") or ""))
+            thoughts.append(reply_text(block.get("thinking")))
         elif kind == "tool_use":
             raw = block.get("input")
-            arguments = dict(raw) if isinstance(raw, dict) else {}
+            if raw is not None and not isinstance(raw, dict):
+                raise ValueError(f"tool_use input is {type(raw).__name__}, not an object")
+            arguments = dict(raw) if raw else {}
             if answer is not None and block.get("name") == answer.name:
                 answer_text = answer.text(arguments)
             else:

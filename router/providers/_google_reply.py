@@ -62,10 +62,14 @@ def normalize_finish_reason(value: str | None, has_tool_calls: bool) -> FinishRe
 
 
 def _candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first candidate; None when there is none; ``candidates`` of the wrong shape raises
+    (ValueError: a ServerError once it reaches the provider template)."""
     candidates = data.get("candidates")
-    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
-        return candidates[0]
-    return None
+    if candidates is None or candidates == []:
+        return None
+    if not isinstance(candidates, list) or not isinstance(candidates[0], dict):
+        raise ValueError(f"candidates is {type(candidates).__name__}, not a list of objects")
+    return candidates[0]
 
 
 def _block_error(feedback: Mapping[str, Any]) -> ContentPolicyError:
@@ -96,16 +100,26 @@ class _Parts:
         self.text: list[str] = []
         self.thoughts: list[str] = []
         self.calls: list[ToolCall] = []
-        for part in _map(content).get("parts") or ():
+        if content is not None and not isinstance(content, dict):
+            raise ValueError(f"content is {type(content).__name__}, not an object")
+        parts = _map(content).get("parts")
+        if parts is not None and not isinstance(parts, list):
+            raise ValueError(f"parts is {type(parts).__name__}, not a list")
+        for part in parts or ():
             if not isinstance(part, dict):
                 continue
             text = part.get("text")
-            if isinstance(text, str) and text:
+            if text is not None and not isinstance(text, str):
+                raise ValueError(f"text is {type(text).__name__}, not a string")
+            if text:
                 (self.thoughts if part.get("thought") is True else self.text).append(text)
             fc = part.get("functionCall")
             if isinstance(fc, dict):
                 name = str(fc.get("name") or "")
                 args = fc.get("args")
+                if args is not None and not isinstance(args, dict):
+                    raise ValueError(f"functionCall args are {type(args).__name__}, "
+                                     "not an object")
                 index = first_index + len(self.calls)
                 self.calls.append(ToolCall(id=str(fc.get("id") or call_id(index, name)),
                                            name=name,
@@ -162,8 +176,21 @@ class StreamAssembler:
         self.model: str | None = None
         self.response_id: str | None = None
 
-    def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
-        """One parsed event; returns a ChatChunk when it carries text, thoughts or calls."""
+    #: The body's end ends the reading (there is no sentinel).
+    finished = False
+
+    @property
+    def complete(self) -> bool:
+        """A candidate carried ``finishReason``."""
+        return self.finish_reason is not None
+
+    def feed(self, data: Any) -> ChatChunk | None:
+        """One parsed event (a one-element list is unwrapped, as streamGenerateContent may
+        send); returns a ChatChunk when it carries text, thoughts or calls."""
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        if not isinstance(data, dict):
+            raise ValueError(f"event is {type(data).__name__}, not an object")
         if isinstance(data.get("modelVersion"), str):
             self.model = data["modelVersion"]
         if isinstance(data.get("responseId"), str):
@@ -194,6 +221,9 @@ class StreamAssembler:
         self._calls += parts.calls
         self.emitted = True
         return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=thoughts)
+
+    def final_chunks(self) -> list[ChatChunk]:
+        return [self.final_chunk()]
 
     def final_chunk(self) -> ChatChunk:
         """The last chunk: finish_reason, usage (None if the server sent none), the calls."""

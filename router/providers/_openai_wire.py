@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from router.errors import ErrorClass, LlmError, QuotaExhaustedError, ServerError
-from router.providers.base import ErrorBody, classify_status, make_status_error
+from router.providers.base import ErrorBody, classify_status, make_status_error, reply_text
 from router.types import (
     ChatChunk,
     ChatRequest,
@@ -179,11 +179,20 @@ def _put(body: dict[str, Any], key: str, value: Any) -> None:
 # Response
 
 
-def parse_arguments(text: str | None) -> dict[str, Any]:
+def parse_arguments(text: Any) -> dict[str, Any]:
     """Arguments JSON to a dict. Empty → {}; not a JSON object → ``{"_raw": text}`` (the model
     produced bad JSON: the caller decides; we do not crash, and ``encode_arguments`` sends the
-    text back unchanged if the call is replayed)."""
-    if not text or not text.strip():
+    text back unchanged if the call is replayed).
+
+    The API sends a JSON string; an object (as some compatible servers send) is taken as the
+    decoded arguments. Any other type is the wrong shape (ValueError)."""
+    if isinstance(text, dict):
+        return text
+    if text is None:
+        return {}
+    if not isinstance(text, str):
+        raise ValueError(f"tool-call arguments are {type(text).__name__}, not a JSON string")
+    if not text.strip():
         return {}
     try:
         value = json.loads(text)
@@ -229,29 +238,58 @@ def _reasoning_text(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def parse_completion(data: Any, model: str) -> ChatResponse:
-    """A ``chat.completion`` object to ChatResponse (first choice)."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        raise ServerError("completion has no choices")
-    choice = choices[0]
-    message = choice.get("message") or {}
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _first_choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first choice, None when there is none; a ``choices`` of the wrong shape raises."""
+    choices = data.get("choices")
+    if choices is None or choices == []:
+        return None
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise ValueError(f"choices is {type(choices).__name__} of "
+                         f"{type(choices[0]).__name__ if isinstance(choices, list) else '?'}")
+    return choices[0]
+
+
+def _calls(message: Mapping[str, Any]) -> list[ToolCall]:
+    raw = message.get("tool_calls")
+    if raw is not None and not isinstance(raw, list):
+        raise ValueError(f"tool_calls is {type(raw).__name__}, not a list")
     calls = [
         ToolCall(id=str(c.get("id") or ""), name=str(fn.get("name") or ""),
                  arguments=parse_arguments(fn.get("arguments")))
-        for c in message.get("tool_calls") or ()
+        for c in raw or ()
         if isinstance(c, dict) and isinstance(fn := c.get("function"), Mapping)
     ]
     if not calls and isinstance(fc := message.get("function_call"), Mapping):
         calls.append(ToolCall(id="", name=str(fc.get("name") or ""),
                               arguments=parse_arguments(fc.get("arguments"))))
+    return calls
+
+
+def parse_completion(data: Any, model: str) -> ChatResponse:
+    """A ``chat.completion`` object to ChatResponse (first choice). Content may be a string,
+    null or a list of text parts; anything else is the wrong shape (ValueError)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"completion is {type(data).__name__}, not an object")
+    choice = _first_choice(data)
+    if choice is None:
+        raise ServerError("completion has no choices")
+    message = choice.get("message")
+    if message is None:
+        message = {}
+    if not isinstance(message, dict):
+        raise ValueError(f"message is {type(message).__name__}, not an object")
+    calls = _calls(message)
     return ChatResponse(
-        text=message.get("content") or message.get("refusal") or "",
+        text=reply_text(message.get("content")) or reply_text(message.get("refusal")),
         tool_calls=calls,
         finish_reason=normalize_finish_reason(choice.get("finish_reason"), bool(calls)),
         usage=parse_usage(data.get("usage")) or Usage(),
         model=str(data.get("model") or model),
-        id=data.get("id"),
+        id=_opt_str(data.get("id")),
         reasoning=_reasoning_text(message),
     )
 
@@ -260,6 +298,9 @@ class StreamAssembler:
     """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk."""
 
     __slots__ = ("_calls", "finish_reason", "model", "usage")
+
+    #: ``[DONE]`` ends the reading (the template stops at it); nothing else does.
+    finished = False
 
     def __init__(self) -> None:
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
@@ -274,19 +315,23 @@ class StreamAssembler:
         usage = parse_usage(data.get("usage"))
         if usage is not None:  # sent on the last, choices-less chunk (include_usage)
             self.usage = usage
-        choices = data.get("choices")
-        if not choices or not isinstance(choices[0], dict):
+        choice = _first_choice(data)
+        if choice is None:
             return None
-        choice = choices[0]
         if isinstance(choice.get("finish_reason"), str):
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta")
-        if not isinstance(delta, dict):
+        if delta is None:
             return None
-        deltas = [self._add(d) for d in delta.get("tool_calls") or () if isinstance(d, dict)]
+        if not isinstance(delta, dict):
+            raise ValueError(f"delta is {type(delta).__name__}, not an object")
+        raw_calls = delta.get("tool_calls")
+        if raw_calls is not None and not isinstance(raw_calls, list):
+            raise ValueError(f"tool_calls is {type(raw_calls).__name__}, not a list")
+        deltas = [self._add(d) for d in raw_calls or () if isinstance(d, dict)]
         if isinstance(fc := delta.get("function_call"), Mapping):
             deltas.append(self._add({"index": 0, "function": fc}))
-        text = delta.get("content") or delta.get("refusal") or ""
+        text = reply_text(delta.get("content")) or reply_text(delta.get("refusal"))
         reasoning = _reasoning_text(delta) or ""
         if not (text or deltas or reasoning):
             return None
@@ -302,6 +347,10 @@ class StreamAssembler:
         if fn.get("name"):
             call[1] = fn["name"]
         args = fn.get("arguments") or ""
+        if isinstance(args, dict):  # a whole object in one delta (some compatible servers)
+            args = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
+        elif not isinstance(args, str):
+            raise ValueError(f"tool-call arguments are {type(args).__name__}, not a string")
         if args:
             call[2].append(args)
         return ToolCallDelta(index=index, id=d.get("id"), name=fn.get("name"), arguments=args)
@@ -313,6 +362,14 @@ class StreamAssembler:
                      arguments=parse_arguments("".join(fragments)))
             for _, (cid, name, fragments) in sorted(self._calls.items())
         ]
+
+    @property
+    def complete(self) -> bool:
+        """A choice carried ``finish_reason``: the answer is whole."""
+        return self.finish_reason is not None
+
+    def final_chunks(self) -> list[ChatChunk]:
+        return [self.final_chunk()]
 
     def final_chunk(self) -> ChatChunk:
         calls = self.tool_calls()

@@ -19,35 +19,27 @@ Notes for callers:
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from router.errors import ConfigError, ErrorClass, LlmError, NetworkError, ServerError
+from router.errors import ErrorClass, LlmError
 from router.providers._anthropic_stream import StreamAssembler
 from router.providers._anthropic_wire import build_body, parse_message
 from router.providers.base import (
-    Capabilities,
     ErrorBody,
+    HttpCall,
     HttpPool,
-    HttpResponse,
-    Provider,
+    HttpProvider,
     ProviderConfig,
-    Timeouts,
     classify_status,
     make_status_error,
-    redact_secrets,
 )
-from router.providers.catalog import facts_for
-from router.providers.sse import ServerSentEvent
-from router.types import ChatChunk, ChatRequest, ChatResponse
+from router.types import ChatRequest, ChatResponse
 
 __all__ = ["DEFAULT_ANTHROPIC_VERSION", "AnthropicProvider", "map_anthropic_error"]
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-_DRAIN_TIMEOUT = 1.0  # after message_stop, wait this long for the body's end to reuse the socket
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,117 +122,40 @@ def map_anthropic_error(status: int | None, headers: Mapping[str, str], body: Er
 # The provider
 
 
-class _Stop(Exception):
-    """Internal: ``message_stop`` arrived."""
-
-
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     """api.anthropic.com: ``x-api-key`` and ``anthropic-version`` headers.
 
     Options: ``anthropic_version`` (default 2023-06-01), ``capabilities`` (overrides of what
     the catalog says of every model). Config ``headers`` (e.g. ``anthropic-beta``) are sent too.
+    Capabilities: the catalog's facts of each model; json_schema always (the answer tool).
     """
 
     kind: ClassVar[str] = "anthropic"
-    key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
-    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
-    capabilities_default: ClassVar[Capabilities] = Capabilities(
-        tools=True, vision=True, json_object=True, json_schema=True,
-        streaming=True, streaming_usage=True,
-    )
+    terminator: ClassVar[str] = "message_stop"
 
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         super().__init__(config, http)
         base_url = (config.base_url or self.default_base_url or "").rstrip("/")
         self._url = base_url + "/v1/messages"
         version = config.options.get("anthropic_version") or DEFAULT_ANTHROPIC_VERSION
-        self._headers = {"content-type": "application/json", "accept": "application/json",
-                         "anthropic-version": str(version)}
+        auth = {"anthropic-version": str(version)}
         if self._secret:
-            self._headers["x-api-key"] = self._secret
-        self._headers.update(config.headers)
-        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
-        self._overrides: Mapping[str, Any] = config.options.get("capabilities") or {}
-        try:
-            replace(self.capabilities_default, **self._overrides)
-        except TypeError as e:
-            raise ConfigError(f"provider {config.name!r}: bad capabilities option: {e}") from e
+            auth["x-api-key"] = self._secret
+        self._headers, self._stream_headers = self.headers(auth)
 
-    def capabilities(self, model: str) -> Capabilities:
-        """The catalog's facts of ``model`` (context window, output limit, vision, tools);
-        json_schema always (through the answer tool); ``options.capabilities`` on top."""
-        caps = self.capabilities_default
-        facts = facts_for(self.kind, model)
-        if facts is not None:
-            caps = replace(caps, tools=facts.tools, vision=facts.vision,
-                           context_window=facts.context_window,
-                           max_output_tokens=facts.max_output_tokens)
-        return replace(caps, **self._overrides) if self._overrides else caps
+    def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
+        body, answer = build_body(model, request, stream=stream)
+        if stream:
+            return HttpCall(self._url, body, self._stream_headers, model,
+                            StreamAssembler(answer), answer)
+        return HttpCall(self._url, body, self._headers, model, None, answer)
 
-    # -- calls --------------------------------------------------------------------------
+    def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
+        return parse_message(data, call.model, call.context)
 
+    def is_error(self, data: Any, event: str | None) -> bool:
+        return event == "error" or (isinstance(data, dict) and data.get("type") == "error")
 
-    def _error(self, status: int | None, headers: Mapping[str, str],
-               body: ErrorBody) -> LlmError:
-        return map_anthropic_error(status, headers, body, secrets=(self._secret,))
-
-    async def _status_error(self, resp: HttpResponse) -> LlmError:
-        return self._error(resp.status, resp.headers, await resp.read_error_body())
-
-    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        """One Messages call."""
-        self.check_key()
-        body, answer = build_body(model, request, stream=False)
-        async with self.http.post(self._url, body, headers=self._headers,
-                                  timeouts=timeouts) as resp:
-            if resp.status >= 300:
-                raise await self._status_error(resp)
-            data = await resp.json()
-            if isinstance(data, dict) and data.get("type") == "error":
-                raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
-            response = parse_message(data, model, answer)
-            response.request_id = resp.request_id
-        return response
-
-    async def stream(self, model: str, request: ChatRequest,
-                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
-        """A streamed call; the final chunk (always last, ``finish_reason`` set) carries usage
-        and the assembled tool calls. A body that ends before ``message_stop`` is a
-        NetworkError; an ``error`` event raises its mapped error."""
-        self.check_key()
-        body, answer = build_body(model, request, stream=True)
-        assembler = StreamAssembler(answer)
-        async with self.http.post(self._url, body, headers=self._stream_headers,
-                                  timeouts=timeouts) as resp:
-            if resp.status >= 300:
-                raise await self._status_error(resp)
-            try:
-                async with contextlib.aclosing(resp.iter_sse()) as events:
-                    async for event, last in events:
-                        chunk = self._on_event(event, assembler, resp.headers, last=last)
-                        if chunk is not None:
-                            yield chunk
-            except _Stop:
-                await resp.drain(min(timeouts.idle, _DRAIN_TIMEOUT))
-            else:
-                raise NetworkError("stream ended before message_stop")
-        for chunk in assembler.final_chunks():  # after the connection is back in the pool
-            yield chunk
-
-    def _on_event(self, event: ServerSentEvent, assembler: StreamAssembler,
-                  headers: Mapping[str, str], *, last: bool = False) -> ChatChunk | None:
-        try:
-            data = event.json()
-        except ValueError as e:
-            if last:  # the body ended inside an event: the connection was cut
-                raise NetworkError("stream ended inside an event") from e
-            excerpt = redact_secrets(event.data[:4096], (self._secret,))[:200]  # redact, cut
-            raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
-        if not isinstance(data, dict):
-            return None
-        if event.event == "error" or data.get("type") == "error":
-            raise self._error(None, headers, ErrorBody(text=event.data, json=data))
-        chunk = assembler.feed(data)
-        if assembler.stopped:
-            raise _Stop
-        return chunk
+    def map_error(self, status: int | None, headers: Mapping[str, str],
+                  body: ErrorBody) -> LlmError:
+        return map_anthropic_error(status, headers, body, secrets=self._secrets)

@@ -11,24 +11,20 @@ bodies are OpenAI's, plus Azure's content-filter annotations. A prompt the filte
 
 from __future__ import annotations
 
-import contextlib
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import replace
-from typing import Any, ClassVar, cast
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from router.errors import AuthError, ConfigError, ContentPolicyError, ErrorClass, LlmError
-from router.providers._openai_wire import is_reasoning_model, map_openai_error
+from router.providers._openai_wire import StreamAssembler, map_openai_error
 from router.providers.base import (
-    Capabilities,
     ErrorBody,
+    HttpCall,
     HttpPool,
-    Provider,
     ProviderConfig,
-    Timeouts,
     make_status_error,
 )
-from router.providers.openai import OpenAICompatibleProvider, OpenAIProvider
+from router.providers.openai import OpenAIProvider
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIProvider", "map_azure_error"]
@@ -38,7 +34,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 _RAI_VIOLATION = "ResponsibleAIPolicyViolation"
 
 
-class AzureOpenAIProvider(Provider):
+class AzureOpenAIProvider(OpenAIProvider):
     """An Azure OpenAI resource. ``base_url`` is the resource endpoint
     (``https://RESOURCE.openai.azure.com``); the model name picks the deployment.
 
@@ -48,78 +44,81 @@ class AzureOpenAIProvider(Provider):
     Auth: the key goes in the ``api-key`` header. For Microsoft Entra ID, leave ``api_key``
     unset and give ``headers: {Authorization: "Bearer ${AZURE_TOKEN}"}``: then no ``api-key``
     header is sent.
+
+    Its ``max_tokens`` choice: ``max_tokens`` (what the GA versions define),
+    ``max_completion_tokens`` for o-series and gpt-5 names, which reject the former.
     """
 
     kind: ClassVar[str] = "azure-openai"
-    key_env: ClassVar[str | None] = "AZURE_OPENAI_API_KEY"
-    default_base_url: ClassVar[str | None] = None
-    capabilities_default: ClassVar[Capabilities] = OpenAIProvider.capabilities_default
 
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
-        super().__init__(config, http)
         if not config.base_url:
             raise ConfigError(f"provider {config.name!r} (kind {self.kind}) needs a base_url: "
                               "https://YOUR-RESOURCE.openai.azure.com")
+        super().__init__(config, http)
         # Accept the endpoint with or without the "/openai" path the portal sometimes shows.
         self._root = config.base_url.rstrip("/").removesuffix("/openai")
         self._api_version = str(config.options.get("api_version") or DEFAULT_API_VERSION)
         self._deployments: Mapping[str, str] = dict(config.options.get("deployments") or {})
-        self._has_key = config.api_key is not None and bool(config.api_key.get_secret_value())
         self._has_bearer = any(h.lower() == "authorization" for h in config.headers)
-        self._clients: dict[str, _Deployment] = {}
-        overrides = config.options.get("capabilities") or {}
-        try:
-            self._caps = replace(self.capabilities_default, **overrides)
-        except TypeError as e:
-            raise ConfigError(f"provider {config.name!r}: bad capabilities option: {e}") from e
+        self._urls: dict[str, str] = {}
 
-    def capabilities(self, model: str) -> Capabilities:
-        """The OpenAI defaults with ``options.capabilities`` overrides applied."""
-        return self._caps
+    def auth_headers(self) -> dict[str, str]:
+        return {"api-key": self._secret} if self._secret else {}
 
     def deployment(self, model: str) -> str:
         """The deployment serving ``model``."""
         return self._deployments.get(model, model)
 
+    _max_field = "max_tokens"
+
     def url(self, model: str) -> str:
-        """The chat-completions URL of ``model``'s deployment."""
-        deployment = urllib.parse.quote(self.deployment(model), safe="")
-        query = urllib.parse.urlencode({"api-version": self._api_version})
-        return f"{self._root}/openai/deployments/{deployment}/chat/completions?{query}"
+        """The chat-completions URL of ``model``'s deployment (built once per model)."""
+        url = self._urls.get(model)
+        if url is None:
+            deployment = urllib.parse.quote(self.deployment(model), safe="")
+            query = urllib.parse.urlencode({"api-version": self._api_version})
+            url = self._urls[model] = (
+                f"{self._root}/openai/deployments/{deployment}/chat/completions?{query}")
+        return url
 
-    def _client(self, model: str) -> _Deployment:
-        client = self._clients.get(model)
-        if client is None:  # no await between get and set: no race
-            client = self._clients[model] = _Deployment(self.config, self.http, self.url(model))
-        return client
+    def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
+        if stream:
+            return HttpCall(self.url(model), self.body(model, request, stream=True),
+                            self._stream_headers, model, _FilteredStream())
+        return HttpCall(self.url(model), self.body(model, request, stream=False),
+                        self._headers, model)
 
-    def _check_auth(self) -> None:
-        if not (self._has_key or self._has_bearer):
+    def check_key(self) -> None:
+        if not (self._secret or self._has_bearer):
             raise AuthError(
                 f"no API key for provider {self.config.name!r}: set {self.key_env} "
                 "(or an Authorization header with an Entra ID bearer token)",
                 retryable=False,
             )
 
-    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        """One call; a completion the content filter withheld is a ContentPolicyError."""
-        self._check_auth()
-        response = await self._client(model).chat(model, request, timeouts)
+    def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
+        """A completion the content filter withheld is a ContentPolicyError."""
+        response = super().parse_reply(data, call)
         if response.finish_reason == "content_filter":
             raise _filtered_completion()
         return response
 
-    async def stream(self, model: str, request: ChatRequest,
-                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
-        """A streamed call; a stream the content filter ends is a ContentPolicyError."""
-        self._check_auth()
-        inner = cast(AsyncGenerator[ChatChunk, None],
-                     self._client(model).stream(model, request, timeouts))
-        async with contextlib.aclosing(inner):
-            async for chunk in inner:
-                if chunk.finish_reason == "content_filter":
-                    raise _filtered_completion()
-                yield chunk
+    def map_error(self, status: int | None, headers: Mapping[str, str],
+                  body: ErrorBody) -> LlmError:
+        return map_azure_error(status, headers, body, secrets=self._secrets)
+
+
+class _FilteredStream(StreamAssembler):
+    """A stream the content filter ends is a ContentPolicyError."""
+
+    __slots__ = ()
+
+    def final_chunks(self) -> list[ChatChunk]:
+        chunks = super().final_chunks()
+        if chunks[-1].finish_reason == "content_filter":
+            raise _filtered_completion()
+        return chunks
 
 
 def _filtered_completion() -> ContentPolicyError:
@@ -127,33 +126,6 @@ def _filtered_completion() -> ContentPolicyError:
         "the completion was withheld by Azure's content filter (finish_reason content_filter)",
         provider_code="content_filter",
     )
-
-
-class _Deployment(OpenAICompatibleProvider):
-    """One deployment: the OpenAI Chat Completions exchange at its Azure URL, with the
-    ``api-key`` header and Azure's error bodies. Its ``max_tokens`` choice is the compatible
-    one: ``max_tokens`` (what the GA versions define), ``max_completion_tokens`` for o-series
-    and gpt-5 names, which reject the former (preview API versions)."""
-
-    kind: ClassVar[str] = "azure-openai"
-
-    def __init__(self, config: ProviderConfig, http: HttpPool, url: str) -> None:
-        super().__init__(config, http)
-        self._url = url
-
-    def _build_headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._secret:
-            headers["api-key"] = self._secret
-        headers.update(self.config.headers)
-        return headers
-
-    def _drops_sampling(self, model: str) -> bool:
-        return is_reasoning_model(model)  # as on OpenAI: o-series reject temperature/top_p
-
-    def _error(self, status: int | None, headers: Mapping[str, str],
-               body: ErrorBody) -> LlmError:
-        return map_azure_error(status, headers, body, secrets=(self._secret,))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,16 +1,24 @@
-"""The provider protocol and its configuration. The HTTP exchange itself lives in
-``router.providers.http`` (the only module that imports aiohttp); status classification,
-Retry-After and error bodies in ``router.providers._status``.
+"""The provider protocol, its configuration, and ``HttpProvider``: the one template every HTTP
+kind fills in. The HTTP exchange itself lives in ``router.providers.http`` (the only module
+that imports aiohttp); status classification, Retry-After and error bodies in
+``router.providers._status``; the facts of each built-in kind in ``router.providers.kinds``.
+
+A kind built on ``HttpProvider`` only converts: it builds the request (``request``), turns a
+reply into a ChatResponse (``parse_reply``), folds stream values into chunks
+(``stream_parser``) and maps error bodies (``map_error``). The template owns the rest, once:
+the key check, posting, status handling, JSON decoding, stream framing (SSE or NDJSON), the
+terminator check, and the one place where a reply of the wrong shape becomes a ServerError.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
-from router.errors import AuthError
+from router.errors import AuthError, ConfigError, LlmError, NetworkError, ServerError
 from router.providers._status import (
     ErrorBody,
     classify_status,
@@ -20,6 +28,7 @@ from router.providers._status import (
     redact_secrets,
 )
 from router.providers.http import HttpPool, HttpResponse, dumps_json
+from router.providers.kinds import CAPABILITY_FIELDS, KINDS, model_capabilities
 from router.secret import Secret
 from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -27,10 +36,13 @@ from router.types import ChatChunk, ChatRequest, ChatResponse
 __all__ = [
     "Capabilities",
     "ErrorBody",
+    "HttpCall",
     "HttpPool",
+    "HttpProvider",
     "HttpResponse",
     "Provider",
     "ProviderConfig",
+    "StreamParser",
     "Timeouts",
     "classify_status",
     "dumps_json",
@@ -38,11 +50,18 @@ __all__ = [
     "parse_retry_after",
     "parse_should_retry",
     "redact_secrets",
+    "reply_text",
 ]
+
+#: What a kind's parser raises when valid JSON has the wrong shape (``data["choices"][0]`` on
+#: a dict, ``.get`` on a str...): caught in one place, in ``HttpProvider``, as a ServerError.
+SHAPE_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
+
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """One configured provider. ``options`` holds kind-specific settings (organization, ...).
+    """One configured provider. ``options`` holds kind-specific settings (organization, ...);
+    ``max_connections`` caps the connections open to its host (None: the pool's default).
 
     The repr shows header names only and never the key (``Secret`` masks it).
     """
@@ -53,16 +72,32 @@ class ProviderConfig:
     api_key: Secret | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_connections: int | None = None
 
     def __repr__(self) -> str:
         key = "None" if self.api_key is None else "Secret('**********')"
         return (
             f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r}, "
             f"api_key={key}, headers=<{', '.join(sorted(self.headers))}>, "
-            f"options={sorted(self.options)!r})"
+            f"options={sorted(self.options)!r}, max_connections={self.max_connections!r})"
         )
 
     __str__ = __repr__
+
+
+def reply_text(value: Any) -> str:
+    """Message content as text: a string, nothing (""), or a list of text parts
+    (``[{"type": "text", "text": ...}]``, which some compatible servers send) joined. Anything
+    else is the wrong shape (ValueError, which the template turns into a ServerError)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in value):
+        return "".join(p["text"] for p in value)
+    raise ValueError(f"content is {type(value).__name__}, not text")
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,20 +106,42 @@ class ProviderConfig:
 
 class Provider(abc.ABC):
     """What every provider kind implements: convert our types to its wire and back, and map its
-    errors to ``router.errors`` classes (``target`` left None: the engine sets it)."""
+    errors to ``router.errors`` classes (``target`` left None: the engine sets it).
+
+    The class of a built-in kind takes ``key_env``, ``default_base_url``, ``requires_key`` and
+    ``capabilities_default`` from ``router.providers.kinds``; a plugin declares its own.
+    """
 
     kind: ClassVar[str]
     key_env: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None
     capabilities_default: ClassVar[Capabilities] = Capabilities()
-
     #: Whether calls need an API key (False for servers that take none, e.g. ollama).
     requires_key: ClassVar[bool] = True
+    #: Whether ``chat``/``stream`` enforce ``timeouts.total`` themselves (else the engine does).
+    enforces_timeouts: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = KINDS.get(cls.__dict__.get("kind", ""))
+        if spec is not None and spec.provider_class == f"{cls.__module__}:{cls.__qualname__}":
+            cls.key_env = spec.key_env
+            cls.default_base_url = spec.default_base_url
+            cls.requires_key = spec.requires_key
+            cls.capabilities_default = spec.capabilities
 
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         self.config = config
         self.http = http
         self._secret = config.api_key.get_secret_value() if config.api_key is not None else ""
+        overrides = config.options.get("capabilities") or {}
+        unknown = sorted(set(overrides) - CAPABILITY_FIELDS)
+        if unknown:
+            known = ", ".join(sorted(CAPABILITY_FIELDS))
+            raise ConfigError(f"provider {config.name!r}: bad capabilities option: "
+                              f"{', '.join(unknown)} (known: {known})")
+        self._cap_overrides: Mapping[str, Any] = dict(overrides)
+        self._caps: dict[str, Capabilities] = {}
 
     def check_key(self) -> None:
         """Raise AuthError naming the key variable when a key is required and missing, before
@@ -99,8 +156,14 @@ class Provider(abc.ABC):
         return self.config.name
 
     def capabilities(self, model: str) -> Capabilities:
-        """What ``model`` can do on this provider (default: the class default)."""
-        return self.capabilities_default
+        """What ``model`` can do on this provider: the same answer the plan gives
+        (``kinds.model_capabilities``), with the ``capabilities`` option on top."""
+        caps = self._caps.get(model)
+        if caps is None:
+            caps = self._caps[model] = model_capabilities(
+                self.kind, model, self._cap_overrides, options=self.config.options,
+                default=type(self).capabilities_default)
+        return caps
 
     @abc.abstractmethod
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
@@ -114,3 +177,180 @@ class Provider(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.config.name!r}, kind={self.kind!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP template
+
+
+class StreamParser(Protocol):
+    """Folds a stream's decoded values (one JSON value per SSE event or NDJSON line) into
+    chunks. ``complete``: the protocol's terminator arrived, so the body may end now;
+    ``finished``: nothing more is worth reading."""
+
+    @property
+    def complete(self) -> bool: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, data: Any) -> ChatChunk | None: ...
+
+    def final_chunks(self) -> Sequence[ChatChunk]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """One request of a kind: where it goes, its body and headers, the model, a fresh stream
+    parser (streams only) and whatever the kind needs again to read the reply (``context``:
+    Anthropic's answer tool, ...)."""
+
+    url: str
+    body: Mapping[str, Any] | bytes
+    headers: Mapping[str, str]
+    model: str
+    parser: StreamParser | None = None
+    context: Any = None
+
+
+class HttpProvider(Provider):
+    """The template of every HTTP kind (see the module docstring)."""
+
+    enforces_timeouts: ClassVar[bool] = True
+    #: How a stream's body is framed.
+    framing: ClassVar[Literal["sse", "ndjson"]] = "sse"
+    #: An SSE ``data`` value that ends the stream (OpenAI's ``[DONE]``), if the kind has one.
+    sse_sentinel: ClassVar[str | None] = None
+    #: The protocol's terminator, as error messages name it.
+    terminator: ClassVar[str] = "the end of the stream"
+
+    def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
+        super().__init__(config, http)
+        self._secrets = (self._secret,) if self._secret else ()
+        self._stream_accept = ("text/event-stream" if self.framing == "sse"
+                               else "application/x-ndjson")
+
+    # -- what a kind fills in -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
+        """The URL, body and headers of one call (and for a stream, a fresh parser)."""
+
+    @abc.abstractmethod
+    def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
+        """A decoded reply body to ChatResponse (may raise any of SHAPE_ERRORS)."""
+
+    @abc.abstractmethod
+    def map_error(self, status: int | None, headers: Mapping[str, str],
+                  body: ErrorBody) -> LlmError:
+        """The LlmError of an error body (status None: an error inside a 200 body/stream)."""
+
+    def is_error(self, data: Any, event: str | None) -> bool:
+        """Whether a decoded 200 body or stream value is an error (default: ``{"error": ...}``
+        or an SSE event named ``error``)."""
+        return event == "error" or (isinstance(data, dict) and bool(data.get("error")))
+
+    def headers(self, auth: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(reply headers, stream headers): JSON in, JSON or the stream framing out, ``auth``,
+        then the provider's configured headers (which win)."""
+        plain = {"Content-Type": "application/json", "Accept": "application/json", **auth}
+        plain.update(self.config.headers)
+        stream = {**plain, "Accept": self._stream_accept}
+        for name in self.config.headers:  # a configured Accept wins for streams too
+            if name.lower() == "accept":
+                stream[name] = self.config.headers[name]
+        return plain, stream
+
+    # -- the template ---------------------------------------------------------------------
+
+    def _post(self, call: HttpCall,
+              timeouts: Timeouts) -> contextlib.AbstractAsyncContextManager[HttpResponse]:
+        return self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
+                              max_connections=self.config.max_connections)
+
+    def _wrong_shape(self, e: Exception, where: str) -> ServerError:
+        detail = redact_secrets(str(e)[:200], self._secrets)
+        return ServerError(f"{self.kind} {where} has the wrong shape "
+                           f"({type(e).__name__}: {detail})")
+
+    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
+        """One non-streamed call."""
+        self.check_key()
+        call = self.request(model, request, stream=False)
+        async with self._post(call, timeouts) as resp:
+            if resp.status >= 300:
+                raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
+            data = await resp.json()
+            if self.is_error(data, None):
+                raise self.map_error(None, resp.headers, ErrorBody(text=str(data), json=data))
+            try:
+                response = self.parse_reply(data, call)
+                if not isinstance(response.text, str):
+                    raise TypeError(f"text is {type(response.text).__name__}")
+            except SHAPE_ERRORS as e:
+                raise self._wrong_shape(e, "reply") from e
+            if response.request_id is None:
+                response.request_id = resp.request_id
+        return response
+
+    async def stream(self, model: str, request: ChatRequest,
+                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
+        """A streamed call: chunks as they come, then the final chunk(s). A body that ends
+        before the protocol's terminator is a NetworkError (retryable); the final chunk is
+        yielded as soon as the terminator arrives."""
+        self.check_key()
+        call = self.request(model, request, stream=True)
+        parser = call.parser
+        if parser is None:
+            raise TypeError(f"{type(self).__name__}.request made a stream call without a parser")
+        async with self._post(call, timeouts) as resp:
+            if resp.status >= 300:
+                raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
+            values = self._sse_values(resp) if self.framing == "sse" else self._ndjson(resp)
+            async with contextlib.aclosing(values):
+                async for data in values:
+                    try:
+                        chunk = parser.feed(data)
+                    except SHAPE_ERRORS as e:
+                        raise self._wrong_shape(e, "stream event") from e
+                    if chunk is not None:
+                        yield chunk
+                    if parser.finished:
+                        break
+            if not parser.complete:
+                raise NetworkError(f"stream ended before {self.terminator}")
+            try:
+                final = parser.final_chunks()
+            except SHAPE_ERRORS as e:
+                raise self._wrong_shape(e, "stream") from e
+            resp.finish()  # the connection is freed now: the final chunk never waits on it
+            for chunk in final:
+                yield chunk
+
+    async def _sse_values(self, resp: HttpResponse) -> AsyncGenerator[Any, None]:
+        """The JSON value of each event, until the kind's sentinel; error events raised."""
+        sentinel = self.sse_sentinel
+        async with contextlib.aclosing(resp.iter_sse()) as events:
+            async for event, last in events:
+                if sentinel is not None and event.data.startswith(sentinel):
+                    return
+                try:
+                    data = event.json()
+                except ValueError as e:
+                    if last:  # the body ended inside an event: the connection was cut
+                        raise NetworkError("stream ended inside an event") from e
+                    excerpt = redact_secrets(event.data[:200], self._secrets)
+                    raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
+                if self.is_error(data, event.event):
+                    raise self.map_error(None, resp.headers,
+                                         ErrorBody(text=event.data, json=data))
+                yield data
+
+    async def _ndjson(self, resp: HttpResponse) -> AsyncGenerator[Any, None]:
+        """The value of each NDJSON line; error lines raised."""
+        async with contextlib.aclosing(resp.iter_ndjson()) as lines:
+            async for data, _last in lines:
+                if self.is_error(data, None):
+                    raise self.map_error(None, resp.headers,
+                                         ErrorBody(text=dumps_json(data).decode(), json=data))
+                yield data

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.errors import ErrorClass, LlmError, NetworkError, TimeoutError_, make_error
-from router.providers.base import Capabilities, HttpPool, Provider, ProviderConfig, Timeouts
+from router.providers.base import HttpPool, Provider, ProviderConfig, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse, Usage
 
 _STATUS = {
@@ -55,9 +55,6 @@ class FakeProvider(Provider):
     """Scripted outcomes, no network. Options: ``script``, ``text``, ``latency``."""
 
     kind = "fake"
-    key_env = None
-    capabilities_default = Capabilities(tools=True, vision=True, json_object=True,
-                                        json_schema=True, streaming=True, streaming_usage=True)
 
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         super().__init__(config, http)
@@ -67,9 +64,6 @@ class FakeProvider(Provider):
         self._steps: Iterator[FakeStep] = itertools.cycle(steps)
         self._text: str = opts.get("text") or "Hello from {target}."
         self.calls = 0
-
-    def capabilities(self, model: str) -> Capabilities:
-        return self.capabilities_default
 
     def _answer(self, step: FakeStep, model: str) -> str:
         return (step.text or self._text).format(target=f"{self.name}:{model}", model=model)

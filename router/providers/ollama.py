@@ -14,32 +14,21 @@ import base64
 import hashlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
-from router.errors import (
-    ConfigError,
-    ErrorClass,
-    InvalidRequestError,
-    LlmError,
-    NetworkError,
-    ServerError,
-)
+from router.errors import ConfigError, ErrorClass, InvalidRequestError, LlmError, ServerError
 from router.providers._openai_wire import parse_arguments
 from router.providers.base import (
-    Capabilities,
     ErrorBody,
+    HttpCall,
     HttpPool,
-    HttpResponse,
-    Provider,
+    HttpProvider,
     ProviderConfig,
-    Timeouts,
     classify_status,
     make_status_error,
-    redact_secrets,
+    reply_text,
 )
-from router.providers.sse import NDJSONDecoder
 from router.types import (
     ChatChunk,
     ChatRequest,
@@ -56,108 +45,47 @@ from router.types import (
 
 __all__ = ["OllamaProvider", "tool_call_id"]
 
-_DRAIN_TIMEOUT = 1.0  # after done:true, wait this long for the body's end to reuse the connection
 _THINK_LEVELS = frozenset({"low", "medium", "high"})  # gpt-oss; other thinking models take bools
 # Ollama's wordings for an over-long prompt (server truncates by default; with truncate/shift
 # off, or from the llama.cpp runner, it refuses with one of these).
 _CONTEXT_PHRASES = ("context length", "context size", "context window", "exceed_context_size")
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(HttpProvider):
     """A local (or proxied) Ollama server. No key by default; ``api_key`` is sent as a Bearer
     token for servers behind an authenticating proxy or ollama.com.
 
     Options: ``keep_alive`` (seconds; how long the model stays loaded after the call),
-    ``capabilities`` (overrides of the permissive defaults below).
+    ``capabilities`` (overrides of the permissive defaults: what a model can do is only known
+    to the server, except that it never fetches image URLs).
+
+    A stream is NDJSON, one object per line, complete at the line with ``done: true``.
     """
 
     kind: ClassVar[str] = "ollama"
-    key_env: ClassVar[str | None] = None
-    default_base_url: ClassVar[str | None] = "http://127.0.0.1:11434"
-    capabilities_default: ClassVar[Capabilities] = Capabilities(
-        tools=True, vision=True, json_object=True, json_schema=True,
-        streaming=True, streaming_usage=True, context_window=None,
-    )
+    framing: ClassVar[Literal["sse", "ndjson"]] = "ndjson"
+    terminator: ClassVar[str] = "done: true"
 
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         super().__init__(config, http)
         base_url = config.base_url or self.default_base_url or ""
         self._url = base_url.rstrip("/") + "/api/chat"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._secret:
-            headers["Authorization"] = f"Bearer {self._secret}"
-        headers.update(config.headers)
-        self._headers = headers
-        self._stream_headers = {**headers, "Accept": "application/x-ndjson"}
+        auth = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        self._headers, self._stream_headers = self.headers(auth)
         self._keep_alive = _keep_alive(config)
-        overrides = config.options.get("capabilities") or {}
-        try:
-            self._caps = replace(self.capabilities_default, **overrides)
-        except TypeError as e:
-            raise ConfigError(f"provider {config.name!r}: bad capabilities option: {e}") from e
 
-    def capabilities(self, model: str) -> Capabilities:
-        """Permissive: what a model can do is only known to the server."""
-        return self._caps
+    def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
+        body = build_body(model, request, stream=stream, keep_alive=self._keep_alive)
+        if stream:
+            return HttpCall(self._url, body, self._stream_headers, model, _StreamState())
+        return HttpCall(self._url, body, self._headers, model)
 
-    def _error(self, status: int | None, headers: Mapping[str, str],
-               body: ErrorBody) -> LlmError:
-        return map_ollama_error(status, headers, body, secrets=(self._secret,))
+    def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
+        return parse_response(data, call.model)
 
-    async def _status_error(self, resp: HttpResponse) -> LlmError:
-        return self._error(resp.status, resp.headers, await resp.read_error_body())
-
-    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        """One ``stream: false`` call."""
-        body = build_body(model, request, stream=False, keep_alive=self._keep_alive)
-        async with self.http.post(self._url, body, headers=self._headers,
-                                  timeouts=timeouts) as resp:
-            if resp.status >= 300:
-                raise await self._status_error(resp)
-            data = await resp.json()
-            if isinstance(data, dict) and data.get("error"):
-                raise self._error(None, resp.headers, ErrorBody(text=str(data), json=data))
-            return parse_response(data, model)
-
-    async def stream(self, model: str, request: ChatRequest,
-                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
-        """A streamed call: one chunk per NDJSON line with content; the final chunk carries
-        ``done_reason``, usage and the tool calls. A body that ends before ``done: true``
-        is a NetworkError."""
-        body = build_body(model, request, stream=True, keep_alive=self._keep_alive)
-        state = _StreamState(self._error)
-        async with self.http.post(self._url, body, headers=self._stream_headers,
-                                  timeouts=timeouts) as resp:
-            if resp.status >= 300:
-                raise await self._status_error(resp)
-            decoder = NDJSONDecoder()
-            while not state.done and (raw := await resp.read_chunk()):
-                for data in self._lines(decoder, raw):
-                    resp.mark_first_token()
-                    chunk = state.feed(data, resp.headers)
-                    if chunk is not None:
-                        yield chunk
-                    if state.done:
-                        break
-            if state.done:
-                await resp.drain(min(timeouts.idle, _DRAIN_TIMEOUT))
-            else:
-                for data in self._lines(decoder, None):
-                    chunk = state.feed(data, resp.headers)
-                    if chunk is not None:
-                        yield chunk
-                if not state.done:
-                    raise NetworkError("stream ended before done: true")
-        yield state.final_chunk()  # after the connection is back in the pool
-
-    def _lines(self, decoder: NDJSONDecoder, raw: bytes | None) -> list[Any]:
-        """The values of the lines ``raw`` completes (None: end of body, flush)."""
-        try:
-            return decoder.feed(raw) if raw is not None else decoder.flush()
-        except ValueError as e:
-            if raw is None:  # the body ended inside a line: the connection was cut
-                raise NetworkError("stream ended inside an NDJSON line") from e
-            raise ServerError(redact_secrets(str(e), (self._secret,))) from e
+    def map_error(self, status: int | None, headers: Mapping[str, str],
+                  body: ErrorBody) -> LlmError:
+        return map_ollama_error(status, headers, body, secrets=self._secrets)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,13 +210,15 @@ def tool_call_id(index: int, name: str, arguments: Mapping[str, Any]) -> str:
 def parse_tool_calls(raw: Any, start: int = 0) -> list[ToolCall]:
     """``message.tool_calls``; ``arguments`` arrive as an object (a string from some
     compatible servers is parsed as JSON)."""
+    if raw is not None and not isinstance(raw, list):
+        raise ValueError(f"tool_calls is {type(raw).__name__}, not a list")
     calls: list[ToolCall] = []
-    for entry in raw if isinstance(raw, list) else ():
+    for entry in raw or ():
         fn = entry.get("function") if isinstance(entry, dict) else None
         if not isinstance(fn, dict):
             continue
         args = fn.get("arguments")
-        arguments = dict(args) if isinstance(args, dict) else parse_arguments(_str(args))
+        arguments = parse_arguments(args)  # an object; a JSON string from some servers
         name = _str(fn.get("name"))
         index = start + len(calls)
         given = _str(entry.get("id"))  # newer servers may send one
@@ -315,7 +245,7 @@ def parse_response(data: Any, model: str) -> ChatResponse:
         raise ServerError("ollama response has no message")
     calls = parse_tool_calls(message.get("tool_calls"))
     return ChatResponse(
-        text=_str(message.get("content")),
+        text=reply_text(message.get("content")),
         tool_calls=calls,
         finish_reason=_finish_reason(data.get("done_reason"), bool(calls)),
         usage=_usage(data),
@@ -327,23 +257,30 @@ def parse_response(data: Any, model: str) -> ChatResponse:
 class _StreamState:
     """Folds streamed lines into ChatChunks, then the final chunk."""
 
-    __slots__ = ("_calls", "_error", "done", "done_reason", "usage")
+    __slots__ = ("_calls", "done", "done_reason", "usage")
 
-    def __init__(self, error: Callable[[int | None, Mapping[str, str], ErrorBody], LlmError],
-                 ) -> None:
-        self._error = error
+    def __init__(self) -> None:
         self._calls: list[ToolCall] = []
         self.done = False
         self.done_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, data: Any, headers: Mapping[str, str]) -> ChatChunk | None:
+    @property
+    def complete(self) -> bool:
+        """The line with ``done: true`` arrived."""
+        return self.done
+
+    @property
+    def finished(self) -> bool:
+        return self.done
+
+    def feed(self, data: Any) -> ChatChunk | None:
         if not isinstance(data, dict):
-            return None
-        if data.get("error"):
-            raise self._error(None, headers, ErrorBody(text=json.dumps(data), json=data))
+            raise ValueError(f"line is {type(data).__name__}, not an object")
         raw_message = data.get("message")
-        message: Mapping[str, Any] = raw_message if isinstance(raw_message, dict) else {}
+        if raw_message is not None and not isinstance(raw_message, dict):
+            raise ValueError(f"message is {type(raw_message).__name__}, not an object")
+        message: Mapping[str, Any] = raw_message or {}
         start = len(self._calls)
         calls = parse_tool_calls(message.get("tool_calls"), start)
         self._calls.extend(calls)
@@ -351,7 +288,7 @@ class _StreamState:
             self.done = True
             self.done_reason = _str(data.get("done_reason")) or None
             self.usage = _usage(data)
-        text, thinking = _str(message.get("content")), _str(message.get("thinking"))
+        text, thinking = reply_text(message.get("content")), _str(message.get("thinking"))
         if not (text or thinking or calls):
             return None
         deltas = [ToolCallDelta(index=start + i, id=c.id, name=c.name,
@@ -359,9 +296,9 @@ class _StreamState:
                   for i, c in enumerate(calls)]
         return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=thinking)
 
-    def final_chunk(self) -> ChatChunk:
-        return ChatChunk(finish_reason=_finish_reason(self.done_reason, bool(self._calls)),
-                         usage=self.usage, final_tool_calls=list(self._calls))
+    def final_chunks(self) -> list[ChatChunk]:
+        return [ChatChunk(finish_reason=_finish_reason(self.done_reason, bool(self._calls)),
+                          usage=self.usage, final_tool_calls=list(self._calls))]
 
 
 # --------------------------------------------------------------------------------------------

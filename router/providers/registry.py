@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from router.providers.kinds import KINDS, KindSpec
 from router.providers.plugins import (
     PluginError,
     PluginKind,
@@ -39,26 +40,21 @@ __all__ = [
     "describe_kinds",
     "is_available",
     "key_env",
+    "kind_spec",
     "plugin_kind",
     "plugin_kinds",
     "provider_class",
     "register_provider_kind",
+    "requires_key",
     "route_schema",
     "skipped_plugins",
     "split_target",
     "unregister_provider_kind",
 ]
 
-#: kind -> "module:Class". Imported on first use so that `import router` stays light.
-_BUILTIN: dict[str, str] = {
-    "openai": "router.providers.openai:OpenAIProvider",
-    "openai-compatible": "router.providers.openai:OpenAICompatibleProvider",
-    "fake": "router.providers.fake:FakeProvider",
-    "anthropic": "router.providers.anthropic:AnthropicProvider",
-    "google": "router.providers.google:GoogleProvider",
-    "ollama": "router.providers.ollama:OllamaProvider",
-    "azure-openai": "router.providers.azure:AzureOpenAIProvider",
-}
+#: kind -> "module:Class", from the kinds table. Imported on first use so that `import router`
+#: stays light.
+_BUILTIN: dict[str, str] = {kind: spec.provider_class for kind, spec in KINDS.items()}
 BUILTIN_KINDS = frozenset(_BUILTIN)
 _LOADED: dict[str, type[Provider]] = {}  # built-in kinds' classes, imported or replaced
 _PLUGINS: dict[str, PluginKind] = {}  # kinds from entry points and from run time
@@ -168,25 +164,32 @@ def is_available(kind: str) -> bool:
     return _module_exists(ref.partition(":")[0])
 
 
-#: Key variables of the built-in kinds (each class's ``key_env`` says the same).
-_KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "google": "GEMINI_API_KEY",
-    "azure-openai": "AZURE_OPENAI_API_KEY",
-}
+def kind_spec(kind: str) -> KindSpec | None:
+    """The table entry of a built-in kind (None for a plugin or unknown kind)."""
+    return KINDS.get(kind)
 
 
 def key_env(kind: str) -> str | None:
     """The environment variable a provider of ``kind`` reads its key from when none is set
-    (built-in kinds from a table, so that compiling never imports the HTTP stack; a test
-    checks the table against each class's ``key_env``)."""
+    (built-in kinds from the kinds table, so that compiling never imports the HTTP stack)."""
     if kind in _LOADED:
         return _LOADED[kind].key_env
-    if kind in _BUILTIN:
-        return _KEY_ENV.get(kind)
+    spec = KINDS.get(kind)
+    if spec is not None:
+        return spec.key_env
     plugin = plugin_kind(kind)
     return plugin.cls.key_env if plugin is not None else None
+
+
+def requires_key(kind: str) -> bool:
+    """Whether calls of a provider of ``kind`` need a key."""
+    if kind in _LOADED:
+        return _LOADED[kind].requires_key
+    spec = KINDS.get(kind)
+    if spec is not None:
+        return spec.requires_key
+    plugin = plugin_kind(kind)
+    return plugin.cls.requires_key if plugin is not None else True
 
 
 def split_target(ref: str) -> tuple[str, str] | None:
@@ -216,18 +219,13 @@ class KindInfo:
 
 
 def describe_kinds() -> list[KindInfo]:
-    """Every kind, built-in ones first, with where it comes from and what it declares (this
-    imports each available kind's class)."""
-    from router.config.model import KIND_FIELDS
-
+    """Every kind, built-in ones first, with where it comes from and what it declares (from
+    the kinds table; plugin kinds from their classes)."""
     out = []
-    for kind in _BUILTIN:
-        cls = provider_class(kind) if is_available(kind) else None
+    for kind, spec in KINDS.items():
         out.append(KindInfo(
-            kind, "built-in", None, None, key_env(kind),
-            cls.default_base_url if cls else None,
-            asdict(cls.capabilities_default) if cls else {},
-            sorted(KIND_FIELDS.get(kind, ())), cls is not None))
+            kind, "built-in", None, None, spec.key_env, spec.default_base_url,
+            asdict(spec.capabilities), sorted(spec.settings), is_available(kind)))
     for p in plugin_kinds().values():
         out.append(KindInfo(p.kind, p.source, p.distribution, p.version, p.cls.key_env,
                             p.cls.default_base_url, asdict(p.cls.capabilities_default),
