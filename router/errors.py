@@ -13,7 +13,6 @@ from router.secret import redact
 
 if TYPE_CHECKING:
     from router.diagnostics import Diagnostic
-    from router.types import AttemptRecord
 
 
 class ErrorClass(enum.StrEnum):
@@ -224,15 +223,17 @@ class NoRouteError(LlmError):
 
 class StreamInterruptedError(LlmError):
     """A stream failed after its first chunk reached the caller; ``partial_text`` holds what
-    came before."""
+    came before, ``attempts`` each AttemptRecord of the call (the failed one last)."""
 
     error_class = ErrorClass.STREAM_INTERRUPTED
 
     def __init__(self, message: str, *, partial_text: str = "",
-                 cause_class: ErrorClass | None = None, **kw: Any) -> None:
+                 cause_class: ErrorClass | None = None, attempts: Sequence[Any] = (),
+                 **kw: Any) -> None:
         super().__init__(message, **kw)
         self.partial_text = partial_text
         self.cause_class = cause_class
+        self.attempts: list[Any] = list(attempts)  # router.types.AttemptRecord each
 
 
 ERROR_TYPES: dict[ErrorClass, type[LlmError]] = {
@@ -263,7 +264,9 @@ def make_error(error_class: ErrorClass, message: str, **kw: Any) -> LlmError:
 class RouteFailed(LlmError):
     """Every target of a route failed or was skipped; ``attempts`` holds each AttemptRecord."""
 
-    def __init__(self, message: str, *, attempts: Sequence[AttemptRecord],
+    # ``attempts`` holds router.types.AttemptRecord values; errors does not import types
+    # (types imports errors), so the annotation says Any.
+    def __init__(self, message: str, *, attempts: Sequence[Any],
                  last_error: LlmError | None, alias: str | None = None) -> None:
         cls = last_error.error_class if last_error is not None else ErrorClass.NO_ROUTE
         super().__init__(
@@ -274,7 +277,7 @@ class RouteFailed(LlmError):
             target=last_error.target if last_error else None,
         )
         self.error_class = cls  # the class of the last real attempt
-        self.attempts = list(attempts)
+        self.attempts: list[Any] = list(attempts)
         self.last_error = last_error
         self.alias = alias
 

@@ -221,8 +221,7 @@ async def test_window_rollover_starts_a_fresh_budget(state: dict[str, Any],
     clock = [1764086390.0]  # 10 s before the hour ends
     doc = route_file(server.base_url, state, cap_usd=0.006, per="hour")
     async with make_store(**state, clock=lambda: clock[0]) as store, \
-            Router.from_dict(doc, store=store) as router:
-        router._gate.budgets.clock = lambda: clock[0]  # the window the key names
+            Router.from_dict(doc, store=store, clock=lambda: clock[0]) as router:
         spec = router.plan.budgets[0]
         old = budget_key(spec, clock[0]).key
         await router.chat("solo", MSG, max_tokens=OUTPUT_TOKENS)

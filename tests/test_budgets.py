@@ -199,8 +199,8 @@ async def test_window_rollover_starts_a_fresh_budget(server: OpenAIServer) -> No
     clock = [1764086390.0]  # 10 s before the hour ends
     store = MemoryStore(clock=lambda: clock[0])
     budgets = [{"scope": "global", "usd": 0.003, "per": "hour"}]
-    router = Router.from_dict(doc(url(server), budgets=budgets), store=store)
-    router._gate.budgets.clock = lambda: clock[0]
+    router = Router.from_dict(doc(url(server), budgets=budgets), store=store,
+                              clock=lambda: clock[0])
     async with router:
         await router.chat("solo", MSG, max_tokens=1000)
         with pytest.raises(RouteFailed):
@@ -225,15 +225,15 @@ async def test_shared_breaker_state_reaches_other_replicas(server: OpenAIServer)
 
 
 def _child_prefix(q: Any) -> None:
-    from router.engine import router as engine
+    from router.engine.router import request_id_prefix
 
-    q.put(engine._RID_PREFIX)
+    q.put(request_id_prefix())
 
 
 def test_forked_workers_get_their_own_request_ids() -> None:
     import multiprocessing
 
-    from router.engine import router as engine
+    from router.engine.router import request_id_prefix
 
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
@@ -241,4 +241,4 @@ def test_forked_workers_get_their_own_request_ids() -> None:
     p.start()
     child = q.get(timeout=10)
     p.join(10)
-    assert child != engine._RID_PREFIX
+    assert child != request_id_prefix()

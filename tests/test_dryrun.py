@@ -12,6 +12,8 @@ from router.config.validate import validate_dict
 from router.engine.dryrun import DryRunReport, dry_run
 from router.errors import InvalidRequestError
 from router.plan.routes import Plan
+from tests.engine_helpers import MSG, chat_path, route_file
+from tests.servers.openai import OpenAIServer, error_reply
 
 ENV = {"OPENAI_API_KEY": "sk-dry-DISTINCT-123", "ANTHROPIC_API_KEY": "sk-ant-dry-DISTINCT"}
 DOC: dict[str, Any] = {
@@ -135,9 +137,13 @@ def test_text_and_json_reports_tell_the_same_story(plan: Plan) -> None:
         assert secret not in text and secret not in r.to_json()
 
 
-async def test_router_dry_run_sees_the_live_breaker_state() -> None:
-    router = Router.from_dict(DOC, env=ENV)
-    router._breakers.force_open("openai:gpt-4o-mini")
-    r = router.dry_run("fast", [{"role": "user", "content": "hi"}])
-    assert story(r)[0] == ("skip", "openai:gpt-4o-mini", "breaker_open")
-    await router.aclose()
+async def test_router_dry_run_sees_the_live_breaker_state(
+        openai_server: OpenAIServer) -> None:
+    openai_server.enqueue(error_reply("server_error"), path=chat_path("a"))
+    data = route_file(openai_server.port, {"r": ["a:m", "b:m"]}, names=["a", "b"],
+                      retry={"attempts": 1}, breaker={"failures": 1, "cooldown": "60s"})
+    async with Router.from_dict(data) as router:
+        assert (await router.chat("r", MSG)).target == "b:m"  # a's 500 opened its breaker
+        r = router.dry_run("r", MSG)
+    assert story(r)[0] == ("skip", "a:m", "breaker_open")
+    assert r.answered_by == "b:m"

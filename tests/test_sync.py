@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from router import Router
-from router.engine import sync as facade
 from router.engine.sync import SyncRunner
 from router.errors import ErrorClass, LlmError, RouteFailed, StreamInterruptedError
 from tests.engine_helpers import MSG, chat_path, route_file
@@ -31,37 +30,6 @@ from tests.servers.openai import OpenAIServer, RecordedRequest, Reply, stream_re
 TEXT = "one two three four"
 TIMEOUTS = {"connect": "1s", "first_token": "1s", "total": "3s", "idle": "1s"}
 RETRY = {"attempts": 1, "initial": "1ms", "max": "5ms"}
-
-
-# -- the Router methods, until engine.py has them (the same code as the paste) ---------------
-
-@pytest.fixture(autouse=True, scope="module")
-def _router_methods() -> Iterator[None]:
-    if hasattr(Router, "chat_sync"):
-        yield
-        return
-    aclose_here, prepare = Router.aclose, Router._prepare
-
-    async def aclose(self: Router) -> None:
-        await facade.aclose(self, lambda: aclose_here(self))
-
-    def _prepare(self: Router, *args: Any, **kw: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        if not self._closed and loop is not self._loop:
-            facade.bind_loop(self, loop)
-        return prepare(self, *args, **kw)
-
-    def exit_(self: Router, *exc: object) -> None:
-        self.close()
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "_loop": None, "_runner": None, "aclose": aclose, "_prepare": _prepare,
-            "close": facade.close, "__enter__": lambda self: self, "__exit__": exit_,
-            "chat_sync": facade.chat_sync, "stream_sync": facade.stream_sync,
-        }.items():
-            mp.setattr(Router, name, value, raising=False)
-        yield
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -94,7 +62,7 @@ def fake_router(script: list[Any] | None = None, *, text: str = TEXT) -> Router:
 
 
 def runner_of(router: Router) -> SyncRunner:
-    runner = router._runner
+    runner = router.sync_runner
     assert runner is not None
     return runner
 
@@ -161,7 +129,7 @@ async def test_chat_sync_inside_a_running_loop_does_not_deadlock() -> None:
     with _hang_guard():
         response = router.chat_sync("fast", MSG)
         deltas = [c.delta for c in router.stream_sync("fast", MSG) if c.delta]
-        assert router._loop is not caller_loop  # the I/O ran on the runner's loop
+        assert runner_of(router).loop is not caller_loop  # the I/O ran on the runner's loop
         router.close()
     assert response.text == TEXT
     assert "".join(deltas) == TEXT
@@ -310,7 +278,7 @@ async def test_a_sync_call_on_an_awaited_router_raises_without_starting_a_thread
         await router.chat("fast", MSG)
         with pytest.raises(RuntimeError, match="two event loops"):
             router.chat_sync("fast", MSG)
-        assert router._runner is None
+        assert router.sync_runner is None
 
 
 def test_a_router_outliving_its_asyncio_run_says_so() -> None:
@@ -329,7 +297,7 @@ def test_close_stops_the_runner_thread_and_is_idempotent() -> None:
     assert thread_named(name) is not None
     router.close()
     assert thread_named(name) is None
-    assert router._closed
+    assert router.closed
     router.close()
 
 
@@ -355,7 +323,7 @@ def test_aclose_from_another_loop_stops_the_runner() -> None:
     name = runner_of(router).name
     asyncio.run(router.aclose())
     assert thread_named(name) is None
-    assert router._closed
+    assert router.closed
 
 
 def test_a_router_dropped_without_close_stops_its_thread() -> None:

@@ -276,7 +276,7 @@ async def test_a_cancelled_call_ends_both_spans(
         tracing: Tracing, exporter: InMemorySpanExporter) -> None:
     async with fake_router(tracing, [{"outcome": "ok", "latency": "3s"}]) as router:
         task = asyncio.create_task(router.chat("r", MSG))
-        fake: Any = router._providers["f"]
+        fake: Any = router.provider("f")
         while fake.calls == 0:
             await asyncio.sleep(0)
         task.cancel()

@@ -1,42 +1,41 @@
 """The state of one call: what the decision walk asks of the world (breakers, admission, the
-clock), the attempt records, the budget hold in flight and the tracing spans."""
+clock, randomness), the attempt records, the budget hold in flight and the tracing spans."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from router.engine.decision import Admit, Skip, Try, Wait, jittered_wait
-from router.errors import LlmError
+from router.engine.decision import Admit, Done, Skip, Wait, jittered_wait
+from router.engine.runtime import Runtime
+from router.errors import ErrorClass, LlmError, RouteFailed, TimeoutError_, make_error
 from router.obs import log
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.admission import CallScope
 from router.policy.budget import Hold
 from router.types import AttemptRecord, ChatChunk, ChatRequest, ChatResponse
 
-if TYPE_CHECKING:
-    from router.engine.router import Router
-
 _NO_SPAN = contextlib.nullcontext()
+_EVENTS = {"ok": "attempt_ok", "error": "attempt_failed", "skipped": "target_skipped"}
 
 
 class Call:
-    """The state of one call: what the walk asks (WalkEnv) and the records it produced."""
+    """One call's state; implements the walk's WalkEnv."""
 
     __slots__ = ("alias", "attempt_span", "deadline", "hold", "loop", "probes", "records",
-                 "request_id", "router", "scope", "span")
+                 "request_id", "rt", "scope", "span", "started")
 
-    def __init__(self, router: Router, route: Route, request_id: str,
-                 timeout: float | None, request: ChatRequest,
-                 tags: Mapping[str, str] | None = None, operation: str = "chat") -> None:
-        self.router = router
+    def __init__(self, rt: Runtime, route: Route, request_id: str, timeout: float | None,
+                 request: ChatRequest, tags: Mapping[str, str] | None = None,
+                 operation: str = "chat") -> None:
+        self.rt = rt
         self.alias = route.alias
         self.request_id = request_id
         self.scope = CallScope(route, request, tags, request_id)
         self.hold: Hold | None = None  # the budget hold of the attempt in flight
-        tracing = router._tracing
+        tracing = rt.tracing
         self.span = None if tracing is None else tracing.start_call(
             alias=route.alias, request_id=request_id, operation=operation, request=request)
         self.attempt_span: Any = None
@@ -44,51 +43,70 @@ class Call:
         limit = timeout if timeout is not None else route.deadline
         self.deadline = None if limit is None else self.loop.time() + limit
         self.records: list[AttemptRecord] = []
-        self.probes: set[str] = set()  # targets whose half-open probe this call holds
+        self.probes: set[str] | None = None  # targets whose half-open probe this call holds
+        self.started = 0.0  # perf_counter() when the attempt in flight began
 
-    # WalkEnv
+    # -- WalkEnv ----------------------------------------------------------------------------
     def breaker_allows(self, target: Target) -> bool:
-        breakers = self.router._breakers
+        breakers = self.rt.breakers
         half_open = breakers.state(target.key, target.breaker) == "half_open"
         if not breakers.allows(target.key, target.breaker):
             return False
         if half_open:
+            if self.probes is None:
+                self.probes = set()
             self.probes.add(target.key)
         return True
 
-    def release_probes(self) -> None:
-        """Free the slot of a probe that ended without a verdict (cancelled, the consumer
-        stopped, the deadline passed): otherwise the breaker would stay open for good."""
-        for key in self.probes:
-            self.router._breakers.release_probe(key)
-        self.probes.clear()
-
     def gated(self, target: Target) -> bool:
-        return self.router._gate.gated(self.scope, target)
-
-    async def admit(self, d: Admit) -> tuple[str, str] | None:
-        """Rate limits and budget hold for the next attempt of ``d.target``."""
-        verdict, self.hold = await self.router._gate.admit(
-            self.scope, d.target, len(self.records) + 1, self.remaining())
-        return verdict
-
-    async def end_hold(self, cost_usd: float | None, *, ok: bool) -> None:
-        """Settle the hold of the attempt that just ended (real cost), or release it."""
-        hold, self.hold = self.hold, None
-        if hold is None:
-            return
-        if ok:
-            await self.router._gate.settle(hold, cost_usd)
-        else:
-            await self.router._gate.release(hold)
+        return self.rt.gate.gated(self.scope, target)
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.loop.time()
 
     def jitter(self, policy: RetryPolicy, retry_number: int) -> float:
-        return jittered_wait(policy, retry_number)
+        return jittered_wait(policy, retry_number, self.rt.rng)
 
-    # tracing
+    # -- admission and the budget hold ------------------------------------------------------
+    async def admit(self, d: Admit) -> tuple[str, str] | None:
+        """Rate limits and budget hold for the next attempt of ``d.target``. A cancellation
+        while the hold is being reserved releases it once the store answers (Budgets)."""
+        verdict, self.hold = await self.rt.gate.admit(
+            self.scope, d.target, len(self.records) + 1, self.remaining())
+        return verdict
+
+    async def end_hold(self, cost_usd: float | None, *, billed: bool) -> None:
+        """Settle the hold of the attempt that just ended (``billed``: at ``cost_usd``, or its
+        worst case when unknown), or release it. Survives a cancellation (Budgets shields
+        the store operation), so a cancelled call never leaves a hold behind."""
+        hold, self.hold = self.hold, None
+        if hold is None:
+            return
+        if billed:
+            await self.rt.gate.settle(hold, cost_usd)
+        else:
+            await self.rt.gate.release(hold)
+
+    def release_probe(self, key: str) -> None:
+        """The probe of ``key`` (if this call held it) got its verdict or ended without one."""
+        if self.probes is not None and key in self.probes:
+            self.probes.discard(key)
+
+    def release_probes(self, except_key: str | None = None) -> None:
+        """Free the slot of each probe that ended without a verdict (cancelled, the deadline
+        passed, skipped after the breaker let it through): otherwise the breaker would stay
+        open for good. ``except_key``: a probe still in use (a committed stream)."""
+        probes = self.probes
+        if probes:
+            kept = except_key is not None and except_key in probes
+            for key in probes:
+                if key != except_key:
+                    self.rt.breakers.release_probe(key)
+            probes.clear()
+            if kept:
+                probes.add(except_key)  # type: ignore[arg-type]
+
+    # -- tracing ----------------------------------------------------------------------------
     def attempt(self, target: Target, attempt: int) -> contextlib.AbstractContextManager[Any]:
         """The span of one attempt (current inside the ``with``), or nothing untraced."""
         if self.span is None:
@@ -102,7 +120,7 @@ class Call:
             self.span.end(response=response, error=error, records=self.records)
             self.span = None
 
-    # records
+    # -- records ----------------------------------------------------------------------------
     def record(self, rec: AttemptRecord, *, finish_reason: str | None = None,
                response_model: str | None = None) -> None:
         self.records.append(rec)
@@ -113,16 +131,13 @@ class Call:
                 self.attempt_span.finish(rec, finish_reason=finish_reason,
                                          response_model=response_model)
                 self.attempt_span = None
-        if not log.enabled():
-            return
-        fields = rec.as_dict()
-        event = {"ok": "attempt_ok", "error": "attempt_failed",
-                 "skipped": "target_skipped"}[rec.outcome]
-        log.emit(event, **fields)
+        if log.enabled():
+            log.emit(_EVENTS[rec.outcome], **rec.as_dict())
 
-    def skip(self, d: Skip, attempt: int) -> None:
-        self.record(AttemptRecord(self.request_id, self.alias, d.target.key, attempt, "skipped",
-                                  reason=d.reason, detail=d.detail))
+    def skip(self, d: Skip) -> None:
+        self.record(AttemptRecord(self.request_id, self.alias, d.target.key,
+                                  len(self.records) + 1, "skipped", reason=d.reason,
+                                  detail=d.detail))
 
     def note_wait(self, d: Wait) -> None:
         if self.records:
@@ -133,9 +148,31 @@ class Call:
                      target=d.target.key, retry_in_ms=last.retry_in_ms,
                      retry_after_used=d.from_retry_after)
 
-
-def error_record(call: Call, d: Try, error: LlmError, latency_ms: float) -> AttemptRecord:
-    return AttemptRecord(
-        call.request_id, call.alias, d.target.key, d.attempt, "error",
-        error_class=error.error_class, status=error.status, latency_ms=round(latency_ms, 2),
-        timeout_kind=error.timeout_kind, detail=error.message[:200])
+    def failed(self, done: Done) -> RouteFailed:
+        """The RouteFailed that ends this call (logged, and its span ended)."""
+        err = done.error
+        if done.reason == "deadline" and err is None:
+            err = TimeoutError_("the call deadline passed before any target answered",
+                                timeout_kind="deadline")
+        records = self.records
+        if err is None:
+            reasons = {r.reason for r in records}
+            for reason, cls in (("budget", ErrorClass.BUDGET_EXCEEDED),
+                                ("rate_limited_locally", ErrorClass.RATE_LIMITED_LOCALLY)):
+                if reason in reasons:
+                    err = make_error(cls, "; ".join(
+                        f"{r.target}: {r.detail}" for r in records if r.reason == reason),
+                        retryable=False)
+                    break
+            msg = (f"no target of {self.alias!r} could be tried: "
+                   + "; ".join(f"{r.target} {r.reason}" for r in records))
+        else:
+            tried = sum(1 for r in records if r.outcome == "error")
+            msg = (f"{self.alias!r} failed after {tried} attempt(s) "
+                   f"({done.reason.replace('_', ' ')}): {err}")
+        log.emit("route_failed", request_id=self.request_id, alias=self.alias,
+                 error_class=(err.error_class.value if err else ErrorClass.NO_ROUTE.value),
+                 attempts=len(records), reason=done.reason)
+        failure = RouteFailed(msg, attempts=records, last_error=err, alias=self.alias)
+        self.end_span(None, failure)
+        return failure

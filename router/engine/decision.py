@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.plan.routes import RetryPolicy, Route, Target
@@ -101,6 +101,17 @@ class Wait:
 
 
 @dataclass(slots=True, frozen=True)
+class Fallback:
+    """Give up on ``target`` after ``error`` and go on to the next target. ``why``: fallback
+    (the class's action), retries_exhausted, breaker_open (it opened meanwhile), deadline (no
+    retry fits before it) or retry_after_too_long (past ``max_retry_after``)."""
+
+    target: Target
+    error: LlmError
+    why: str
+
+
+@dataclass(slots=True, frozen=True)
 class Done:
     """The walk is over: ``ok``, or failed with ``error`` (None when nothing was attempted)."""
 
@@ -109,7 +120,7 @@ class Done:
     reason: str = ""  # why it failed: exhausted | fail_now | deadline
 
 
-Decision = Try | Skip | Wait | Done | Admit
+Decision = Try | Skip | Wait | Fallback | Done | Admit
 Verdict = tuple[str, str] | None
 Outcome = LlmError | Verdict
 
@@ -166,40 +177,52 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
     return None
 
 
-def action_for(target: Target, error: LlmError) -> Action:
-    """What to do after ``error`` on ``target``: the route's ``on:`` table, then built-ins."""
+#: Timeouts that say the provider is silent, not slow: the next target at once (interface 1:
+#: a pool timeout, no free connection in time, acts the same). Only a chain's last target
+#: that can still be tried retries them.
+FAST_FALLBACK_TIMEOUTS = frozenset({"connect", "first_token", "pool"})
+
+
+def action_for(target: Target, error: LlmError, *, more_targets: bool = False) -> Action:
+    """What to do after ``error`` on ``target``: the route's ``on:`` table, then built-ins.
+    ``more_targets``: a later target of this call can still be tried."""
     action = target.actions.get(error.error_class, Action.FALLBACK)
-    if action is Action.RETRY and not error.retryable and error.error_class in RETRYABLE_CLASSES:
-        # A transient class the server said not to retry (x-should-retry: false). A class that
-        # is not transient by default is retried only because the route's ``on:`` asked to.
-        return Action.FALLBACK
+    if action is Action.RETRY:
+        if not error.retryable and error.error_class in RETRYABLE_CLASSES:
+            # A transient class the server said not to retry (x-should-retry: false). A class
+            # that is not transient by default is retried only because ``on:`` asked to.
+            return Action.FALLBACK
+        if more_targets and error.timeout_kind in FAST_FALLBACK_TIMEOUTS:
+            return Action.FALLBACK
     return action
 
 
-def retry_wait(target: Target, error: LlmError, try_number: int, env: WalkEnv) -> Wait | None:
-    """The wait before retrying ``target`` after ``error``, or None to fall back instead.
-    Retry-After wins when present and within ``max_retry_after``; the deadline caps both."""
+def retry_wait(target: Target, error: LlmError, try_number: int, env: WalkEnv) -> Wait | str:
+    """The wait before retrying ``target`` after ``error``, or why not (then fall back):
+    retry_after_too_long or deadline. Retry-After wins when present and within
+    ``max_retry_after``; the deadline caps both."""
     policy = target.retry
     cap = policy.backoff_cap(try_number)
     if error.retry_after is not None:
         if error.retry_after > policy.max_retry_after:
-            return None
+            return "retry_after_too_long"
         seconds, from_ra = error.retry_after, True
     else:
         seconds, from_ra = env.jitter(policy, try_number), False
     remaining = env.remaining()
     if remaining is not None and seconds >= remaining:
-        return None
+        return "deadline"
     return Wait(target, seconds, cap, from_ra, error)
 
 
 def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
          env: WalkEnv) -> Generator[Decision, Outcome, None]:
-    """Yield the decisions of one call over ``order`` (the route's targets for this call)."""
-    attempt = 0
+    """Yield the decisions of one call over ``order`` (the route's targets for this call).
+    Try and Admit are sent their outcome; every other decision is resumed with ``next``."""
     last: LlmError | None = None
     min_window: int | None = None
-    for target in order:
+    attempt = 0
+    for index, target in enumerate(order):
         why = skip_reason(target, needs, min_window)
         if why is None and not env.breaker_allows(target):
             why = ("breaker_open", "circuit breaker is open")
@@ -230,73 +253,92 @@ def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
                 yield Done(True)
                 return
             last = error
-            action = action_for(target, error)
             if error.error_class is ErrorClass.CONTEXT_WINDOW:
                 min_window = needed_tokens(error) or _above(target.capabilities.context_window)
+            more = error.timeout_kind in FAST_FALLBACK_TIMEOUTS and any(
+                skip_reason(t, needs, min_window) is None for t in order[index + 1:])
+            action = action_for(target, error, more_targets=more)
             if action is Action.FAIL:
                 yield Done(False, error, "fail_now")
                 return
-            # A breaker that opened meanwhile (a failed half-open probe, or failures of
-            # concurrent calls) stops the retries: the probe is one request, not a series.
-            if (action is Action.RETRY and try_number < target.retry.attempts
-                    and env.breaker_allows(target)):
-                wait = retry_wait(target, error, try_number, env)
-                if wait is not None:
-                    yield wait
-                    continue
+            gave_up = _why_not_retry(target, error, action, try_number, env)
+            if isinstance(gave_up, Wait):
+                yield gave_up
+                continue
+            yield Fallback(target, error, gave_up)
             break
     yield Done(False, last, "exhausted")
+
+
+def _why_not_retry(target: Target, error: LlmError, action: Action, try_number: int,
+                   env: WalkEnv) -> Wait | str:
+    if action is not Action.RETRY:
+        return "fallback"
+    if try_number >= target.retry.attempts:
+        return "retries_exhausted"
+    # A breaker that opened meanwhile (a failed half-open probe, or failures of concurrent
+    # calls) stops the retries: the probe is one request, not a series.
+    if not env.breaker_allows(target):
+        return "breaker_open"
+    return retry_wait(target, error, try_number, env)
 
 
 def _above(window: int | None) -> int | None:
     return window + 1 if window is not None else None
 
 
-def order_targets(route: Route, rng: random.Random, counter: int) -> list[Target]:
-    """The targets of ``route`` in the order this call tries them (pools expanded)."""
+def order_targets(route: Route, rng: random.Random, position: int) -> list[Target]:
+    """The targets of ``route`` in the order this call tries them (pools expanded).
+    ``position`` counts the calls of this route: round-robin pools rotate by it and weighted
+    pools pick their first member by it (so each pool follows its weights over any run of
+    calls); random pools and the rest of a weighted pool draw from ``rng``."""
     out: list[Target] = []
     for step in route.steps:
         ts = step.targets
         if len(ts) == 1 or step.strategy in ("single", "ordered"):
             out.extend(ts)
         elif step.strategy == "round_robin":
-            k = counter % len(ts)
+            k = position % len(ts)
             out.extend(ts[k:] + ts[:k])
         elif step.strategy == "random":
             shuffled = list(ts)
             rng.shuffle(shuffled)
             out.extend(shuffled)
-        else:  # weighted: a weighted random permutation (Efraimidis-Spirakis keys)
-            keyed = sorted(ts, key=lambda t: -(rng.random() ** (1.0 / t.weight))
-                           if t.weight > 0 else 1.0)
-            out.extend(keyed)
+        else:
+            out.extend(_weighted(ts, rng, position))
     return out
 
 
-class _AttemptState:
-    """The piece of tenacity's RetryCallState that its wait strategies read."""
-
-    __slots__ = ("attempt_number",)
-
-    def __init__(self, attempt_number: int) -> None:
-        self.attempt_number = attempt_number
+_GOLDEN = 0.6180339887498949  # 1/phi: a Weyl sequence spreads any run of calls evenly
 
 
-def jittered_wait(policy: RetryPolicy, retry_number: int) -> float:
-    """Exponential backoff with full jitter (tenacity's wait_random_exponential)."""
+def _weighted(ts: Sequence[Target], rng: random.Random, position: int) -> list[Target]:
+    """The member at ``position``'s point of the weights' line first, then the others as a
+    weighted random permutation (Efraimidis-Spirakis keys)."""
+    total = sum(t.weight for t in ts)
+    if total <= 0:
+        return list(ts)
+    point = (position * _GOLDEN) % 1.0 * total
+    pick = 0
+    for i, t in enumerate(ts):
+        if t.weight <= 0:
+            continue
+        pick = i
+        point -= t.weight
+        if point < 0:
+            break
+    rest = sorted((t for i, t in enumerate(ts) if i != pick),
+                  key=lambda t: -(rng.random() ** (1.0 / t.weight)) if t.weight > 0 else 1.0)
+    return [ts[pick], *rest]
+
+
+def jittered_wait(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, cap] (tenacity's
+    wait_random_exponential), drawn from ``rng`` so a seeded Router repeats its waits."""
+    cap = policy.backoff_cap(retry_number)
     if policy.jitter == "none":
-        return policy.backoff_cap(retry_number)
-    strategy = _strategies.get(policy)
-    if strategy is None:
-        from tenacity.wait import wait_random_exponential  # on first retry, not at import
-
-        strategy = wait_random_exponential(multiplier=policy.initial, max=policy.max,
-                                           exp_base=policy.multiplier)
-        _strategies[policy] = strategy
-    state: Any = _AttemptState(retry_number)
-    return float(strategy(state))
+        return cap
+    return rng.uniform(0.0, cap)
 
 
-_strategies: dict[RetryPolicy, Any] = {}
-
-__all__ = ["Admit", "CallNeeds", "Decision", "Done", "Skip", "Try", "Wait", "walk"]
+__all__ = ["Admit", "CallNeeds", "Decision", "Done", "Fallback", "Skip", "Try", "Wait", "walk"]

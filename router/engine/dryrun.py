@@ -21,16 +21,16 @@ from router.engine.decision import (
     CallNeeds,
     Decision,
     Done,
+    Fallback,
     Skip,
     Try,
     Wait,
-    action_for,
     needs_for,
     order_targets,
     walk,
 )
 from router.engine.request import build_request
-from router.errors import Action, ErrorClass, InvalidRequestError, LlmError, make_error
+from router.errors import ErrorClass, InvalidRequestError, LlmError, make_error
 from router.plan.routes import Plan, RetryPolicy, Route, Target
 from router.policy.admission import CallScope, Gate
 from router.policy.breaker import Breakers
@@ -230,7 +230,7 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
         if err.error_class is ErrorClass.TIMEOUT:
             env.elapsed += d.timeout
         nxt = gen.send(err)
-        ev.action = _describe_action(d, err, nxt)
+        ev.action = _describe_action(err, nxt)
         return nxt  # type: ignore[no-any-return]
     if isinstance(d, Wait):
         env.elapsed += d.seconds
@@ -245,19 +245,22 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
     return next(gen)  # type: ignore[no-any-return]
 
 
-def _describe_action(d: Try, err: LlmError, nxt: Decision) -> str:
+def _describe_action(err: LlmError, nxt: Decision) -> str:
+    """What the walk did after ``err``, read off its next decision (nothing re-derived)."""
     if isinstance(nxt, Wait):
         if nxt.from_retry_after:
             return f"retry in {format_duration(nxt.seconds)} (Retry-After)"
         return f"retry in <= {format_duration(nxt.seconds)} (backoff with full jitter)"
-    if isinstance(nxt, Done) and nxt.reason == "fail_now":
-        return f"fail now ({err.error_class.value} -> fail)"
-    action = action_for(d.target, err)  # the engine's own rule, not a copy of it
-    if action is Action.RETRY and d.try_number >= d.target.retry.attempts:
-        return f"retries exhausted ({d.target.retry.attempts} attempts) -> next target"
-    if action is Action.RETRY:
-        return "retry would not fit the deadline or Retry-After is too long -> next target"
-    return f"next target ({err.error_class.value} -> fallback)"
+    if isinstance(nxt, Fallback):
+        t = nxt.target
+        return {
+            "retries_exhausted": f"retries exhausted ({t.retry.attempts} attempts) -> next target",
+            "deadline": "a retry would not fit the deadline -> next target",
+            "retry_after_too_long": ("Retry-After is over "
+                                     f"{format_duration(t.retry.max_retry_after)} -> next target"),
+            "breaker_open": "its breaker opened -> next target",
+        }.get(nxt.why, f"next target ({err.error_class.value} -> fallback)")
+    return f"fail now ({err.error_class.value} -> fail)"
 
 
 def _finish(report: DryRunReport, done: Done, order: Sequence[Target], needs: CallNeeds,

@@ -5,8 +5,8 @@ sessions cannot move between loops). So the facade never runs the engine on the 
 loop: each Router used synchronously gets one ``SyncRunner``, a private loop on a daemon
 thread, and does all its I/O there. A call submits the coroutine to that loop and blocks
 until it ends, which also works from a thread that is itself running a loop (Jupyter): that
-loop waits, the work happens on ours, nothing deadlocks. ``bind_loop`` turns "one Router used
-from two loops" into a clear error instead of aiohttp's obscure one.
+loop waits, the work happens on ours, nothing deadlocks. ``LoopBinding.bind`` turns "one
+Router used from two loops" into a clear error instead of aiohttp's obscure one.
 
 The caller's contextvars (structlog bindings, the current OpenTelemetry span) travel with each
 call: ``run_coroutine_threadsafe`` runs it in a copy of the submitting thread's context.
@@ -19,14 +19,12 @@ import concurrent.futures
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from router.engine.router import Router
-    from router.types import ChatChunk, ChatResponse, Message
+from router.types import ChatChunk
 
-__all__ = ["SyncRunner", "aclose", "bind_loop", "chat_sync", "close", "stream_sync"]
+__all__ = ["LoopBinding", "SyncRunner"]
 
 T = TypeVar("T")
 
@@ -187,17 +185,98 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The Router's side: what Router.chat_sync / stream_sync / close / aclose / _prepare delegate to
+# The Router's side: which loop its I/O belongs to, and its runner
 
 
-def bind_loop(router: Router, loop: asyncio.AbstractEventLoop) -> None:
-    """Bind ``router``'s I/O to ``loop`` on its first call; a call from another loop raises."""
-    with _bind_lock:
-        if router._loop is None:
-            router._loop = loop
-        bound = router._loop
-    if bound is not loop:
-        raise RuntimeError(_two_loops(bound))
+class LoopBinding:
+    """Which event loop one Router's pool, breakers and store belong to (bound by its first
+    call), its sync runner (made by the first sync call) and whether it is closed."""
+
+    __slots__ = ("__weakref__", "closed", "loop", "runner")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: SyncRunner | None = None
+        self.closed = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the I/O to ``loop`` on the first call; a call from another loop raises."""
+        with _bind_lock:
+            if self.loop is None:
+                self.loop = loop
+            bound = self.loop
+        if bound is not loop:
+            raise RuntimeError(_two_loops(bound))
+
+    def sync_runner(self, owner: object) -> SyncRunner:
+        """The runner, made on first use (stopped when ``owner`` is collected unclosed);
+        checks the Router can still run sync calls."""
+        if self.closed:
+            raise RuntimeError("this Router is closed")
+        runner, bound = self.runner, self.loop
+        if bound is not None and (runner is None or bound is not runner.loop):
+            raise RuntimeError(_two_loops(bound))  # already used with `await` on another loop
+        if runner is None:
+            with _runner_lock:
+                runner = self.runner
+                if runner is None:
+                    runner = self.runner = SyncRunner(f"router-sync-{id(owner):x}")
+                    # Dropped without close(): stop the thread (aiohttp warns about the pool).
+                    weakref.finalize(owner, runner.abandon)
+        return runner
+
+    def run(self, owner: object, coro: Coroutine[Any, Any, T]) -> T:
+        """``coro`` (a call of ``owner``) run on the runner loop; blocks until it returns."""
+        try:
+            runner = self.sync_runner(owner)
+        except BaseException:
+            coro.close()
+            raise
+        return runner.run(coro)
+
+    def iterate(self, owner: object,
+                agen: AsyncIterator[ChatChunk]) -> Generator[ChatChunk, None, None]:
+        """``agen`` (a stream of ``owner``) as a plain iterator: each ``next`` pulls one chunk
+        on the runner loop; closing it early (break, ``close()``, collection) closes the
+        stream there."""
+        runner = self.sync_runner(owner)
+        if runner.in_loop_thread():
+            raise RuntimeError(_REENTRANT)
+        return _pull(runner, agen)
+
+    def close(self, aclose: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """``Router.close()``: run ``aclose()`` on the runner loop, then stop the runner."""
+        runner = self.runner
+        if runner is not None and runner.in_loop_thread():
+            raise RuntimeError(_REENTRANT)
+        if self.closed:
+            if runner is not None:
+                runner.close()
+            return
+        if runner is None or runner.closed:
+            if self.loop is not None:
+                raise RuntimeError("this Router was used with `await` on an event loop: "
+                                   "close it there with `await router.aclose()`")
+            runner = SyncRunner("router-sync-close")  # never used: any loop can close it
+        try:
+            runner.run(aclose())
+        finally:
+            runner.close()
+
+    async def aclose(self, close_here: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """``Router.aclose()``: ``close_here`` closes the pool and store on the running loop.
+        When the sync facade ran the Router, they belong to the runner loop: close them there
+        (from whichever loop awaits this), then stop the runner."""
+        runner = self.runner
+        if runner is None or runner.closed or runner.loop is None or runner.in_loop_thread():
+            await close_here()
+            if runner is not None and runner.loop is None:
+                runner.close()
+            return
+        try:
+            await runner.arun(close_here())
+        finally:
+            runner.close()  # joins a loop with nothing left to do: brief
 
 
 def _two_loops(bound: asyncio.AbstractEventLoop) -> str:
@@ -207,40 +286,6 @@ def _two_loops(bound: asyncio.AbstractEventLoop) -> str:
         msg += ("; that loop is closed: create the Router inside the asyncio.run that uses "
                 "it, or use the sync calls")
     return msg
-
-
-def _runner(router: Router) -> SyncRunner:
-    """The Router's runner, made on first use; checks the Router can still run sync calls."""
-    if router._closed:
-        raise RuntimeError("this Router is closed")
-    runner, bound = router._runner, router._loop
-    if bound is not None and (runner is None or bound is not runner.loop):
-        raise RuntimeError(_two_loops(bound))  # already used with `await` on another loop
-    if runner is None:
-        with _runner_lock:
-            runner = router._runner
-            if runner is None:
-                runner = router._runner = SyncRunner(f"router-sync-{id(router):x}")
-                # Dropped without close(): stop the thread (aiohttp warns about the session).
-                weakref.finalize(router, runner.abandon)
-    return runner
-
-
-def chat_sync(router: Router, model: str, messages: Iterable[Message | Mapping[str, Any]],
-              **kw: Any) -> ChatResponse:
-    """``router.chat(...)`` run on the Router's runner loop; blocks until it returns."""
-    runner = _runner(router)
-    return runner.run(router.chat(model, messages, **kw))
-
-
-def stream_sync(router: Router, model: str, messages: Iterable[Message | Mapping[str, Any]],
-                **kw: Any) -> Generator[ChatChunk, None, None]:
-    """``router.stream(...)`` as a plain iterator: each ``next`` pulls one chunk on the runner
-    loop; closing the iterator early (break, ``close()``, collection) closes the stream there."""
-    runner = _runner(router)
-    if runner.in_loop_thread():
-        raise RuntimeError(_REENTRANT)
-    return _pull(runner, router.stream(model, messages, **kw))
 
 
 def _pull(runner: SyncRunner,
@@ -265,39 +310,3 @@ async def _next_chunk(agen: AsyncIterator[ChatChunk]) -> ChatChunk | None:
         return await agen.__anext__()
     except StopAsyncIteration:
         return None
-
-
-def close(router: Router) -> None:
-    """``Router.close()``: run ``router.aclose()`` on the runner loop, then stop the runner."""
-    runner = router._runner
-    if runner is not None and runner.in_loop_thread():
-        raise RuntimeError(_REENTRANT)
-    if router._closed:
-        if runner is not None:
-            runner.close()
-        return
-    if runner is None or runner.closed:
-        if router._loop is not None:
-            raise RuntimeError("this Router was used with `await` on an event loop: close it "
-                               "there with `await router.aclose()`")
-        runner = SyncRunner("router-sync-close")  # never used: any loop can close it
-    try:
-        runner.run(router.aclose())
-    finally:
-        runner.close()
-
-
-async def aclose(router: Router, close_here: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """``Router.aclose()``: ``close_here`` closes the pool and store on the running loop. When
-    the sync facade ran the Router, they belong to the runner loop: close them there (from
-    whichever loop awaits this), then stop the runner."""
-    runner = router._runner
-    if runner is None or runner.closed or runner.loop is None or runner.in_loop_thread():
-        await close_here()
-        if runner is not None and runner.loop is None:
-            runner.close()
-        return
-    try:
-        await runner.arun(close_here())
-    finally:
-        runner.close()  # joins a loop with nothing left to do: brief

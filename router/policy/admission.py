@@ -176,5 +176,10 @@ class Gate:
                                       else cost_usd)
 
     async def release(self, hold: Hold | None) -> None:
+        """Drop the hold: nothing is spent."""
         if hold is not None:
             await self.budgets.release(hold)
+
+    async def drain(self) -> None:
+        """Wait for holds still being settled or released after a cancellation."""
+        await self.budgets.drain()

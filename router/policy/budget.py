@@ -5,15 +5,19 @@ and the target is skipped. The arithmetic and atomicity live in the state store.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from router.obs import log
 from router.plan.routes import BudgetSpec
 from router.state.base import BudgetKey, Refusal, StateStore, StoreError, to_micro
+
+Op = Coroutine[object, object, None]
 
 _WINDOW_FORMATS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d",
                    "month": "%Y-%m"}
@@ -89,13 +93,19 @@ def describe_refusal(r: Refusal, specs: Sequence[BudgetSpec], keys: Sequence[Bud
 
 
 class Budgets:
-    """Reserve, settle and release against the store, under the store-error policy."""
+    """Reserve, settle and release against the store, under the store-error policy.
+
+    Every hold ends, whatever happens to the call that took it: a cancellation while a
+    reservation is in flight releases it once the store answers (a SQLite thread or a Redis
+    script goes on after the caller stops waiting), and a settle or release that is cancelled
+    goes on in a task of its own. ``drain()`` waits for those (Router.aclose does)."""
 
     def __init__(self, store: StateStore, *, fail_open: bool,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.fail_open = fail_open
         self.clock = clock
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def reserve(self, reservation_id: str, specs: Sequence[BudgetSpec], amount_usd: float,
                       hold_seconds: float, *, output_cap: int | None = None) -> Hold | str | None:
@@ -105,7 +115,7 @@ class Budgets:
         keys = tuple(budget_key(s, now) for s in specs)
         amount = to_micro(amount_usd)
         try:
-            refusal = await self.store.reserve(reservation_id, keys, amount, hold_seconds)
+            refusal = await self._reserve(reservation_id, keys, amount, hold_seconds)
         except StoreError as e:
             log.emit("store_error", operation="reserve", error=str(e),
                      policy="fail_open" if self.fail_open else "fail_closed")
@@ -115,15 +125,65 @@ class Budgets:
         return Hold(reservation_id, keys, tuple(specs), amount, output_cap)
 
     async def settle(self, hold: Hold, actual_usd: float) -> None:
+        await self._survive(self._settle(hold, actual_usd))
+
+    async def release(self, hold: Hold) -> None:
+        await self._survive(self._release(hold.reservation_id))
+
+    async def drain(self) -> None:
+        """Wait until every settle or release still running after a cancellation is done."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _reserve(self, rid: str, keys: Sequence[BudgetKey], amount: int,
+                       hold_seconds: float) -> Refusal | None:
+        op = self.store.reserve(rid, keys, amount, hold_seconds)
+        if not self.store.suspends:
+            return await op  # runs to its end without a suspension point: nothing to undo
+        task = asyncio.ensure_future(op)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller is gone, the reservation may still land: release it when it does.
+            finishing = self._spawn(self._undo(task, rid))
+            # Cancelled again meanwhile: it finishes anyway, and we are raising regardless.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(finishing)
+            raise
+
+    async def _undo(self, task: asyncio.Future[Refusal | None], rid: str) -> None:
+        try:
+            refusal = await task
+        except StoreError:
+            return  # it failed: nothing is held
+        if refusal is None:
+            await self._release(rid)
+
+    async def _survive(self, op: Op) -> None:
+        """Run ``op`` to its end even if the caller is cancelled meanwhile (which still
+        propagates to the caller)."""
+        if not self.store.suspends:
+            await op
+            return
+        await asyncio.shield(self._spawn(op))
+
+    def _spawn(self, op: Op) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(op)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return task
+
+    async def _settle(self, hold: Hold, actual_usd: float) -> None:
         try:
             await self.store.settle(hold.reservation_id, to_micro(actual_usd))
             await self._warn(hold)
         except StoreError as e:
             log.emit("store_error", operation="settle", error=str(e))
 
-    async def release(self, hold: Hold) -> None:
+    async def _release(self, reservation_id: str) -> None:
         try:
-            await self.store.release(hold.reservation_id)
+            await self.store.release(reservation_id)
         except StoreError as e:
             log.emit("store_error", operation="release", error=str(e))
 

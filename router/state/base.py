@@ -13,7 +13,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 OnStoreError = Literal["fail_closed", "fail_open"]
 
@@ -65,6 +65,10 @@ class StateStore(abc.ABC):
     stores that are shared (sqlite, redis)."""
 
     kind: str = "abstract"
+    #: Whether an operation may suspend (await I/O or a thread). A store whose operations
+    #: never suspend (memory) cannot be interrupted half-way by a cancellation, so callers
+    #: need no task to finish what they started.
+    suspends: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def reserve(self, reservation_id: str, keys: Sequence[BudgetKey], amount_micro: int,

@@ -79,6 +79,7 @@ class MemoryStore(StateStore):
     """Budgets, rate limits and breaker state in this process only (the default store)."""
 
     kind = "memory"
+    suspends = False  # no method awaits: each runs to completion once started
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock

@@ -1,0 +1,107 @@
+"""The attempt step: run one attempt of a target under its timeouts, and end it, whichever way
+it ends, in one place: classify (the route file's ``errors:`` rules included), update the
+breaker, settle or release the budget hold, record the AttemptRecord, end the attempt span.
+
+``chat`` and ``stream`` share it; they differ only in the opener: a whole reply, or a stream
+read up to its first content chunk. A stream's attempt ends when its relay does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from router.engine.call import Call
+from router.engine.decision import Try
+from router.errors import LlmError
+from router.providers.base import Provider
+from router.specs import Timeouts
+from router.types import AttemptRecord, ChatRequest, ChatResponse, Usage
+
+T = TypeVar("T")
+
+#: What an attempt does with the provider: ``opener(provider, model, request, timeouts)``.
+Opener = Callable[[Provider, str, ChatRequest, Timeouts], Awaitable[T]]
+
+
+def open_chat(provider: Provider, model: str, request: ChatRequest,
+              timeouts: Timeouts) -> Awaitable[ChatResponse]:
+    """The opener of ``chat``: the whole reply."""
+    return provider.chat(model, request, timeouts)
+
+
+async def run_attempt(call: Call, d: Try, request: ChatRequest,
+                      opener: Opener[T]) -> T | LlmError:
+    """Run ``opener`` as attempt ``d``. A failure is ended here and returned; a success is
+    returned unended (``end_ok`` ends it). A cancellation (or any BaseException) ends the
+    attempt without a verdict or a record, freeing its hold and probe, and propagates."""
+    target = d.target
+    rt = call.rt
+    seat = rt.seats[target.provider]
+    call.started = time.perf_counter()
+    if seat.missing_env:
+        error = rt.missing_key_error(seat, target)
+    else:
+        try:
+            with call.attempt(target, d.attempt):
+                try:
+                    sent = rt.request_for(target, request, call.hold)
+                    timeouts = rt.timeouts_for(d)
+                    if seat.enforces_timeouts and not d.timeout_is_deadline:
+                        return await opener(seat.provider, target.model, sent, timeouts)
+                    async with asyncio.timeout(d.timeout):
+                        return await opener(seat.provider, target.model, sent, timeouts)
+                except LlmError as e:
+                    error = rt.classify(target, e)
+                except TimeoutError:
+                    error = rt.timeout_error(d)
+                except Exception as e:  # a plugin provider's bug: interface 6
+                    error = rt.plugin_error(target, e)
+        except BaseException:
+            await abandon(call, d, billed=False)
+            raise
+    await end_failed(call, d, error)
+    return error
+
+
+async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
+                 ttft_ms: float | None = None, finish_reason: str | None = None,
+                 response_model: str | None = None) -> None:
+    """End attempt ``d`` as a success: record it, settle its hold at ``cost_usd`` (its worst
+    case when unknown) and close the breaker."""
+    target = d.target
+    call.release_probe(target.key)  # a verdict: the probe (if held) is spent
+    call.record(AttemptRecord(
+        call.request_id, call.alias, target.key, d.attempt, "ok",
+        latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,
+        input_tokens=usage.input_tokens if usage is not None else None,
+        output_tokens=usage.output_tokens if usage is not None else None,
+        cost_usd=cost_usd), finish_reason=finish_reason, response_model=response_model)
+    await call.end_hold(cost_usd, billed=True)
+    await call.rt.note_success(target)
+
+
+async def end_failed(call: Call, d: Try, error: LlmError, *, billed: bool = False,
+                     ttft_ms: float | None = None) -> None:
+    """End attempt ``d`` as a failure: record it, release its hold (``billed``: a stream that
+    delivered output settles the worst case instead) and count it against the breaker."""
+    call.release_probe(d.target.key)
+    call.record(AttemptRecord(
+        call.request_id, call.alias, d.target.key, d.attempt, "error",
+        error_class=error.error_class, status=error.status,
+        latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,
+        timeout_kind=error.timeout_kind, detail=error.message[:200]))
+    await call.end_hold(None, billed=billed)
+    await call.rt.note_failure(d.target, error)
+
+
+async def abandon(call: Call, d: Try, *, billed: bool) -> None:
+    """End attempt ``d`` without a verdict (cancelled, or the consumer stopped a stream): its
+    probe slot is freed and its hold released (``billed``: settled at the worst case)."""
+    key = d.target.key
+    if call.probes and key in call.probes:
+        call.probes.discard(key)
+        call.rt.breakers.release_probe(key)
+    await call.end_hold(None, billed=billed)

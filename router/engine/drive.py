@@ -1,0 +1,56 @@
+"""The one driver of the decision walk, for ``chat`` and ``stream`` alike: it executes the
+walk's decisions (Try, Admit, Wait, Skip, Fallback) until an attempt succeeds or the walk is
+done. What an attempt means is the opener's business (router.engine.attempt)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import TypeVar
+
+from router.engine.attempt import Opener, run_attempt
+from router.engine.call import Call
+from router.engine.decision import Admit, Decision, Done, Fallback, Outcome, Skip, Try, Wait
+from router.errors import LlmError
+from router.types import ChatRequest
+
+T = TypeVar("T")
+
+
+async def drive(call: Call, gen: Generator[Decision, Outcome, None], request: ChatRequest,
+                opener: Opener[T]) -> tuple[T, Try]:
+    """The first successful attempt's result and its Try, not yet ended (the caller ends it
+    with ``end_ok``). Raises RouteFailed when the walk ends without one. Whatever the exit,
+    the walk is closed and the breaker probes this call took and did not use are freed; on a
+    failure or a cancellation the call's span ends too."""
+    decision = next(gen)
+    kept: str | None = None
+    try:
+        while True:
+            if isinstance(decision, Try):
+                result = await run_attempt(call, decision, request, opener)
+                if not isinstance(result, LlmError):
+                    kept = decision.target.key
+                    return result, decision
+                decision = gen.send(result)
+            elif isinstance(decision, Admit):
+                decision = gen.send(await call.admit(decision))
+            elif isinstance(decision, Wait):
+                call.note_wait(decision)
+                await asyncio.sleep(decision.seconds)
+                decision = next(gen)
+            elif isinstance(decision, Skip):
+                call.skip(decision)
+                decision = next(gen)
+            elif isinstance(decision, Fallback):
+                decision = next(gen)
+            else:
+                break
+    except BaseException:
+        call.end_span(None, None)  # cancelled: the span ends "abandoned"
+        raise
+    finally:
+        gen.close()
+        call.release_probes(except_key=kept)
+    assert isinstance(decision, Done)
+    raise call.failed(decision)

@@ -1,0 +1,172 @@
+"""What every call of one Router shares: its providers, breakers, admission (budgets and rate
+limits), tracing, randomness and clock. Router builds one ``Runtime``; each call gets it
+explicitly, so no engine module reaches into the Router.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from router.engine.decision import Try, order_targets
+from router.errors import ConfigError, ErrorClass, LlmError, TimeoutError_, make_error
+from router.obs import log
+from router.plan.routes import Plan, Route, Target
+from router.policy.admission import Gate
+from router.policy.breaker import Breakers
+from router.policy.budget import Hold
+from router.providers import registry
+from router.providers.base import HttpPool, Provider, ProviderConfig
+from router.specs import Timeouts
+from router.types import ChatRequest
+
+if TYPE_CHECKING:
+    from router.obs.tracing import Tracing
+
+#: Routes whose pool positions are remembered; past it the table starts over (ad-hoc model
+#: strings are unbounded in number, aliases are not).
+_MAX_ORDERS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One configured provider as the engine uses it."""
+
+    provider: Provider
+    #: The provider bounds connect, first token, idle and total itself (the HTTP template);
+    #: otherwise (fakes, plugins) the engine wraps each attempt in a timer of its own.
+    enforces_timeouts: bool
+    missing_env: tuple[str, ...] = ()
+
+
+def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
+    """A Seat per provider of ``plan``, sharing ``http``; registers their secrets."""
+    seats: dict[str, Seat] = {}
+    for name, spec in plan.providers.items():
+        if not registry.is_available(spec.kind):
+            raise ConfigError(f"provider {name!r}: kind {spec.kind!r} is not available in "
+                              f"this installation (available: "
+                              f"{', '.join(registry.available_kinds())})")
+        extra: dict[str, Any] = {}
+        max_connections = getattr(spec, "max_connections", None)
+        if max_connections is not None:  # interface 2: a per-provider connection limit
+            extra["max_connections"] = max_connections
+        cfg = ProviderConfig(name=name, kind=spec.kind, base_url=spec.base_url,
+                             api_key=spec.api_key, headers=spec.headers, options=spec.options,
+                             **extra)
+        provider = registry.provider_class(spec.kind)(cfg, http)
+        seats[name] = Seat(provider, bool(getattr(provider, "enforces_timeouts", False)),
+                           spec.missing_env)
+        if spec.api_key is not None:
+            log.add_secrets([spec.api_key.get_secret_value()])
+        log.add_secrets(v for v in spec.headers.values())
+    return seats
+
+
+class Runtime:
+    """The collaborators of one Router's calls (see the module docstring)."""
+
+    __slots__ = ("breakers", "clock", "gate", "orders", "plan", "rng", "seats", "tracing")
+
+    def __init__(self, plan: Plan, seats: dict[str, Seat], gate: Gate, breakers: Breakers,
+                 *, rng: random.Random, clock: Callable[[], float],
+                 tracing: Tracing | None = None) -> None:
+        self.plan = plan
+        self.seats = seats
+        self.gate = gate
+        self.breakers = breakers
+        self.rng = rng
+        self.clock = clock
+        self.tracing = tracing
+        # alias -> its fixed target order, or the counter of its pools' positions
+        self.orders: dict[str, tuple[Target, ...] | Iterator[int]] = {}
+
+    # -- per call ---------------------------------------------------------------------------
+    def order(self, route: Route) -> Sequence[Target]:
+        """The targets of ``route`` in the order this call tries them. Round-robin and
+        weighted pools advance one position per call of their own route."""
+        found = self.orders.get(route.alias)
+        if found is None:
+            if len(self.orders) >= _MAX_ORDERS:
+                self.orders.clear()
+            rotating = any(len(s.targets) > 1 and s.strategy not in ("single", "ordered")
+                           for s in route.steps)
+            found = itertools.count() if rotating else route.targets
+            self.orders[route.alias] = found
+        if type(found) is tuple:
+            return found
+        return order_targets(route, self.rng, next(found))  # type: ignore[arg-type]
+
+    # -- per attempt ------------------------------------------------------------------------
+    def classify(self, target: Target, err: LlmError) -> LlmError:
+        """Apply the route file's ``errors:`` rules, then set the target."""
+        for rule in self.plan.error_rules:
+            if rule.matches(target.provider, target.kind, err.status, err.provider_code,
+                            err.provider_type, err.provider_message or err.message):
+                if rule.error_class is not err.error_class:
+                    new = make_error(rule.error_class, err.message, status=err.status,
+                                     retry_after=err.retry_after, target=target.key,
+                                     provider_type=err.provider_type,
+                                     provider_code=err.provider_code,
+                                     provider_message=err.provider_message,
+                                     timeout_kind=err.timeout_kind)
+                    new.__cause__ = err
+                    return new
+                break
+        return err.with_target(target.key)
+
+    def missing_key_error(self, seat: Seat, target: Target) -> LlmError:
+        return make_error(ErrorClass.AUTH, f"provider {target.provider!r} needs "
+                          f"{', '.join(seat.missing_env)} in the environment",
+                          target=target.key, retryable=False)
+
+    @staticmethod
+    def timeouts_for(d: Try) -> Timeouts:
+        """The target's timeouts with ``total`` = this attempt's limit (a new value only when
+        the call deadline shortened it)."""
+        t = d.target.timeouts
+        return t if d.timeout == t.total else replace(t, total=d.timeout)
+
+    @staticmethod
+    def timeout_error(d: Try) -> LlmError:
+        """Our own timer fired: the call deadline, or the total of a provider that does not
+        enforce its timeouts itself."""
+        kind = "deadline" if d.timeout_is_deadline else "total"
+        return TimeoutError_(f"no answer within {d.timeout:.3g}s ({kind} timeout)",
+                             timeout_kind=kind, target=d.target.key)
+
+    @staticmethod
+    def plugin_error(target: Target, e: Exception) -> LlmError:
+        """Interface 6's last resort: a non-LlmError escaping a provider (a plugin bug)."""
+        err = make_error(ErrorClass.SERVER, f"provider {target.provider!r} raised "
+                         f"{type(e).__name__} (a bug in the provider, not a reply)",
+                         target=target.key)
+        err.__cause__ = e
+        return err
+
+    @staticmethod
+    def request_for(target: Target, request: ChatRequest, hold: Hold | None) -> ChatRequest:
+        """The request as sent to ``target``: with its max_tokens when the caller gave none,
+        or the output limit a budget hold assumed (so the provider enforces the worst case)."""
+        if request.max_tokens is None:
+            cap = target.max_tokens or (hold.output_cap if hold is not None else None)
+            if cap is not None:
+                return replace(request, max_tokens=cap)
+        return request
+
+    async def note_success(self, target: Target) -> None:
+        self.breakers.record_success(target.key)
+        await self.gate.publish_breaker(target, opened=False)
+
+    async def note_failure(self, target: Target, error: LlmError) -> None:
+        """Count ``error`` against the target's breaker. A pool timeout (no free connection
+        in time) says nothing about the provider's health: interface 1."""
+        if error.timeout_kind == "pool":
+            self.breakers.release_probe(target.key)
+            return
+        if self.breakers.record_failure(target.key, target.breaker, retryable=error.retryable):
+            log.emit("breaker_opened", target=target.key, cooldown_s=target.breaker.cooldown)
+            await self.gate.publish_breaker(target, opened=True)
