@@ -42,6 +42,12 @@ ENV = {"RT_OA_KEY": OA_KEY, "RT_AN_KEY": AN_KEY, "RT_HDR": HEADER_SECRET, "RT_TE
 ECHOED = ("authorization", "x-api-key", "x-custom-secret", "x-team-token")
 MODES = ("auth", "html", "stream")
 PROMPT = [{"role": "user", "content": "hi"}]
+# OpenAI's 401 without a key: no secret in it, and it must reach the user as written.
+NO_KEY = ("You didn't provide an API key. You need to provide your API key in an Authorization "
+          "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
+          "field (with blank username) if you're accessing the API from your browser and are "
+          "prompted for a username and password. You can obtain an API key from "
+          "https://platform.openai.com/account/api-keys.")
 Events = list[MutableMapping[str, Any]]
 
 
@@ -149,6 +155,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return web.Response(status=500, content_type="text/html",
                             text=f"<html><body>502 Bad Gateway: upstream refused "
                                  f"{echo(request)}</body></html>")
+    if mode == "nokey":
+        return web.json_response(error_body(False, "invalid_request_error", NO_KEY), status=401)
     if mode == "warming":  # a 400 that only a user errors: rule classifies
         return web.json_response(error_body(
             False, "invalid_request_error", "The model is warming up, try again later"),
@@ -316,6 +324,19 @@ async def test_errors_rule_with_match_still_matches_with_a_one_letter_key(
             await router.chat("m", PROMPT)
     assert info.value.error_class is ErrorClass.OVERLOADED
     assert "The model is warming up, try again later" in str(info.value)
+
+
+async def test_text_shaped_like_a_credential_but_not_configured_is_left_alone(
+        upstream: int) -> None:
+    data = {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"o": {"kind": "openai", "api_key": "${RT_OA_KEY}",
+                                "base_url": f"http://127.0.0.1:{upstream}/nokey/v1"}},
+            "models": {"m": ["o:gpt-4o-mini"]}}
+    async with Router.from_dict(data, env=ENV) as router:
+        with pytest.raises(LlmError) as info:
+            await router.chat("m", PROMPT)
+    assert info.value.error_class is ErrorClass.AUTH
+    assert NO_KEY in str(info.value)
 
 
 # -- the command line ------------------------------------------------------------------------------
