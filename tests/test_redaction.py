@@ -155,6 +155,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return web.Response(status=500, content_type="text/html",
                             text=f"<html><body>502 Bad Gateway: upstream refused "
                                  f"{echo(request)}</body></html>")
+    if mode == "cutkey":  # a non-JSON event whose key straddles the 200-character excerpt
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(f'data: {{"x": "{"y" * 185}{echo(request)}\n\n'.encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
     if mode == "nokey":
         return web.json_response(error_body(False, "invalid_request_error", NO_KEY), status=401)
     if mode == "warming":  # a 400 that only a user errors: rule classifies
@@ -337,6 +344,20 @@ async def test_text_shaped_like_a_credential_but_not_configured_is_left_alone(
             await router.chat("m", PROMPT)
     assert info.value.error_class is ErrorClass.AUTH
     assert NO_KEY in str(info.value)
+
+
+async def test_a_secret_cut_by_an_excerpt_limit_leaves_no_prefix_behind(upstream: int) -> None:
+    data = {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"o": {"kind": "openai", "api_key": "${RT_OA_KEY}",
+                                "base_url": f"http://127.0.0.1:{upstream}/cutkey/v1"}},
+            "models": {"m": ["o:gpt-4o-mini"]}}
+    async with Router.from_dict(data, env=ENV) as router:
+        with pytest.raises(RouteFailed) as info:
+            async for _ in router.stream("m", PROMPT):
+                pass
+    message = str(info.value.last_error)
+    assert "stream event is not JSON" in message and "yyy***" in message, message
+    assert OA_KEY[:8] not in str(info.value) + message + str(info.value.attempts[-1].detail)
 
 
 # -- the command line ------------------------------------------------------------------------------

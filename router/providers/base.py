@@ -269,7 +269,7 @@ class HttpProvider(Provider):
                               max_connections=self.config.max_connections)
 
     def _wrong_shape(self, e: Exception, where: str) -> ServerError:
-        detail = redact_secrets(str(e)[:200], self._secrets)
+        detail = redact_secrets(str(e)[:4096], self._secrets)[:200]  # redact, then cut
         return ServerError(f"{self.kind} {where} has the wrong shape "
                            f"({type(e).__name__}: {detail})")
 
@@ -339,7 +339,7 @@ class HttpProvider(Provider):
                 except ValueError as e:
                     if last:  # the body ended inside an event: the connection was cut
                         raise NetworkError("stream ended inside an event") from e
-                    excerpt = redact_secrets(event.data[:200], self._secrets)
+                    excerpt = redact_secrets(event.data[:4096], self._secrets)[:200]  # redact, cut
                     raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
                 if self.is_error(data, event.event):
                     raise self.map_error(None, resp.headers,
