@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.errors import ServerError
 from router.providers.sse import NDJSONDecoder, ServerSentEvent, SSEDecoder
 
 
@@ -184,3 +185,39 @@ def test_ndjson_any_split_yields_the_same_values(values: list[dict[str, object]]
     for piece in split_at(raw, cuts):
         out += d.feed(piece)
     assert out + d.flush() == values
+
+
+# -- size caps: a decoder never holds much more than its cap of one event or line -------------
+
+
+def test_sse_event_over_the_cap_is_a_server_error() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(ServerError, match="larger than 100 bytes"):
+        decoder.feed(b"data: " + b"x" * 200 + b"\n\n")
+
+
+def test_sse_unterminated_line_over_the_cap_fails_before_it_ends() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    decoder.feed(b"data: " + b"x" * 50)
+    with pytest.raises(ServerError, match="larger than 100 bytes"):
+        decoder.feed(b"x" * 60)  # no line end yet: the buffer alone is over the cap
+
+
+def test_sse_many_data_lines_count_towards_one_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(ServerError, match="larger than 100 bytes"):
+        decoder.feed(b"data: aaaaaaaaaaaaaaaaaaaa\n" * 6)  # 6 lines of 26 bytes, no blank line
+
+
+def test_sse_events_under_the_cap_each_pass_however_many() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    events = decoder.feed(b"data: " + b"x" * 80 + b"\n\n")
+    events += decoder.feed((b"data: " + b"y" * 80 + b"\n\n") * 20)
+    assert len(events) == 21
+
+
+def test_ndjson_line_over_the_cap_is_a_server_error() -> None:
+    decoder = NDJSONDecoder(max_line_bytes=100)
+    with pytest.raises(ServerError, match="larger than 100 bytes"):
+        decoder.feed(b'{"a": "' + b"x" * 50)
+        decoder.feed(b"x" * 60)
