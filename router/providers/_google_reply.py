@@ -176,12 +176,15 @@ class StreamAssembler:
         self.model: str | None = None
         self.response_id: str | None = None
 
-    #: The body's end ends the reading (there is no sentinel).
-    finished = False
-
     @property
     def complete(self) -> bool:
         """A candidate carried ``finishReason``."""
+        return self.finish_reason is not None
+
+    @property
+    def finished(self) -> bool:
+        # The event with the finishReason is the last (it carries the final usageMetadata);
+        # nothing after it is worth waiting for.
         return self.finish_reason is not None
 
     def feed(self, data: Any) -> ChatChunk | None:
