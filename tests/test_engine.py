@@ -113,8 +113,7 @@ async def test_chat_returns_parsed_tool_calls(router_for: Factory,
     assert [(c.name, c.arguments) for c in r.tool_calls] == [("get_weather", {"city": "Paris"})]
 
 
-async def test_cost_is_none_for_an_unpriced_model(router_for: Factory,
-                                                  openai_server: OpenAIServer) -> None:
+async def test_cost_is_none_for_an_unpriced_model(router_for: Factory) -> None:
     router = router_for({"r": [target("a", "my-local-model")]})
     r = await router.chat("r", MSG)
     assert r.cost_usd is None
@@ -476,8 +475,7 @@ async def test_route_failed_error_body_is_the_providers_message(
     assert error_body("invalid_request")["error"]["message"] in str(info.value)
 
 
-async def test_concurrent_calls_share_one_router(router_for: Factory,
-                                                 openai_server: OpenAIServer) -> None:
+async def test_concurrent_calls_share_one_router(router_for: Factory) -> None:
     router = router_for({"r": [target("a")]})
     results = await asyncio.gather(*(router.chat("r", MSG) for _ in range(10)))
     assert [r.text for r in results] == ["Hello!"] * 10

@@ -278,8 +278,8 @@ async def test_api_key_never_in_logs(openai_server: OpenAIServer, events: Events
     assert SECRET not in text  # ...without the key
 
 
-async def test_api_key_never_in_the_rendered_json_lines(
-        openai_server: OpenAIServer, router_logger: logging.Logger) -> None:
+@pytest.mark.usefixtures("router_logger")
+async def test_api_key_never_in_the_rendered_json_lines(openai_server: OpenAIServer) -> None:
     out = io.StringIO()
     log.configure_output("json", stream=out)
     await failing_run(openai_server, SECRET)

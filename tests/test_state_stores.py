@@ -277,8 +277,8 @@ async def test_memory_sweep_deletes_ended_windows(store: StateStore, clock: Cloc
     await store.rate_acquire("openai:rpm", 10, 1, 60)
     clock.advance(120)
     await store.add_spend(key("global|m3", ttl=60), 1)
-    assert store._spend.keys() == {"global|m3"}
-    assert not store._reservations and not store._holds and not store._rates
+    assert store.footprint() == {"spend": 1, "holds": 0, "reservations": 0, "first": 0,
+                                 "rates": 0, "breakers": 0}
 
 
 # -- first_time ---------------------------------------------------------------------------------
@@ -370,7 +370,9 @@ async def test_a_closed_store_raises_store_error(store: StateStore) -> None:
 @pytest.mark.parametrize("opener", ["redis"], indirect=True)
 async def test_redis_reloads_a_script_the_server_forgot(store: StateStore) -> None:
     assert isinstance(store, RedisStore)
-    store._reserve.sha = "0" * 40  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    assert await store.reserve("r0", [key()], 1, 60) is None  # the scripts are loaded
+    await store.release("r0")
+    redis.Redis.from_url(REDIS_URL).script_flush()  # as after a restart: NOSCRIPT on EVALSHA
     assert await store.reserve("r1", [key()], 100, 60) is None
     assert await store.usage("global|w1") == Usage(0, 100)
 

@@ -72,7 +72,8 @@ def router_logger() -> Iterator[logging.Logger]:
 
 
 @pytest.fixture
-def events(router_logger: logging.Logger) -> Iterator[Events]:
+def events(request: pytest.FixtureRequest) -> Iterator[Events]:
+    request.getfixturevalue("router_logger")  # events are emitted at INFO
     with capture_logs() as captured:
         yield captured
 
@@ -150,8 +151,8 @@ async def test_fail_open_sends_a_rate_limited_call_and_logs_it(
 
 # -- the password -------------------------------------------------------------------------------
 
-async def test_store_password_never_in_errors_logs_or_records(
-        server: OpenAIServer, router_logger: logging.Logger) -> None:
+@pytest.mark.usefixtures("router_logger")
+async def test_store_password_never_in_errors_logs_or_records(server: OpenAIServer) -> None:
     out = io.StringIO()
     log.configure_output("json", stream=out)
     results = [await chat(server, policy, gate, model)

@@ -41,7 +41,7 @@ class _Hung(Exception):
 @contextlib.contextmanager
 def _hang_guard(seconds: float = 5.0) -> Iterator[None]:
     """Fail instead of hanging: SIGALRM interrupts even a thread blocked waiting on a lock."""
-    def fire(signum: int, frame: FrameType | None) -> None:
+    def fire(_signum: int, _frame: FrameType | None) -> None:
         raise _Hung(f"still blocked after {seconds}s: a deadlock")
 
     previous = signal.signal(signal.SIGALRM, fire)
@@ -222,7 +222,7 @@ def test_a_failing_http_call_raises_the_classified_error(upstream: Upstream) -> 
 def test_ctrl_c_while_waiting_cancels_the_call_on_the_runner_loop(upstream: Upstream) -> None:
     arrived = threading.Event()
 
-    def held_back(request: RecordedRequest) -> Reply:
+    def held_back(_request: RecordedRequest) -> Reply:
         arrived.set()
         return Reply(json={}, delay=30)  # headers held back until the server closes
 

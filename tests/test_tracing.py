@@ -191,10 +191,12 @@ def test_the_attempt_span_is_current_inside_with_and_ends_at_finish(
     before = trace.get_current_span()
     with call.attempt(tgt, 1) as att:
         current = trace.get_current_span()  # what an HTTP client instrumentation would see
-        assert current.get_span_context().span_id == att._span.get_span_context().span_id
+    assert current is not before
     assert trace.get_current_span() is before
     assert exporter.get_finished_spans() == ()  # leaving ``with`` does not end it
     att.finish(AttemptRecord("x", "r", "o:gpt-4o", 1, "ok", latency_ms=1.0))
+    (finished,) = exporter.get_finished_spans()
+    assert finished.context.span_id == current.get_span_context().span_id
     att.finish(AttemptRecord("x", "r", "o:gpt-4o", 1, "ok", latency_ms=2.0))
     call.end(records=[])
     call.end(records=[])

@@ -215,9 +215,9 @@ def retry_wait(target: Target, error: LlmError, try_number: int, env: WalkEnv) -
     return Wait(target, seconds, cap, from_ra, error)
 
 
-def walk(route: Route, order: Sequence[Target], needs: CallNeeds,
+def walk(order: Sequence[Target], needs: CallNeeds,
          env: WalkEnv) -> Generator[Decision, Outcome, None]:
-    """Yield the decisions of one call over ``order`` (the route's targets for this call).
+    """Yield the decisions of one call over ``order`` (its route's targets for this call).
     Try and Admit are sent their outcome; every other decision is resumed with ``next``."""
     last: LlmError | None = None
     min_window: int | None = None

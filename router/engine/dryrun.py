@@ -164,7 +164,7 @@ def parse_outcome(text: str) -> tuple[str, float | None]:
         raise InvalidRequestError(f"bad Retry-After in {text!r}: {e}") from e
 
 
-def _normalize_sims(plan: Plan, route: Route,
+def _normalize_sims(route: Route,
                     simulate: Mapping[str, str | Sequence[str]] | None) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     keys = {t.key for t in route.targets} | {t.provider for t in route.targets}
@@ -204,15 +204,15 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
                       prompt_tokens=prompt_tokens, tools=bool(params.get("need_tools")),
                       vision=bool(params.get("need_images")))
     scope = CallScope(route, request, tags, "dry-run", upper_tokens=prompt_tokens)
-    env = _SimEnv(route.deadline, _normalize_sims(plan, route, simulate), breakers, gate,
+    env = _SimEnv(route.deadline, _normalize_sims(route, simulate), breakers, gate,
                   scope, budget_usage, time.time() if now is None else now)
     order = order_targets(route, random.Random(seed), 0)
     report = DryRunReport(route.alias, [t.key for t in order], needs, route.deadline)
-    gen = walk(route, order, needs, env)
+    gen = walk(order, needs, env)
     decision: Decision = next(gen)
     while not isinstance(decision, Done):
         decision = _step(report, env, gen, decision)
-    _finish(report, decision, order, needs, env)
+    _finish(report, decision, order, needs)
     return report
 
 
@@ -263,8 +263,8 @@ def _describe_action(err: LlmError, nxt: Decision) -> str:
     return f"fail now ({err.error_class.value} -> fail)"
 
 
-def _finish(report: DryRunReport, done: Done, order: Sequence[Target], needs: CallNeeds,
-            env: _SimEnv) -> None:
+def _finish(report: DryRunReport, done: Done, order: Sequence[Target],
+            needs: CallNeeds) -> None:
     if report.deadline is not None:
         report.worst_latency_s = min(report.worst_latency_s, report.deadline)
     if not done.ok:

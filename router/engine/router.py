@@ -225,7 +225,7 @@ class Router:
         needs = needs_for(request, route, stream=operation == "stream")
         rid = request_id or f"{_RID_PREFIX}{next(_rids):08x}"
         call = Call(self._rt, route, rid, timeout, request, tags, operation)
-        return call, walk(route, self._rt.order(route), needs, call), request
+        return call, walk(self._rt.order(route), needs, call), request
 
     async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
                    timeout: float | None = None, request_id: str | None = None,

@@ -164,6 +164,12 @@ class MemoryStore(StateStore):
                           ttl: float) -> None:
         self._breakers[key] = (failures, opened_at, self._now() + ttl)
 
+    def footprint(self) -> dict[str, int]:
+        """How many entries each table holds now (expired ones until a sweep drops them)."""
+        return {"spend": len(self._spend), "holds": sum(map(len, self._holds.values())),
+                "reservations": len(self._reservations), "first": len(self._first),
+                "rates": len(self._rates), "breakers": len(self._breakers)}
+
     # -- internals -----------------------------------------------------------------------------
 
     def _now(self) -> float:
