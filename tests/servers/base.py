@@ -12,7 +12,8 @@ Replies come from a FIFO queue for the request's path, then the queue for any pa
 ``server.default``. A queue entry may be a callable ``(RecordedRequest) -> Reply``.
 
 Misbehaviours (fields of ``Reply``): ``delay`` holds the headers back, ``first_byte_delay`` the
-body; after ``stall_after`` events the server goes silent, after ``reset_after`` events it
+body; after ``stall_after`` events the server goes silent (with every event sent, the body
+never ends: a connection kept open after the terminator), after ``reset_after`` events it
 aborts the connection; ``cut_at`` sends only the first N bytes of a stream body, then ends it
 cleanly (or aborts, with ``cut_reset``); ``huge`` sends a chunked body of N bytes that is
 never held whole; ``drop`` closes the connection without answering; ``redirect_reply`` answers
@@ -312,6 +313,9 @@ class ScriptedServer:
                     return resp
                 for piece in self._split(frame, reply.piece_sizes):
                     await resp.write(piece)
+            if reply.stall_after is not None and reply.stall_after >= len(frames):
+                await self._pause(None)  # all sent, but the body never ends
+                return resp
             if reply.cut_at is not None and reply.cut_reset:
                 await asyncio.sleep(0)  # let the bytes leave before the reset
                 self._abort(request)
