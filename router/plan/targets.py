@@ -1,23 +1,23 @@
 """Targets from layered settings (built-in < defaults < provider < route < target entry), and
 the routes of names that are no alias (``provider:model``, bare model names, ``a,b`` chains).
 
-Shared by the compiler and by ``Plan.resolve`` at run time; imports no config models.
+Shared by the compiler and by ``Plan.resolve`` at run time; imports no config models, and
+not ``routes`` (which imports this module): the values come from ``values``.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from router.errors import NoRouteError
-from router.plan.routes import (
+from router.plan.values import (
     BUILTIN_BREAKER,
     BUILTIN_RETRY,
     BUILTIN_TIMEOUTS,
     BreakerPolicy,
     Layer,
-    Plan,
     Price,
     ProviderSpec,
     RateLimitSpec,
@@ -32,6 +32,28 @@ from router.providers.kinds import KINDS, model_capabilities
 from router.specs import Capabilities, Timeouts
 
 EMPTY_LAYER = Layer()
+
+
+class PlanView(Protocol):
+    """What ad-hoc routes read of a Plan (routes.Plan; typed here so this module does not
+    import routes, which imports it)."""
+
+    @property
+    def routes(self) -> Mapping[str, Route]: ...
+    @property
+    def providers(self) -> Mapping[str, ProviderSpec]: ...
+    @property
+    def provider_layers(self) -> Mapping[str, Layer]: ...
+    @property
+    def model_overrides(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def defaults(self) -> Layer: ...
+    @property
+    def default_unknown_price(self) -> Literal["fail", "zero"] | None: ...
+    @property
+    def default_deadline(self) -> float | None: ...
+    @property
+    def default_max_tokens(self) -> int | None: ...
 
 
 def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +171,7 @@ def _policy_dict(p: RetryPolicy | BreakerPolicy) -> dict[str, Any]:
     return {name: getattr(p, name) for name in p.__slots__}
 
 
-def adhoc_route(plan: Plan, model: str) -> Route:
+def adhoc_route(plan: PlanView, model: str) -> Route:
     """A route for a name that is no alias: ``p:m``, a bare model name, or ``a,b,c``."""
     steps: list[Step] = []
     for ref in (r.strip() for r in model.split(",")):
@@ -179,7 +201,7 @@ def adhoc_route(plan: Plan, model: str) -> Route:
                  max_tokens=plan.default_max_tokens)
 
 
-def _no_route_message(plan: Plan, ref: str, kind: str | None, n: int) -> str:
+def _no_route_message(plan: PlanView, ref: str, kind: str | None, n: int) -> str:
     if kind is None:
         close = difflib.get_close_matches(ref, list(plan.routes), n=1)
         return (f"{ref!r} is not an alias and not provider:model"
