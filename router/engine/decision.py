@@ -8,6 +8,8 @@ dry-run prints is what the router does.
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import re
 from collections.abc import Generator, Sequence
@@ -290,8 +292,8 @@ def _above(window: int | None) -> int | None:
 def order_targets(route: Route, rng: random.Random, position: int) -> list[Target]:
     """The targets of ``route`` in the order this call tries them (pools expanded).
     ``position`` counts the calls of this route: round-robin pools rotate by it and weighted
-    pools pick their first member by it (so each pool follows its weights over any run of
-    calls); random pools and the rest of a weighted pool draw from ``rng``."""
+    pools pick their first member by it (so a pool follows its weights exactly over each
+    cycle of calls); random pools and the rest of a weighted pool draw from ``rng``."""
     out: list[Target] = []
     for step in route.steps:
         ts = step.targets
@@ -309,27 +311,45 @@ def order_targets(route: Route, rng: random.Random, position: int) -> list[Targe
     return out
 
 
-_GOLDEN = 0.6180339887498949  # 1/phi: a Weyl sequence spreads any run of calls evenly
-
-
 def _weighted(ts: Sequence[Target], rng: random.Random, position: int) -> list[Target]:
-    """The member at ``position``'s point of the weights' line first, then the others as a
-    weighted random permutation (Efraimidis-Spirakis keys)."""
-    total = sum(t.weight for t in ts)
-    if total <= 0:
+    """The member at ``position`` of the pool's smooth weighted round-robin cycle first, then
+    the others as a weighted random permutation (Efraimidis-Spirakis keys)."""
+    cycle = _weighted_cycle(tuple(t.weight for t in ts))
+    if not cycle:
         return list(ts)
-    point = (position * _GOLDEN) % 1.0 * total
-    pick = 0
-    for i, t in enumerate(ts):
-        if t.weight <= 0:
-            continue
-        pick = i
-        point -= t.weight
-        if point < 0:
-            break
+    pick = cycle[position % len(cycle)]
     rest = sorted((t for i, t in enumerate(ts) if i != pick),
                   key=lambda t: -(rng.random() ** (1.0 / t.weight)) if t.weight > 0 else 1.0)
     return [ts[pick], *rest]
+
+
+_MAX_CYCLE = 1000
+
+
+@functools.lru_cache(maxsize=256)
+def _weighted_cycle(weights: tuple[float, ...]) -> tuple[int, ...]:
+    """Smooth weighted round-robin (nginx's): over one cycle each member comes first as many
+    times as its weight, spread evenly. Weights are made whole numbers (a cycle of at most
+    ~1000 picks); a weight of 0 is never picked."""
+    if all(float(w).is_integer() for w in weights) and sum(weights) <= _MAX_CYCLE:
+        ints = [int(w) for w in weights]
+    else:
+        scale = _MAX_CYCLE / sum(weights)
+        ints = [max(1, round(w * scale)) if w > 0 else 0 for w in weights]
+    divisor = math.gcd(*ints)
+    if divisor == 0:
+        return ()
+    ints = [w // divisor for w in ints]
+    total = sum(ints)
+    current = [0] * len(ints)
+    cycle: list[int] = []
+    for _ in range(total):
+        for i, w in enumerate(ints):
+            current[i] += w
+        best = max(range(len(ints)), key=current.__getitem__)
+        current[best] -= total
+        cycle.append(best)
+    return tuple(cycle)
 
 
 def jittered_wait(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:

@@ -9,7 +9,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from router.engine.decision import Try, order_targets
 from router.errors import ConfigError, ErrorClass, LlmError, TimeoutError_, make_error
@@ -50,16 +50,11 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
             raise ConfigError(f"provider {name!r}: kind {spec.kind!r} is not available in "
                               f"this installation (available: "
                               f"{', '.join(registry.available_kinds())})")
-        extra: dict[str, Any] = {}
-        max_connections = getattr(spec, "max_connections", None)
-        if max_connections is not None:  # interface 2: a per-provider connection limit
-            extra["max_connections"] = max_connections
         cfg = ProviderConfig(name=name, kind=spec.kind, base_url=spec.base_url,
                              api_key=spec.api_key, headers=spec.headers, options=spec.options,
-                             **extra)
+                             max_connections=spec.max_connections)
         provider = registry.provider_class(spec.kind)(cfg, http)
-        seats[name] = Seat(provider, bool(getattr(provider, "enforces_timeouts", False)),
-                           spec.missing_env)
+        seats[name] = Seat(provider, provider.enforces_timeouts, spec.missing_env)
         if spec.api_key is not None:
             log.add_secrets([spec.api_key.get_secret_value()])
         log.add_secrets(v for v in spec.headers.values())
