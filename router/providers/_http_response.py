@@ -107,10 +107,11 @@ class HttpResponse:
     def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float | None,
                  idle: float, total_at: float | None = None, first_kind: str = "first_token",
                  max_body_bytes: int = MAX_BODY_BYTES, max_event_bytes: int = MAX_EVENT_BYTES,
-                 drain_later: DrainLater | None = None) -> None:
+                 drain_later: DrainLater | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._resp = resp
         self._content = resp.content
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._host = host
         self._first_at = deadline  # the nearer of first_token and total
         self._first_kind = first_kind

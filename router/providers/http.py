@@ -252,7 +252,8 @@ class HttpPool:
 
     async def _send(self, session: aiohttp.ClientSession, endpoint: _Endpoint, data: bytes,
                     headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
-        now = asyncio.get_running_loop().time()  # the slot was granted: the clocks start
+        loop = asyncio.get_running_loop()
+        now = loop.time()  # the slot was granted: the clocks start
         total_at = deadline_at(now, timeouts.total)
         first_at = deadline_at(now, timeouts.first_token)
         deadline, kind = nearer(first_at, "first_token", total_at, "total")
@@ -268,7 +269,7 @@ class HttpPool:
         return HttpResponse(resp, host=endpoint.host, deadline=deadline, first_kind=kind,
                             idle=timeouts.idle, total_at=total_at,
                             max_body_bytes=self._max_body, max_event_bytes=self._max_event,
-                            drain_later=self._drain_cb)
+                            drain_later=self._drain_cb, loop=loop)
 
     @staticmethod
     async def _request(session: aiohttp.ClientSession, url: URL, data: bytes,
