@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Per-attempt timeouts in seconds. HttpPool enforces connect, first_token and idle; the
-    engine enforces total with ``asyncio.timeout``."""
+    """Per-attempt timeouts in seconds. HttpPool enforces all four, each counted from the
+    grant of a connection slot; the engine adds a timer of its own only for a provider that
+    does not enforce them (``Provider.enforces_timeouts``) or a nearer call deadline."""
 
     connect: float
     first_token: float
