@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from router.config import check
+from router.config import check, schema
 from router.config.load import from_dict, load_text
 from router.config.model import RouteFileCfg
 
 CORPUS = Path(__file__).parent / "corpus"
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
-VALIDATOR = Draft202012Validator(check.SCHEMA)
+VALIDATOR = Draft202012Validator(schema.SCHEMA)
 T = TypeVar("T")
 
 
@@ -54,7 +54,7 @@ def verdicts(data: Any) -> tuple[bool, bool, bool]:
         pydantic_ok = True
     except ValidationError:
         pydantic_ok = False
-    return VALIDATOR.is_valid(data), check._fast().check(data), pydantic_ok
+    return VALIDATOR.is_valid(data), schema.fast_validator().check(data), pydantic_ok
 
 
 def test_corpus_is_large_enough() -> None:
@@ -88,7 +88,7 @@ def _schema_keys(node: Any, out: set[str]) -> set[str]:
 
 # Keys from every level (so a key lands where it is not allowed) plus field names that are not
 # keys: pydantic must not accept `error_class` for `class` or `schema_` for `$schema`.
-KEYS = sorted(_schema_keys(check.SCHEMA, set()) | {"error_class", "schema_", "x", "Timeout"})
+KEYS = sorted(_schema_keys(schema.SCHEMA, set()) | {"error_class", "schema_", "x", "Timeout"})
 VALUES: list[Any] = [
     0, 1, -1, 1.0, 1.5, 0.5, 20, 21, 99, 100, 599, 600, 1e300, 10**400, -(10**400), math.inf,
     -math.inf, True, False, None, "", "x", "1",

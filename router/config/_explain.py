@@ -11,18 +11,18 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from router.config.check import (
-    _ALL_KIND_FIELDS,
-    _BASE_URLS,
-    Path,
-    _dotted,
-    _fast,
-    _is_secret,
-    _schema,
-    _validator,
-)
 from router.config.load import Document
 from router.config.model import COMMON_PROVIDER_FIELDS, KIND_FIELDS
+from router.config.schema import (
+    ALL_KIND_FIELDS,
+    BASE_URLS,
+    Path,
+    dotted,
+    effective_schema,
+    explaining_validator,
+    fast_validator,
+    is_secret,
+)
 from router.diagnostics import Diagnostic
 
 if TYPE_CHECKING:
@@ -31,14 +31,14 @@ if TYPE_CHECKING:
 
 def schema_diagnostics(doc: Document) -> list[Diagnostic]:
     data = _only_failing_aliases(doc.data)
-    leaves = (leaf for e in _validator().iter_errors(data) for leaf in _leaves(e))
+    leaves = (leaf for e in explaining_validator().iter_errors(data) for leaf in _leaves(e))
     return _Explainer(doc).explain([e for e in leaves if not _moot(doc.data, e)])
 
 
 def _only_failing_aliases(data: Any) -> Any:
     """data with the aliases that pass removed: each alias is checked on its own, so the
     errors jsonschema finds are the same, at a fraction of the cost on a large file."""
-    fast = _fast()
+    fast = fast_validator()
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         return data
@@ -83,13 +83,13 @@ def _rule(e: SchemaError) -> Any:
 
 def _resolve(s: Any) -> Any:
     while isinstance(s, dict) and "$ref" in s:
-        s = _schema()["$defs"][s["$ref"].removeprefix("#/$defs/")]
+        s = effective_schema()["$defs"][s["$ref"].removeprefix("#/$defs/")]
     return s
 
 
 def _json_kind(x: Any) -> str:
     for t in ("boolean", "number", "string", "object", "array", "null"):
-        if _validator().is_type(x, t):
+        if explaining_validator().is_type(x, t):
             return t
     return type(x).__name__
 
@@ -101,7 +101,7 @@ def _fits(s: Any, x: Any) -> bool:
         return bool(s)
     if "type" in s:
         types = [s["type"]] if isinstance(s["type"], str) else s["type"]
-        return any(_validator().is_type(x, t) for t in types)
+        return any(explaining_validator().is_type(x, t) for t in types)
     if "enum" in s or "const" in s:
         return any(_json_kind(v) == _json_kind(x) for v in s.get("enum", [s.get("const")]))
     if "anyOf" in s:
@@ -112,7 +112,7 @@ def _fits(s: Any, x: Any) -> bool:
 def _spaced_target(e: SchemaError) -> str | None:
     """`- openai: gpt-4o` in a chain: YAML read a mapping where a target was meant."""
     x = _inst(e)
-    target_ref = _schema()["$defs"]["target_ref"]
+    target_ref = effective_schema()["$defs"]["target_ref"]
     if isinstance(x, dict) and len(x) == 1 and any(
             _resolve(b) is target_ref for b in _rule(e)):
         ((key, value),) = x.items()
@@ -134,7 +134,7 @@ def _moot(data: Any, e: SchemaError) -> bool:
 
 def _defs_of(e: SchemaError) -> tuple[str | None, str | None]:
     """(the $defs entry that holds e's keyword itself, the innermost one around it)."""
-    schema = _schema()
+    schema = effective_schema()
     node: Any = schema
     own: str | None = None
     around: str | None = None
@@ -216,7 +216,7 @@ def _show(path: Path, x: Any) -> str:
         return "null (an empty value)"
     if isinstance(x, dict | list):
         return "a mapping" if isinstance(x, dict) else "a list"
-    if _is_secret(path) and isinstance(x, str):
+    if is_secret(path) and isinstance(x, str):
         return "a string"
     text = repr(x)
     return text if len(text) <= 60 else text[:56] + ("...'" if isinstance(x, str) else "...")
@@ -296,8 +296,8 @@ class _Explainer:
         kind = obj.get("kind")
         is_provider = len(path) == 2 and path[0] == "providers"
         if is_provider:
-            extra = KIND_FIELDS.get(kind, _ALL_KIND_FIELDS) if isinstance(kind, str) else (
-                _ALL_KIND_FIELDS)
+            extra = KIND_FIELDS.get(kind, ALL_KIND_FIELDS) if isinstance(kind, str) else (
+                ALL_KIND_FIELDS)
             allowed = set(COMMON_PROVIDER_FIELDS) | extra
         for key in obj:
             if key in allowed:
@@ -305,12 +305,12 @@ class _Explainer:
             owners = sorted(k for k, f in KIND_FIELDS.items() if key in f) if is_provider else []
             if owners:
                 self.add((*path, key), "E010",
-                         f"{_dotted(path)}: {key!r} is only a setting of kind "
+                         f"{dotted(path)}: {key!r} is only a setting of kind "
                          f"{' and '.join(owners)}, and this provider is kind {kind}",
                          f"remove {key}, or set kind: {owners[0]} if that was meant", key=True)
                 continue
             guess = _closest(key, allowed)
-            where = f"in {_dotted(path)}" if path else "at the top level"
+            where = f"in {dotted(path)}" if path else "at the top level"
             if guess:
                 self.suggested.add((path, guess))
             self.add((*path, key), "E010", f"unknown key {key!r} {where}"
@@ -320,17 +320,17 @@ class _Explainer:
     def bad_key(self, path: Path, e: SchemaError) -> None:
         key, (_, kind) = _inst(e), _defs_of(e)
         if kind == "error_class":
-            options: list[str] = _schema()["$defs"]["error_class"]["enum"]
+            options: list[str] = effective_schema()["$defs"]["error_class"]["enum"]
             guess = _closest(key, options)
-            self.add((*path, key), "E012", f"{_dotted(path)}: {key!r} is not an error class"
+            self.add((*path, key), "E012", f"{dotted(path)}: {key!r} is not an error class"
                      + (f"; did you mean {guess!r}?" if guess else ""),
                      f"error classes: {', '.join(options)}", key=True)
         elif kind == "alias_name":
-            self.add((*path, key), "E012", f"{_dotted(path)}: alias name {key!r} has a ':', ',' "
+            self.add((*path, key), "E012", f"{dotted(path)}: alias name {key!r} has a ':', ',' "
                      "or a space", "':' separates provider and model in a target; "
                      "name aliases like fast or cheap-chat", key=True)
         else:
-            self.add((*path, key), "E012", f"{_dotted(path)}: name {key!r} is not allowed",
+            self.add((*path, key), "E012", f"{dotted(path)}: name {key!r} is not allowed",
                      "names start with a letter or _ and go on with letters, digits, _ . -",
                      key=True)
 
@@ -338,7 +338,7 @@ class _Explainer:
         own, _ = _defs_of(e)
         spaced = _spaced_target(e) if e.validator == "anyOf" else None
         if spaced is not None:
-            self.add(path, "E011", f"{_dotted(path)}: expected {_TARGET}, got a mapping",
+            self.add(path, "E011", f"{dotted(path)}: expected {_TARGET}, got a mapping",
                      f"write {spaced} with no space after ':' (YAML reads 'a: b' as a mapping)")
             return
         if own in _EXPECT:
@@ -354,11 +354,11 @@ class _Explainer:
             hint = _EXPECT[names[0]][1] if names else ""
         got = _show(path, _inst(e))
         got = f"the string {got}" if isinstance(_inst(e), str) and got != "a string" else got
-        self.add(path, "E011", f"{_dotted(path)}: expected {expect}, got {got}", hint)
+        self.add(path, "E011", f"{dotted(path)}: expected {expect}, got {got}", hint)
 
     def bad_value(self, path: Path, e: SchemaError) -> None:
         own, around = _defs_of(e)
-        x, where, shown = _inst(e), _dotted(path), _show(path, _inst(e))
+        x, where, shown = _inst(e), dotted(path), _show(path, _inst(e))
         if e.validator == "const":
             expect = json.dumps(_rule(e))
             hint = "the route file format is version 1" if path == ("version",) else ""
@@ -395,17 +395,17 @@ class _Explainer:
         for key in _rule(e):
             if key in obj or (path, key) in self.suggested:
                 continue
-            if key == "base_url" and kind in _BASE_URLS:
-                msg = f"{_dotted(path)}: kind {kind} needs base_url"
-                hint = f"add base_url: {_BASE_URLS[kind]}"
+            if key == "base_url" and kind in BASE_URLS:
+                msg = f"{dotted(path)}: kind {kind} needs base_url"
+                hint = f"add base_url: {BASE_URLS[kind]}"
             else:
-                msg = f"{_dotted(path)}: missing required key {key!r}"
+                msg = f"{dotted(path)}: missing required key {key!r}"
                 hint = f"add {_EXAMPLES.get(key, key + ': ...')}"
             self.add(path, "E013", msg, hint, key=True)
 
     def out_of_range(self, path: Path, e: SchemaError) -> None:
         _, around = _defs_of(e)
-        where, limit, v = _dotted(path), _rule(e), e.validator
+        where, limit, v = dotted(path), _rule(e), e.validator
         hint = _RANGE_HINTS.get(str(path[-1]) if path else "", "")
         shown = _show(path, _inst(e))
         if around in ("duration", "money") and v == "minimum":

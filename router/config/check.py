@@ -7,62 +7,18 @@ on the failing aliases only, into Diagnostics with stable codes, did-you-means a
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema_rs
 from pydantic import ValidationError
 
 from router.config.load import Document
-from router.config.model import KIND_FIELDS, RouteFileCfg
+from router.config.model import RouteFileCfg
+from router.config.schema import BASE_URLS, Path, dotted, fast_validator, is_secret
 from router.diagnostics import Diagnostic, sort_key
-from router.providers import plugins, registry
 from router.providers.kinds import KINDS
-
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
-
-Path = tuple[str | int, ...]
-T = TypeVar("T")
-
-#: The published schema (schemas/routes.schema.json). Files are checked against ``_schema()``:
-#: this one plus the kinds of installed provider plugins.
-SCHEMA: dict[str, Any] = plugins.static_schema()
-_SECRET_KEYS = frozenset({"api_key", "headers", "token", "password", "secret"})
-_ALL_KIND_FIELDS = frozenset().union(*KIND_FIELDS.values())
-#: kind -> an example base_url, for hints (from the kinds table).
-_BASE_URLS = {k: s.base_url_example for k, s in KINDS.items() if k != "fake"}
-
-
-def _schema() -> dict[str, Any]:
-    """The schema files are checked against: the same object while the plugin kinds stay."""
-    return registry.route_schema()
-
-
-def _per_schema(cache: dict[int, tuple[dict[str, Any], T]],
-                build: Callable[[dict[str, Any]], T]) -> T:
-    """build(schema), compiled once per effective schema (the entry keeps the schema alive,
-    so its id is not reused)."""
-    schema = _schema()
-    hit = cache.get(id(schema))
-    if hit is None:
-        if len(cache) >= 8:
-            cache.clear()
-        hit = cache[id(schema)] = (schema, build(schema))
-    return hit[1]
-
-
-_VALIDATORS: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
-
-
-def _validator() -> Draft202012Validator:
-    # jsonschema explains failures only; a valid file never imports it (~100 ms).
-    from jsonschema import Draft202012Validator
-
-    return _per_schema(_VALIDATORS, Draft202012Validator)
 
 
 def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic]]:
@@ -71,7 +27,7 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
     Also reports E050 (base_url is not an http(s) URL) and W105 (a literal api_key), which do not
     stop the config from being returned.
     """
-    diags = [] if _fast().check(doc.data) else _explain_failure(doc)
+    diags = [] if fast_validator().check(doc.data) else _explain_failure(doc)
     diags += _url_and_key_diagnostics(doc)
     cfg: RouteFileCfg | None = None
     if not any(d.code in _STRUCTURAL for d in diags):
@@ -85,68 +41,10 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
 _STRUCTURAL = frozenset({"E010", "E011", "E012", "E013", "E014"})
 
 
-# -- the yes/no check ---------------------------------------------------------------------------
-# jsonschema (pure Python) takes seconds on a 5,000-alias file; jsonschema-rs validates the
-# same schema (draft 2020-12, unevaluatedProperties included) in milliseconds. It answers "is
-# this valid?"; jsonschema then explains the failures, on the failing aliases only.
-
-
-class _Fast:
-    """Compiled jsonschema-rs validators: the whole file, an alias name, a route."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        defs = schema["$defs"]
-        self._file = jsonschema_rs.validator_for(schema)
-        self._alias = jsonschema_rs.validator_for({"$defs": defs, "$ref": "#/$defs/alias_name"})
-        self._route = jsonschema_rs.validator_for({"$defs": defs, "$ref": "#/$defs/route"})
-
-    def check(self, x: Any) -> bool:
-        if self._file.is_valid(x):
-            return True
-        # jsonschema-rs reads JSON, which has no infinity: it rejects YAML's `.inf` (a duration
-        # with no limit), which the schema admits. Such rare files get jsonschema's verdict.
-        return _has_infinity(x) and _validator().is_valid(x)
-
-    def alias_ok(self, x: Any) -> bool:
-        return bool(self._alias.is_valid(x))
-
-    def route_ok(self, x: Any) -> bool:
-        return bool(self._route.is_valid(x))
-
-
-def _has_infinity(x: Any) -> bool:
-    if isinstance(x, float):
-        return math.isinf(x)
-    if isinstance(x, dict):
-        return any(_has_infinity(v) for v in x.values())
-    if isinstance(x, list):
-        return any(_has_infinity(v) for v in x)
-    return False
-
-
-_FAST: dict[int, tuple[dict[str, Any], _Fast]] = {}
-
-
-def _fast() -> _Fast:
-    return _per_schema(_FAST, _Fast)
-
-
 def _explain_failure(doc: Document) -> list[Diagnostic]:
     from router.config import _explain  # only files with errors pay for it
 
     return _explain.schema_diagnostics(doc)
-
-
-def _dotted(path: Path) -> str:
-    """``models.fast.chain[1].timeout``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out or "the route file"
-
-
-def _is_secret(path: Path) -> bool:
-    return any(isinstance(p, str) and p.lower() in _SECRET_KEYS for p in path)
 
 
 # -- after the schema ---------------------------------------------------------------------------
@@ -157,9 +55,9 @@ def _pydantic_diagnostics(doc: Document, exc: ValidationError) -> list[Diagnosti
     out = []
     for err in exc.errors(include_url=False, include_input=False):
         path = _data_path(doc.data, err["loc"])
-        detail = "invalid value" if _is_secret(path) else err["msg"]
+        detail = "invalid value" if is_secret(path) else err["msg"]
         out.append(Diagnostic.at(
-            doc.mark(path), "error", "E014", doc.redact(f"{_dotted(path)}: {detail}"),
+            doc.mark(path), "error", "E014", doc.redact(f"{dotted(path)}: {detail}"),
             "the JSON Schema accepts this but the config model does not; please report it"))
     return out
 
@@ -190,18 +88,18 @@ def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:
         kind = p.get("kind") if isinstance(p.get("kind"), str) else None
         url, url_path = p.get("base_url"), ("providers", name, "base_url")
         if isinstance(url, str) and all(refs.get(url_path, [])) and not _is_http_url(url):
-            example = _BASE_URLS.get(kind or "", "http://127.0.0.1:8080")
+            example = BASE_URLS.get(kind or "", "http://127.0.0.1:8080")
             shown = "the value" if "@" in url else repr(url)  # user:password@host stays unseen
             out.append(Diagnostic.at(
                 doc.mark(url_path), "error", "E050",
-                doc.redact(f"{_dotted(url_path)}: {shown} is not an http(s) URL with a host"),
+                doc.redact(f"{dotted(url_path)}: {shown} is not an http(s) URL with a host"),
                 doc.redact(f"write the whole URL, e.g. base_url: {example}")))
         key_path = ("providers", name, "api_key")
         # Only files: Router.from_dict callers often pass a key they read themselves.
         if p.get("api_key") and key_path not in refs and doc.mark(key_path).line:
             out.append(Diagnostic.at(
                 doc.mark(key_path), "warning", "W105",
-                f"{_dotted(key_path)} is written in the file",
+                f"{dotted(key_path)} is written in the file",
                 f"secrets come from the environment: write api_key: ${{{_key_var(name, kind)}}}"))
     return out
 
