@@ -159,6 +159,11 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], str]] = [
      "tools[0].function.parameters"),
     ("tool_choice_an_int", "fast", MSG, {"tools": tool_def(), "tool_choice": 1},
      "tool_choice"),
+    ("tool_choice_object_without_type", "fast", MSG,
+     {"tools": tool_def(), "tool_choice": {"name": "f"}}, "tool_choice.type"),
+    ("tool_choice_function_without_name", "fast", MSG,
+     {"tools": tool_def(), "tool_choice": {"type": "function", "function": {}}},
+     "tool_choice.function.name"),
     ("message_object_with_int_content", "fast", [Message("user", 5)], {},  # type: ignore[arg-type]
      "messages[0].content"),
     ("message_object_with_bad_part", "fast",

@@ -308,7 +308,14 @@ def _tool_choice(choice: object) -> str | dict[str, Any]:
         return text(choice, "tool_choice")
     if not isinstance(choice, dict):
         fail("tool_choice", f"must be a string or an object, not {describe(choice)}")
-    return cast(dict[str, Any], json_value(choice, "tool_choice"))
+    json_value(choice, "tool_choice")
+    kind = choice.get("type")  # every vendor's object form is tagged by "type"
+    if not isinstance(kind, str):
+        fail("tool_choice.type", f"must be a string, not {describe(kind)}")
+    if kind == "function":
+        fn = choice.get("function")
+        _name(fn.get("name") if isinstance(fn, dict) else None, "tool_choice.function.name")
+    return cast(dict[str, Any], choice)
 
 
 def _extra(params: Mapping[str, Any]) -> dict[str, Any]:
