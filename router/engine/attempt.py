@@ -79,8 +79,12 @@ async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None
         input_tokens=usage.input_tokens if usage is not None else None,
         output_tokens=usage.output_tokens if usage is not None else None,
         cost_usd=cost_usd), finish_reason=finish_reason, response_model=response_model)
-    await call.end_hold(cost_usd, billed=True)
-    await call.rt.note_success(target)
+    rt = call.rt
+    if call.hold is not None:
+        await call.end_hold(cost_usd, billed=True)
+    rt.breakers.record_success(target.key)
+    if rt.gate.share_breakers:
+        await rt.gate.publish_breaker(target, opened=False)
 
 
 async def end_failed(call: Call, d: Try, error: LlmError, *, billed: bool = False,

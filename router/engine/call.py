@@ -24,22 +24,26 @@ _EVENTS = {"ok": "attempt_ok", "error": "attempt_failed", "skipped": "target_ski
 class Call:
     """One call's state; implements the walk's WalkEnv."""
 
-    __slots__ = ("alias", "attempt_span", "deadline", "hold", "loop", "probes", "records",
-                 "request_id", "rt", "scope", "span", "started")
+    __slots__ = ("_scope", "alias", "attempt_span", "deadline", "hold", "loop", "probes",
+                 "records", "request", "request_id", "route", "rt", "span", "started", "tags")
 
     def __init__(self, rt: Runtime, route: Route, request_id: str, timeout: float | None,
                  request: ChatRequest, tags: Mapping[str, str] | None = None,
-                 operation: str = "chat") -> None:
+                 operation: str = "chat", loop: asyncio.AbstractEventLoop | None = None,
+                 ) -> None:
         self.rt = rt
+        self.route = route
         self.alias = route.alias
         self.request_id = request_id
-        self.scope = CallScope(route, request, tags, request_id)
+        self.request = request
+        self.tags = tags
+        self._scope: CallScope | None = None  # made when admission is first asked
         self.hold: Hold | None = None  # the budget hold of the attempt in flight
         tracing = rt.tracing
         self.span = None if tracing is None else tracing.start_call(
             alias=route.alias, request_id=request_id, operation=operation, request=request)
         self.attempt_span: Any = None
-        self.loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop() if loop is None else loop
         limit = timeout if timeout is not None else route.deadline
         self.deadline = None if limit is None else self.loop.time() + limit
         self.records: list[AttemptRecord] = []
@@ -48,18 +52,28 @@ class Call:
 
     # -- WalkEnv ----------------------------------------------------------------------------
     def breaker_allows(self, target: Target) -> bool:
-        breakers = self.rt.breakers
-        half_open = breakers.state(target.key, target.breaker) == "half_open"
-        if not breakers.allows(target.key, target.breaker):
+        probe = self.rt.breakers.enter(target.key, target.breaker)
+        if probe is None:
             return False
-        if half_open:
+        if probe:
             if self.probes is None:
                 self.probes = set()
             self.probes.add(target.key)
         return True
 
+    @property
+    def scope(self) -> CallScope:
+        """What admission knows of this call."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = CallScope(self.route, self.request, self.tags, self.request_id)
+        return scope
+
     def gated(self, target: Target) -> bool:
-        return self.rt.gate.gated(self.scope, target)
+        gate = self.rt.gate
+        if not gate.may_gate(self.route, target):
+            return False
+        return gate.gated(self.scope, target)
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.loop.time()

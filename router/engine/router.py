@@ -224,7 +224,7 @@ class Router:
             request.max_tokens = route.max_tokens
         needs = needs_for(request, route, stream=operation == "stream")
         rid = request_id or f"{_RID_PREFIX}{next(_rids):08x}"
-        call = Call(self._rt, route, rid, timeout, request, tags, operation)
+        call = Call(self._rt, route, rid, timeout, request, tags, operation, loop)
         return call, walk(self._rt.order(route), needs, call), request
 
     async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
@@ -245,8 +245,10 @@ class Router:
             response.attempts = call.records
             response.request_id = call.request_id
             call.end_span(response, None)
-        log.emit("route_done", request_id=call.request_id, alias=call.alias,
-                 target=target.key, attempts=len(call.records), cost_usd=response.cost_usd)
+        if log.enabled():
+            log.emit("route_done", request_id=call.request_id, alias=call.alias,
+                     target=target.key, attempts=len(call.records),
+                     cost_usd=response.cost_usd)
         return response
 
     def stream(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,

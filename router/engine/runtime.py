@@ -152,10 +152,6 @@ class Runtime:
                 return replace(request, max_tokens=cap)
         return request
 
-    async def note_success(self, target: Target) -> None:
-        self.breakers.record_success(target.key)
-        await self.gate.publish_breaker(target, opened=False)
-
     async def note_failure(self, target: Target, error: LlmError) -> None:
         """Count ``error`` against the target's breaker. A pool timeout (no free connection
         in time) says nothing about the provider's health: interface 1."""

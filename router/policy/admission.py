@@ -58,6 +58,12 @@ class Gate:
             scope.specs[target.key] = found
         return found
 
+    def may_gate(self, route: Route, target: Target) -> bool:
+        """False when nothing can gate ``target`` on ``route`` (no rate limit, no shared
+        breakers, no budget at all): the common case, answered without a CallScope."""
+        return bool(target.rate_limits or self.share_breakers or self._any_budgets
+                    or route.budgets)
+
     def gated(self, scope: CallScope, target: Target) -> bool:
         if target.rate_limits or self.share_breakers:
             return True

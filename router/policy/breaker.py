@@ -24,6 +24,20 @@ class Breakers:
         self._states: dict[str, _State] = {}
         self._clock = clock
 
+    def enter(self, key: str, policy: BreakerPolicy) -> bool | None:
+        """Whether a call may go to ``key`` now: None (open), True (half-open: this caller
+        is the probe, which it must end with a verdict or ``release_probe``) or False
+        (closed: go)."""
+        if not policy.enabled:
+            return False
+        s = self._states.get(key)
+        if s is None or s.opened_at is None:
+            return False
+        if self._clock() - s.opened_at < policy.cooldown or s.probing:
+            return None
+        s.probing = True
+        return True
+
     def allows(self, key: str, policy: BreakerPolicy) -> bool:
         """Whether a call may go to ``key`` now; in half-open state, only the first caller."""
         if not policy.enabled:
