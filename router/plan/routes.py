@@ -74,7 +74,6 @@ class Plan:
     state: StateSpec = field(default_factory=StateSpec)
     default_unknown_price: Literal["fail", "zero"] | None = None
     budgets_by_scope: Mapping[str, tuple[BudgetSpec, ...]] = field(default_factory=dict)
-    _adhoc: dict[str, Route] = field(default_factory=dict, repr=False, compare=False)
 
     def budgets_for(self, target: Target, route: Route,
                     tags: Mapping[str, str] | None) -> list[BudgetSpec]:
@@ -93,14 +92,11 @@ class Plan:
 
     def resolve(self, model: str) -> Route:
         """The route for an alias, ``"provider:model"``, a bare model name, or a comma-separated
-        ad-hoc chain of those. Raises NoRouteError when nothing matches."""
+        ad-hoc chain of those, built anew each time (a Router caches them: plan.resolver).
+        Raises NoRouteError when nothing matches."""
         route = self.routes.get(model)
         if route is not None:
             return route
-        route = self._adhoc.get(model)
-        if route is None:
-            from router.plan.targets import adhoc_route  # cold path: imported on first ad-hoc use
+        from router.plan.targets import adhoc_route  # cold path: imported on first ad-hoc use
 
-            route = adhoc_route(self, model)
-            self._adhoc[model] = route
-        return route
+        return adhoc_route(self, model)
