@@ -149,13 +149,13 @@ async def run_demo(*, fast: bool = False) -> int:
     pause = 0.0 if fast else 0.6
     print("router demo: fake providers, no keys, no network. The route file:\n")
     print("    " + DEMO_ROUTES.replace("\n", "\n    ").rstrip())
-    async with Router._from_result(validate_text(DEMO_ROUTES, "demo-routes.yaml", env={})) as r:
+    async with Router.from_result(validate_text(DEMO_ROUTES, "demo-routes.yaml", env={})) as r:
         await _play(r, _SCENES, pause)
     runner, url = await _demo_upstreams.start()
     try:
         print("\nNext, the provider modules themselves, against loopback servers on " + url)
         result = validate_text(WIRE_ROUTES, "demo-wire.yaml", env={"UPSTREAM": url})
-        async with Router._from_result(result) as r:
+        async with Router.from_result(result) as r:
             await _play(r, _WIRE_SCENES, pause)
     finally:
         await runner.cleanup()

@@ -116,7 +116,7 @@ class Router:
         from router.config.validate import validate_file
 
         result = validate_file(Path(path), env=env)
-        return cls._from_result(result, **kw)
+        return cls.from_result(result, **kw)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
@@ -124,7 +124,7 @@ class Router:
         """Like from_yaml, from a dict shaped like the route file."""
         from router.config.validate import validate_dict
 
-        return cls._from_result(validate_dict(data, env=env), **kw)
+        return cls.from_result(validate_dict(data, env=env), **kw)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kw: Any) -> Router:
@@ -137,10 +137,12 @@ class Router:
 
         env = os.environ if env is None else env
         result = validate_dict(env_route_file(env), env=env, filename="<environment>")
-        return cls._from_result(result, **kw)
+        return cls.from_result(result, **kw)
 
     @classmethod
-    def _from_result(cls, result: Any, **kw: Any) -> Router:
+    def from_result(cls, result: Any, **kw: Any) -> Router:
+        """From a validation result (``router.config.validate.validate_*``): its Plan, or
+        ConfigError listing its errors and the environment variables routes need."""
         return cls(_usable_plan(result), **kw)
 
     # -- lifetime -------------------------------------------------------------------------
