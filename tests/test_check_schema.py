@@ -227,7 +227,7 @@ def test_model_errors_map_to_their_path_and_alias() -> None:
     assert doc is not None
     with pytest.raises(ValidationError) as caught:
         RouteFileCfg.model_validate(doc.data)
-    (d,) = check._pydantic_diagnostics(doc, caught.value)
+    (d,) = check.pydantic_diagnostics(doc, caught.value)
     assert d.code == "E014"
     assert d.message.startswith("errors[0].class: ")
     assert (d.line, d.col) == (3, 26)

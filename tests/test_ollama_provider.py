@@ -546,4 +546,4 @@ async def test_stream_connection_refused_is_network_error(http_pool: HttpPool) -
 
 def test_default_base_url_is_the_local_server_root() -> None:
     p = OllamaProvider(ProviderConfig(name="local", kind="ollama"), HttpPool())
-    assert p._url == "http://127.0.0.1:11434/api/chat"
+    assert p.request("llama3.2", ask(), stream=False).url == "http://127.0.0.1:11434/api/chat"

@@ -34,7 +34,7 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
         try:
             cfg = RouteFileCfg.model_validate(doc.data)
         except ValidationError as e:
-            diags += _pydantic_diagnostics(doc, e)
+            diags += pydantic_diagnostics(doc, e)
     return cfg, sorted(diags, key=sort_key)
 
 
@@ -50,7 +50,7 @@ def _explain_failure(doc: Document) -> list[Diagnostic]:
 # -- after the schema ---------------------------------------------------------------------------
 
 
-def _pydantic_diagnostics(doc: Document, exc: ValidationError) -> list[Diagnostic]:
+def pydantic_diagnostics(doc: Document, exc: ValidationError) -> list[Diagnostic]:
     """Models that reject what the schema accepted: a bug, but still reported where it is."""
     out = []
     for err in exc.errors(include_url=False, include_input=False):

@@ -243,7 +243,7 @@ class ProviderCfg(_Model):
             raise ValueError("; ".join(errors))
         common = {k: v for k, v in data.items() if k in COMMON_PROVIDER_FIELDS}
         cfg = handler(common)
-        cfg._plugin_settings = {k: v for k, v in data.items() if k in plugin.fields}
+        cfg.keep_plugin_settings({k: v for k, v in data.items() if k in plugin.fields})
         return cfg
 
     @model_validator(mode="after")
@@ -255,6 +255,10 @@ class ProviderCfg(_Model):
         if self.kind in REQUIRED_BASE_URL and self.base_url is None:
             raise ValueError(f"kind {self.kind!r} needs base_url")
         return self
+
+    def keep_plugin_settings(self, settings: dict[str, Any]) -> None:
+        """Keep a plugin kind's settings (checked by the plugin's own schema) for options()."""
+        self._plugin_settings = settings
 
     def options(self) -> dict[str, Any]:
         """The kind-specific settings that were set."""
