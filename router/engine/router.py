@@ -105,7 +105,7 @@ class Router:
         self._store = store
         self._rt = Runtime(plan, build_seats(plan, self._http), Gate(plan, store, clock=wall),
                            Breakers(time.monotonic if clock is None else clock),
-                           rng=random.Random(seed), clock=wall, tracing=_make_tracing(tracing))
+                           rng=random.Random(seed), tracing=_make_tracing(tracing))
         self._binding = LoopBinding()
 
     # -- construction ---------------------------------------------------------------------
@@ -214,13 +214,14 @@ class Router:
                tags: Mapping[str, str] | None, operation: str,
                ) -> tuple[Call, Generator[Decision, Outcome, None], ChatRequest]:
         """A call's state, its walk and its request (a bad call raises here, before I/O)."""
+        model = validate_model(model)
         binding = self._binding
         if binding.closed:
             raise RuntimeError("this Router is closed")
         loop = asyncio.get_running_loop()
         if loop is not binding.loop:  # the first call, or a second loop (an error)
             binding.bind(loop)
-        route = self.plan.resolve(validate_model(model))
+        route = self.plan.resolve(model)
         request = build_request(messages, params)
         if request.max_tokens is None and route.max_tokens is not None:
             request.max_tokens = route.max_tokens

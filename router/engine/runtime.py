@@ -1,5 +1,5 @@
 """What every call of one Router shares: its providers, breakers, admission (budgets and rate
-limits), tracing, randomness and clock. Router builds one ``Runtime``; each call gets it
+limits), tracing and randomness (the clock reaches calls through the breakers and the gate). Router builds one ``Runtime``; each call gets it
 explicitly, so no engine module reaches into the Router.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -64,17 +64,15 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
 class Runtime:
     """The collaborators of one Router's calls (see the module docstring)."""
 
-    __slots__ = ("breakers", "clock", "gate", "orders", "plan", "rng", "seats", "tracing")
+    __slots__ = ("breakers", "gate", "orders", "plan", "rng", "seats", "tracing")
 
     def __init__(self, plan: Plan, seats: dict[str, Seat], gate: Gate, breakers: Breakers,
-                 *, rng: random.Random, clock: Callable[[], float],
-                 tracing: Tracing | None = None) -> None:
+                 *, rng: random.Random, tracing: Tracing | None = None) -> None:
         self.plan = plan
         self.seats = seats
         self.gate = gate
         self.breakers = breakers
         self.rng = rng
-        self.clock = clock
         self.tracing = tracing
         # alias -> its fixed target order, or the counter of its pools' positions
         self.orders: dict[str, tuple[Target, ...] | Iterator[int]] = {}
