@@ -1,6 +1,7 @@
 """What every call of one Router shares: its providers, breakers, admission (budgets and rate
-limits), tracing and randomness (the clock reaches calls through the breakers and the gate). Router builds one ``Runtime``; each call gets it
-explicitly, so no engine module reaches into the Router.
+limits), tracing and randomness (the clock reaches calls through the breakers and the gate).
+Router builds one ``Runtime``; each call gets it explicitly, so no engine module reaches into
+the Router.
 """
 
 from __future__ import annotations
