@@ -27,6 +27,7 @@ from router.engine.stream import stream_call
 from router.engine.sync import LoopBinding, SyncRunner
 from router.errors import ConfigError, NoRouteError, StreamInterruptedError
 from router.obs import log
+from router.plan.resolver import RouteResolver
 from router.plan.routes import Plan
 from router.policy.admission import Gate
 from router.policy.breaker import Breakers
@@ -107,6 +108,7 @@ class Router:
                            Breakers(time.monotonic if clock is None else clock),
                            rng=random.Random(seed), tracing=_make_tracing(tracing))
         self._binding = LoopBinding()
+        self._routes = RouteResolver(plan)  # ad-hoc routes compiled once, LRU-bounded
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -221,7 +223,7 @@ class Router:
         loop = asyncio.get_running_loop()
         if loop is not binding.loop:  # the first call, or a second loop (an error)
             binding.bind(loop)
-        route = self.plan.resolve(model)
+        route = self._routes.resolve(model)
         request = build_request(messages, params)
         if request.max_tokens is None and route.max_tokens is not None:
             request.max_tokens = route.max_tokens
