@@ -178,6 +178,17 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], str]] = [
      {"tools": [Tool("f", parameters={"x": float("nan")})]}, "tools[0].parameters.x"),
     ("response_format_object_of_unknown_type", "fast", MSG,
      {"response_format": ResponseFormat("xml")}, "response_format.type"),  # type: ignore[arg-type]
+    # the call's own options
+    ("timeout_nan", "fast", MSG, {"timeout": float("nan")}, "timeout"),
+    ("timeout_zero", "fast", MSG, {"timeout": 0}, "timeout"),
+    ("timeout_negative", "fast", MSG, {"timeout": -1.5}, "timeout"),
+    ("timeout_string", "fast", MSG, {"timeout": "5s"}, "timeout"),
+    ("timeout_bool", "fast", MSG, {"timeout": True}, "timeout"),
+    ("request_id_int", "fast", MSG, {"request_id": 5}, "request_id"),
+    ("request_id_with_newline", "fast", MSG, {"request_id": "a\nb"}, "request_id"),
+    ("tags_not_a_mapping", "fast", MSG, {"tags": ["team"]}, "tags"),
+    ("tag_value_int", "fast", MSG, {"tags": {"team": 5}}, "tags['team']"),
+    ("tag_key_surrogate", "fast", MSG, {"tags": {SURROGATE: "x"}}, "tags (a key)"),
 ]
 
 

@@ -65,6 +65,36 @@ def validate_model(model: object) -> str:
     return model
 
 
+_MAX_TAGS = 64
+_MAX_LABEL_CHARS = 256  # a request id, a tag key or value
+
+
+def validate_call_options(timeout: object, request_id: object, tags: object) -> None:
+    """The call's own options (not sent upstream): ``timeout`` a positive finite number of
+    seconds, ``request_id`` and each tag key and value a short printable string."""
+    if timeout is not None and number(timeout, "timeout") <= 0:
+        fail("timeout", f"must be more than 0 seconds (got {timeout!r})")
+    if request_id is not None:
+        _label(request_id, "request_id")
+    if tags is not None:
+        if not isinstance(tags, Mapping):
+            fail("tags", f"must be a mapping of strings to strings, not {describe(tags)}")
+        if len(tags) > _MAX_TAGS:
+            fail("tags", f"has {len(tags)} entries (at most {_MAX_TAGS})")
+        for key, value in tags.items():
+            _label(key, "tags (a key)")
+            _label(value, f"tags[{key!r}]")
+
+
+def _label(value: object, path: str) -> None:
+    if not isinstance(value, str) or not value:
+        fail(path, f"must be a non-empty string, not {describe(value)}")
+    if len(value) > _MAX_LABEL_CHARS:
+        fail(path, f"is longer than {_MAX_LABEL_CHARS} characters")
+    if not value.isprintable():
+        fail(path, "contains control characters or lone surrogates")
+
+
 # --------------------------------------------------------------------------------------------
 # Messages
 
@@ -360,4 +390,4 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
 
 
 __all__ = ["InvalidRequestError", "build_request", "to_message", "to_response_format",
-           "to_tool", "validate_model"]
+           "to_tool", "validate_call_options", "validate_model"]

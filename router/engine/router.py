@@ -21,7 +21,7 @@ from router.engine.attempt import end_ok, open_chat
 from router.engine.call import Call
 from router.engine.decision import Decision, Outcome, needs_for, walk
 from router.engine.drive import drive
-from router.engine.request import build_request, validate_model
+from router.engine.request import build_request, validate_call_options, validate_model
 from router.engine.runtime import Runtime, build_seats
 from router.engine.stream import stream_call
 from router.engine.sync import LoopBinding, SyncRunner
@@ -217,6 +217,8 @@ class Router:
                ) -> tuple[Call, Generator[Decision, Outcome, None], ChatRequest]:
         """A call's state, its walk and its request (a bad call raises here, before I/O)."""
         model = validate_model(model)
+        if timeout is not None or request_id is not None or tags is not None:
+            validate_call_options(timeout, request_id, tags)
         binding = self._binding
         if binding.closed:
             raise RuntimeError("this Router is closed")
