@@ -6,6 +6,7 @@ prints a traceback (nor falls into the catch-all "internal error").
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -42,6 +43,26 @@ def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     both = result.stdout + result.stderr
     assert "Traceback" not in both, both
     assert "router: internal error:" not in result.stderr, result.stderr
+
+
+async def run_cli_async(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``router ARGS`` as a subprocess while this loop goes on (serving a loopback upstream);
+    its output never holds a traceback."""
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command(*args), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()  # our own child: never leave it running after a failed test
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    result = subprocess.CompletedProcess(list(args), proc.returncode,
+                                         out.decode("utf-8", "replace"),
+                                         err.decode("utf-8", "replace"))
+    assert_no_traceback(result)
+    return result
 
 
 def run_cli(*args: str, cwd: Path = FILES, env: dict[str, str] | None = None

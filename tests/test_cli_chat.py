@@ -6,7 +6,6 @@ keeps serving while the command waits for its answer.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.servers import anthropic, azure, google, ollama, openai
-from tests.test_cli import ROOT, assert_no_traceback, cli_command, cli_env
+from tests.test_cli import cli_env, run_cli_async
 
 PROMPT = "Tell the CLI test something"
 PIECES = ["Streamed ", "through ", "the CLI."]
@@ -99,19 +98,7 @@ def kind_env(kind: Kind) -> dict[str, str]:
 async def run_chat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``router chat ARGS`` as a subprocess, while this loop goes on serving; its output never
     holds a traceback or the key."""
-    proc = await asyncio.create_subprocess_exec(
-        *cli_command("chat", *args), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()  # our own child: never leave it running after a failed test
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    result = subprocess.CompletedProcess(args, proc.returncode, out.decode("utf-8", "replace"),
-                                         err.decode("utf-8", "replace"))
-    assert_no_traceback(result)
+    result = await run_cli_async("chat", *args, env=env)
     assert KEY not in result.stdout + result.stderr
     return result
 

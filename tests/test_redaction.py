@@ -9,7 +9,6 @@ non-JSON 500 body and a stream error event.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
@@ -30,7 +29,7 @@ from router.obs.redact import Redactor
 from router.providers.base import ProviderConfig
 from router.secret import Secret
 from tests.servers.anthropic import block_delta, block_start, message_start, text_block
-from tests.test_cli import ROOT, assert_no_traceback, cli_command, cli_env
+from tests.test_cli import cli_env, run_cli_async
 
 # Not sk- / AIza- / Bearer-shaped where it reaches the echo: only the registry can hide these.
 OA_KEY = "oa_REDACT-9c41e8b3f27d"
@@ -371,20 +370,7 @@ def write_routes(tmp_path: Path, port: int, **extra: Any) -> Path:
 
 async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``router ARGS`` as a subprocess while this loop goes on serving the upstream."""
-    proc = await asyncio.create_subprocess_exec(
-        *cli_command(*args), cwd=ROOT, env=cli_env(**ENV),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()  # our own child: never leave it running after a failed test
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    result = subprocess.CompletedProcess(args, proc.returncode, out.decode("utf-8", "replace"),
-                                         err.decode("utf-8", "replace"))
-    assert_no_traceback(result)
-    return result
+    return await run_cli_async(*args, env=cli_env(**ENV))
 
 
 async def test_cli_chat_never_prints_a_secret(tmp_path: Path, upstream: int) -> None:
