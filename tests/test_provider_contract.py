@@ -1,13 +1,16 @@
 """The provider contract: one suite, run against every HTTP kind (openai, openai-compatible,
 azure-openai, anthropic, google, ollama) on its own loopback stand-in, for what every kind must
 do the same way: free the connection when a stream is closed early or a call is cancelled,
-time out on a silent server, refuse a stream without its terminator and a reply of the wrong
-shape as typed errors, never follow a redirect, refuse an oversized body, re-send a request
-that met a stale keep-alive connection, and yield the final chunk without waiting on the body.
+return it to the pool when a stream ends, time out on a silent server (first token) and on a
+stalled stream (idle), refuse a stream without its terminator (naming it), a stream reset
+mid-way and a reply of the wrong shape as typed errors, never follow a redirect, refuse an
+oversized body, re-send a request that met a stale keep-alive connection, and yield the final
+chunk without waiting on the body.
 
 Each kind's wire shapes come from its server module (``tests/servers/``); ``KINDS`` says, per
 kind, which payload builders make a reply, a stream, a stream cut before its terminator, and a
-reply of the wrong shape.
+reply of the wrong shape, how the kind names its terminator, and how many events of a stream
+come before its first text.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Kind:
     stream: Callable[[Sequence[str]], list[Any]]  # a whole stream's events, terminator included
     cut: Callable[[Sequence[str]], list[Any]]  # the same stream without its terminator
     wrong_shape: Any  # valid JSON of the wrong shape for a 200 answer
+    terminator: str  # how the error of a stream cut before its terminator names it
+    before_text: int  # events in ``stream`` before its first text delta
     key: str | None = KEY
     sentinel: int = 0  # frames the server adds after the events (OpenAI's [DONE])
     options: dict[str, Any] = field(default_factory=dict)
@@ -64,20 +69,25 @@ def _azure_cut(parts: Sequence[str]) -> list[Any]:
 
 KINDS = [
     Kind("openai", oa.OpenAIServer, "gpt-4o-mini", lambda t: oa.completion(t), oa.text_events,
-         _openai_cut, {"id": "x", "choices": [{"index": 0, "message": "hi"}]}, sentinel=1),
+         _openai_cut, {"id": "x", "choices": [{"index": 0, "message": "hi"}]},
+         "a choice with finish_reason", 1, sentinel=1),
     Kind("openai-compatible", oa.OpenAIServer, "llama-3.1-8b", lambda t: oa.completion(t),
-         oa.text_events, _openai_cut, {"choices": 5}, key=None, sentinel=1),
+         oa.text_events, _openai_cut, {"choices": 5}, "a choice with finish_reason", 1,
+         key=None, sentinel=1),
     Kind("azure-openai", az.AzureServer, "gpt-4o", lambda t: az.azure_completion(t),
          lambda parts: az.azure_text_events(list(parts)), _azure_cut,
-         {"choices": [{"message": {"content": 7}}]}, sentinel=1),
+         {"choices": [{"message": {"content": 7}}]}, "a choice with finish_reason", 2,
+         sentinel=1),
     Kind("anthropic", an.AnthropicServer, "claude-haiku-4-5",
          lambda t: an.message([an.text_block(t)]), an.text_events,
-         lambda parts: an.text_events(parts)[:-1], {"type": "message", "content": 5}),
+         lambda parts: an.text_events(parts)[:-1], {"type": "message", "content": 5},
+         "message_stop", 3),
     Kind("google", gg.GoogleServer, "gemini-2.5-flash", lambda t: gg.response(t),
          gg.text_events, lambda parts: [gg.chunk([gg.text_part(p)]) for p in parts],
-         {"candidates": [{"content": {"parts": 5}}]}),
+         {"candidates": [{"content": {"parts": 5}}]}, "a candidate with finishReason", 0),
     Kind("ollama", ol.OllamaServer, "llama3.2", lambda t: ol.chat_response(t), ol.text_lines,
-         lambda parts: [ol.delta(p) for p in parts], {"message": 5, "done": True}),
+         lambda parts: [ol.delta(p) for p in parts], {"message": 5, "done": True},
+         "done: true", 0),
 ]
 
 
@@ -130,10 +140,21 @@ async def test_closing_a_stream_early_frees_the_connection(kind: Kind, server: S
     server.enqueue(Reply(events=events, stall_after=len(events) - 1))  # never ends
     stream = provider(kind, server, http_pool).stream(kind.model, ask(), T)
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
-        async for chunk in stream:
-            if chunk.delta:
-                break
+        first = await anext(stream)
+        assert first.delta == "one" and server.open_connections == 1
     assert await server.wait_connections(0) == 0
+
+
+async def test_finished_stream_returns_its_connection_to_the_pool(
+        kind: Kind, server: ScriptedServer, http_pool: HttpPool) -> None:
+    p = provider(kind, server, http_pool)
+    for _ in range(3):
+        server.enqueue(Reply(events=kind.stream(["x"])))
+        stream = p.stream(kind.model, ask(), T)
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            assert text_of([c async for c in stream]) == "x"
+    assert server.request_count == 3
+    assert len(server.peers) == 1  # one connection, reused
 
 
 async def test_cancelling_a_call_frees_the_connection(kind: Kind, server: ScriptedServer,
@@ -180,6 +201,20 @@ async def test_silent_server_is_a_first_token_timeout(kind: Kind, server: Script
     assert info.value.timeout_kind == "first_token"
 
 
+async def test_stalled_stream_is_an_idle_timeout(kind: Kind, server: ScriptedServer,
+                                                 http_pool: HttpPool) -> None:
+    server.enqueue(Reply(events=kind.stream(["a", "b"]), stall_after=kind.before_text + 1))
+    short = Timeouts(connect=5, first_token=5, total=10, idle=0.2)
+    got: list[str] = []
+    stream = provider(kind, server, http_pool).stream(kind.model, ask(), short)
+    with pytest.raises(TimeoutError_) as info:
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for chunk in stream:
+                got.append(chunk.delta)
+    assert info.value.timeout_kind == "idle" and got == ["a"]
+    assert await server.wait_connections(0) == 0
+
+
 # -- broken replies are typed errors ---------------------------------------------------------
 
 
@@ -189,6 +224,15 @@ async def test_stream_without_its_terminator_is_a_network_error(
     with pytest.raises(NetworkError) as info:
         await collect(kind, server, http_pool)
     assert info.value.retryable
+    assert info.value.message == f"stream ended before {kind.terminator}"
+
+
+async def test_stream_reset_mid_stream_is_a_network_error(kind: Kind, server: ScriptedServer,
+                                                          http_pool: HttpPool) -> None:
+    events = kind.stream(["a", "b", "c"])
+    server.enqueue(Reply(events=events, reset_after=kind.before_text + 1))
+    with pytest.raises(NetworkError):
+        await collect(kind, server, http_pool)
 
 
 async def test_reply_of_the_wrong_shape_is_a_server_error(kind: Kind, server: ScriptedServer,
