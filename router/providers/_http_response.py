@@ -227,7 +227,17 @@ class HttpResponse:
 
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a ServerError."""
-        body = await self._read_body(None)
+        content = self._content
+        if content.is_eof() and content.exception() is None:
+            # The common case: the whole body came with the headers. One read, no timer.
+            body: bytes | bytearray = content.read_nowait()
+            self._first = True
+            if self._total_at is not None and self._loop.time() >= self._total_at:
+                raise TimeoutError_(f"total timeout ({self._host})", timeout_kind="total")
+            if len(body) > self._max_body:
+                raise too_large(self._max_body, self._host)
+        else:
+            body = await self._read_body(None)
         try:
             return json.loads(body)
         except ValueError as e:

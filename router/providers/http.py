@@ -12,12 +12,11 @@ never see an aiohttp exception.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import json
 import math
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,8 +31,6 @@ from router.providers._http_response import (
     TRANSPORT,
     DrainLater,
     HttpResponse,
-    deadline_at,
-    nearer,
     transport_error,
 )
 from router.providers._slots import Slots
@@ -41,7 +38,7 @@ from router.providers.sse import MAX_EVENT_BYTES
 from router.specs import Timeouts
 
 __all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "MAX_EVENT_BYTES", "HttpPool", "HttpResponse",
-           "dumps_json"]
+           "Posting", "dumps_json"]
 
 
 def dumps_json(value: Any) -> bytes:
@@ -119,6 +116,77 @@ async def _drain_then_release(resp: aiohttp.ClientResponse, seconds: float) -> N
         resp.close()
         raise
     resp.release()
+
+
+_INF = math.inf
+
+#: What ``Posting`` calls to send once it holds a slot (``HttpPool._send``).
+_Send = Callable[[aiohttp.ClientSession, _Endpoint, bytes, Mapping[str, str], Timeouts],
+                 Awaitable[HttpResponse]]
+
+
+async def _resend(session: aiohttp.ClientSession, url: URL, data: bytes,
+                  headers: Mapping[str, str],
+                  client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    """The one resend, on a new connection, of a POST whose pooled connection failed before
+    any response byte: the server had closed it while idle (llama.cpp's server closes after
+    every stream while advertising keep-alive). A new connection's failure is final."""
+    token = _FRESH.set(True)
+    try:
+        return await session.post(url, data=data, headers=headers, timeout=client_timeout,
+                                  allow_redirects=False)
+    finally:
+        _FRESH.reset(token)
+
+
+async def _wait_for_slot(endpoint: _Endpoint, total: float) -> None:
+    try:
+        await endpoint.slots.acquire(total)
+    except TimeoutError as e:
+        raise TimeoutError_(
+            f"no free connection to {endpoint.host} within {total:.3g}s "
+            f"({endpoint.slots.limit} in use)", timeout_kind="pool") from e
+
+
+class Posting:
+    """One POST of ``HttpPool.post``, as an async context manager: a slot of its origin and
+    the response while inside, both freed on exit. (A small class, not an
+    ``@asynccontextmanager``: it is on every call's path.)"""
+
+    __slots__ = ("_data", "_endpoint", "_headers", "_response", "_send", "_session",
+                 "_timeouts")
+
+    def __init__(self, send: _Send, session: aiohttp.ClientSession, endpoint: _Endpoint,
+                 data: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> None:
+        self._send = send
+        self._session = session
+        self._endpoint = endpoint
+        self._data = data
+        self._headers = headers
+        self._timeouts = timeouts
+        self._response: HttpResponse | None = None
+
+    async def __aenter__(self) -> HttpResponse:
+        endpoint = self._endpoint
+        slots = endpoint.slots
+        if not slots.try_acquire():
+            await _wait_for_slot(endpoint, self._timeouts.total)
+        try:
+            response = await self._send(self._session, endpoint, self._data, self._headers,
+                                        self._timeouts)
+        except BaseException:
+            slots.release()
+            raise
+        self._response = response
+        return response
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if self._response is not None:
+                self._response.close()
+        finally:
+            self._endpoint.slots.release()
 
 
 class HttpPool:
@@ -208,8 +276,7 @@ class HttpPool:
             self._client_timeouts[connect] = client_timeout
         return client_timeout
 
-    @contextlib.asynccontextmanager
-    async def post(
+    def post(
         self,
         url: str,
         body: Mapping[str, Any] | bytes,
@@ -217,8 +284,9 @@ class HttpPool:
         headers: Mapping[str, str],
         timeouts: Timeouts,
         max_connections: int | None = None,
-    ) -> AsyncIterator[HttpResponse]:
-        """POST JSON and yield the response once its headers arrive (any status but 3xx).
+    ) -> Posting:
+        """POST JSON; ``async with`` yields the response once its headers arrive (any status
+        but 3xx).
 
         Waits for a connection slot of the URL's origin first (``max_connections``, else the
         pool's ``limit_per_host``), at most ``timeouts.total`` (then TimeoutError_ of kind
@@ -228,39 +296,33 @@ class HttpPool:
         (early exit, cancellation), and the slot is freed.
         """
         session = self._get_session()
-        endpoint = self._endpoint(url, max_connections)
+        endpoint = self._endpoints.get(url if max_connections is None else (url, max_connections))
+        if endpoint is None:
+            endpoint = self._endpoint(url, max_connections)
         data = body if isinstance(body, bytes) else dumps_json(body)
-        slots = endpoint.slots
-        if not slots.try_acquire():
-            await self._wait_for_slot(endpoint, timeouts.total)
-        try:
-            response = await self._send(session, endpoint, data, headers, timeouts)
-            try:
-                yield response
-            finally:
-                response.close()
-        finally:
-            slots.release()
-
-    async def _wait_for_slot(self, endpoint: _Endpoint, total: float) -> None:
-        try:
-            await endpoint.slots.acquire(total)
-        except TimeoutError as e:
-            raise TimeoutError_(
-                f"no free connection to {endpoint.host} within {total:.3g}s "
-                f"({endpoint.slots.limit} in use)", timeout_kind="pool") from e
+        return Posting(self._send, session, endpoint, data, headers, timeouts)
 
     async def _send(self, session: aiohttp.ClientSession, endpoint: _Endpoint, data: bytes,
                     headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
         loop = asyncio.get_running_loop()
         now = loop.time()  # the slot was granted: the clocks start
-        total_at = deadline_at(now, timeouts.total)
-        first_at = deadline_at(now, timeouts.first_token)
-        deadline, kind = nearer(first_at, "first_token", total_at, "total")
-        client_timeout = self._client_timeout(timeouts.connect)
+        total, first = timeouts.total, timeouts.first_token
+        total_at = now + total if total < _INF else None
+        deadline, kind = (now + first if first < _INF else None), "first_token"
+        if total_at is not None and (deadline is None or total_at < deadline):
+            deadline, kind = total_at, "total"
+        client_timeout = self._client_timeouts.get(timeouts.connect)
+        if client_timeout is None:
+            client_timeout = self._client_timeout(timeouts.connect)
         try:
             async with asyncio.timeout_at(deadline):
-                resp = await self._request(session, endpoint.url, data, headers, client_timeout)
+                try:
+                    resp = await session.post(endpoint.url, data=data, headers=headers,
+                                              timeout=client_timeout, allow_redirects=False)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                    if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
+                        raise
+                    resp = await _resend(session, endpoint.url, data, headers, client_timeout)
         except TRANSPORT as e:
             raise transport_error(e, endpoint.host, kind) from e
         if 300 <= resp.status < 400:
@@ -270,26 +332,6 @@ class HttpPool:
                             idle=timeouts.idle, total_at=total_at,
                             max_body_bytes=self._max_body, max_event_bytes=self._max_event,
                             drain_later=self._drain_cb, loop=loop)
-
-    @staticmethod
-    async def _request(session: aiohttp.ClientSession, url: URL, data: bytes,
-                       headers: Mapping[str, str],
-                       client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        """One POST, re-sent once on a new connection when a pooled one fails before any
-        response byte: the server had closed it while idle (llama.cpp's server closes after
-        every stream while advertising keep-alive). A new connection's failure is final."""
-        try:
-            return await session.post(url, data=data, headers=headers, timeout=client_timeout,
-                                      allow_redirects=False)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-            if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
-                raise
-        token = _FRESH.set(True)
-        try:
-            return await session.post(url, data=data, headers=headers, timeout=client_timeout,
-                                      allow_redirects=False)
-        finally:
-            _FRESH.reset(token)
 
     def _drain_later(self, resp: aiohttp.ClientResponse, seconds: float) -> None:
         task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
