@@ -26,7 +26,6 @@ from router.errors import (
     NotFoundError,
     OverloadedError,
     ServerError,
-    TimeoutError_,
 )
 from router.providers.base import HttpPool, ProviderConfig, Timeouts
 from router.providers.ollama import OllamaProvider
@@ -367,13 +366,6 @@ def test_stream_survives_ndjson_split_at_any_byte(parts: list[str], cuts: list[i
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage is not None
 
 
-async def test_stream_ending_without_done_is_network_error(server: OllamaServer,
-                                                           http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply([delta("a"), delta("b")]))
-    with pytest.raises(NetworkError, match="done"):
-        await collect(ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS))
-
-
 async def test_stream_cut_inside_a_line_is_network_error(server: OllamaServer,
                                                          http_pool: HttpPool) -> None:
     server.enqueue(stream_reply([delta("a"), b'{"model":"llama3.2","message":{"role":"assi']))
@@ -404,68 +396,6 @@ async def test_stream_http_error_raises_before_any_chunk(server: OllamaServer,
     stream = ollama(server, http_pool).stream("llama9", ask(), TIMEOUTS)
     with pytest.raises(NotFoundError):
         await anext(stream)
-
-
-async def test_stream_reset_mid_stream_is_network_error(server: OllamaServer,
-                                                        http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(text_lines(["a", "b", "c"]), reset_after=2))
-    with pytest.raises(NetworkError):
-        await collect(ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS))
-
-
-async def test_stream_done_returns_connection_to_pool(server: OllamaServer,
-                                                      http_pool: HttpPool) -> None:
-    p = ollama(server, http_pool)
-    for _ in range(3):
-        server.enqueue(stream_reply(text_lines(["x"])))
-        await collect(p.stream("llama3.2", ask(), TIMEOUTS))
-    assert len({r.peer for r in server.requests}) == 1  # one connection, reused
-
-
-async def test_stream_closed_early_closes_connection(server: OllamaServer,
-                                                     http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(text_lines(["a", "b"]), stall_after=2))
-    stream = ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS)
-    first = await anext(stream)
-    assert first.delta == "a" and server.open_connections == 1
-    await stream.aclose()  # type: ignore[attr-defined]
-    assert await server.wait_connections(0) == 0
-
-
-async def test_stream_cancelled_closes_connection(server: OllamaServer,
-                                                  http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(text_lines(["a", "b"]), stall_after=1))
-    seen = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS):
-            seen.set()
-
-    task = asyncio.create_task(consume())
-    await seen.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert await server.wait_connections(0) == 0
-
-
-async def test_first_token_timeout_when_first_line_is_late(server: OllamaServer,
-                                                           http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(text_lines(["a"]), first_byte_delay=5.0))
-    with pytest.raises(TimeoutError_) as info:
-        await collect(ollama(server, http_pool).stream("llama3.2", ask(), SHORT))
-    assert info.value.timeout_kind == "first_token"
-
-
-async def test_idle_timeout_when_stream_stalls(server: OllamaServer,
-                                               http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(text_lines(["a", "b"]), stall_after=1))
-    got: list[str] = []
-    with pytest.raises(TimeoutError_) as info:
-        async for c in ollama(server, http_pool).stream("llama3.2", ask(), SHORT):
-            got.append(c.delta)
-    assert info.value.timeout_kind == "idle" and got == ["a"]
-    assert await server.wait_connections(0) == 0
 
 
 # -- errors -----------------------------------------------------------------------------------
