@@ -278,16 +278,6 @@ async def test_stream_error_event_is_mapped(server: AzureServer, http_pool: Http
     assert info.value.status is None
 
 
-async def test_stream_closed_early_closes_connection(server: AzureServer,
-                                                     http_pool: HttpPool) -> None:
-    server.enqueue(stream_reply(azure_text_events(["a", "b"]), stall_after=3))
-    stream = azure(server, http_pool).stream("gpt-4o", ask(), TIMEOUTS)
-    first = await anext(stream)
-    assert first.delta == "a" and server.open_connections == 1
-    await stream.aclose()  # type: ignore[attr-defined]
-    assert await server.wait_connections(0) == 0
-
-
 async def test_connection_refused_is_network_error(http_pool: HttpPool) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
