@@ -3,9 +3,10 @@ azure-openai, anthropic, google, ollama) on its own loopback stand-in, for what 
 do the same way: free the connection when a stream is closed early or a call is cancelled,
 return it to the pool when a stream ends, time out on a silent server (first token) and on a
 stalled stream (idle), refuse a stream without its terminator (naming it), a stream reset
-mid-way and a reply of the wrong shape as typed errors, never follow a redirect, refuse an
-oversized body, re-send a request that met a stale keep-alive connection, and yield the final
-chunk without waiting on the body.
+mid-way, a reply of the wrong shape and a reply that is not JSON as typed errors, never follow
+a redirect, refuse an oversized body, fail a refused connection as a retryable network error,
+re-send a request that met a stale keep-alive connection, and yield the final chunk without
+waiting on the body.
 
 Each kind's wire shapes come from its server module (``tests/servers/``); ``KINDS`` says, per
 kind, which payload builders make a reply, a stream, a stream cut before its terminator, and a
@@ -242,6 +243,14 @@ async def test_reply_of_the_wrong_shape_is_a_server_error(kind: Kind, server: Sc
         await chat(kind, server, http_pool)
 
 
+async def test_reply_that_is_not_json_is_a_server_error(kind: Kind, server: ScriptedServer,
+                                                        http_pool: HttpPool) -> None:
+    server.enqueue(Reply(raw=b"<html>502 Bad Gateway</html>"))
+    with pytest.raises(ServerError) as info:
+        await chat(kind, server, http_pool)
+    assert "not JSON" in info.value.message
+
+
 async def test_redirect_is_not_followed(kind: Kind, server: ScriptedServer,
                                         http_pool: HttpPool) -> None:
     async with kind.server() as elsewhere:
@@ -266,6 +275,25 @@ async def test_oversized_stream_event_is_a_server_error(kind: Kind,
     async with HttpPool(max_event_bytes=1000) as pool:
         with pytest.raises(ServerError, match="larger than"):
             await collect(kind, server, pool)
+
+
+# -- refused connections --------------------------------------------------------------------
+
+
+async def test_refused_connection_is_a_network_error(kind: Kind, http_pool: HttpPool) -> None:
+    async with kind.server() as gone:
+        pass  # closed: its port now refuses connections
+    with pytest.raises(NetworkError) as info:
+        await chat(kind, gone, http_pool)
+    assert info.value.retryable and KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+async def test_refused_stream_is_a_network_error(kind: Kind, http_pool: HttpPool) -> None:
+    async with kind.server() as gone:
+        pass
+    with pytest.raises(NetworkError) as info:
+        await collect(kind, gone, http_pool)
+    assert info.value.retryable
 
 
 # -- keep-alive and the end of a stream ------------------------------------------------------
