@@ -144,35 +144,44 @@ def build_body(
     drop_sampling: bool,
 ) -> dict[str, Any]:
     """The request body; ``request.extra`` is merged last and wins."""
-    body: dict[str, Any] = {"model": model,
-                            "messages": [encode_message(m) for m in request.messages]}
-    if request.max_tokens is not None:
-        body[max_tokens_field] = request.max_tokens
+    body: dict[str, Any] = {"model": model, "messages": [
+        # A plain system/user turn is {"role", "content"} as given (encode_message's result).
+        {"role": m.role, "content": m.content or ""}
+        if (m.role == "user" or m.role == "system") and m.name is None
+        and type(m.content) is not list else encode_message(m)
+        for m in request.messages]}
+    r = request
+    if r.max_tokens is not None:
+        body[max_tokens_field] = r.max_tokens
+    # Each optional field only when given (most calls give none of them).
     if not drop_sampling:
-        _put(body, "temperature", request.temperature)
-        _put(body, "top_p", request.top_p)
-    _put(body, "stop", request.stop or None)
-    _put(body, "seed", request.seed)
-    _put(body, "user", request.user)
-    _put(body, "reasoning_effort", request.reasoning_effort)
-    if request.tools:
-        body["tools"] = [encode_tool(t) for t in request.tools]
-        _put(body, "parallel_tool_calls", request.parallel_tool_calls)
-    if request.tool_choice is not None:
-        body["tool_choice"] = encode_tool_choice(request.tool_choice)
-    if request.response_format is not None:
-        body["response_format"] = encode_response_format(request.response_format)
+        if r.temperature is not None:
+            body["temperature"] = r.temperature
+        if r.top_p is not None:
+            body["top_p"] = r.top_p
+    if r.stop:
+        body["stop"] = r.stop
+    if r.seed is not None:
+        body["seed"] = r.seed
+    if r.user is not None:
+        body["user"] = r.user
+    if r.reasoning_effort is not None:
+        body["reasoning_effort"] = r.reasoning_effort
+    if r.tools:
+        body["tools"] = [encode_tool(t) for t in r.tools]
+        if r.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = r.parallel_tool_calls
+    if r.tool_choice is not None:
+        body["tool_choice"] = encode_tool_choice(r.tool_choice)
+    if r.response_format is not None:
+        body["response_format"] = encode_response_format(r.response_format)
     if stream:
         body["stream"] = True
         if include_usage:
             body["stream_options"] = {"include_usage": True}
-    body.update(request.extra)
+    if r.extra:
+        body.update(r.extra)
     return body
-
-
-def _put(body: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        body[key] = value
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,31 +224,32 @@ def _int(value: Any) -> int:
 
 
 def parse_usage(data: Any) -> Usage | None:
-    """``usage`` to Usage; missing ``*_tokens_details`` count as 0."""
-    if not isinstance(data, dict):
+    """``usage`` to Usage; missing ``*_tokens_details`` count as 0 (so does any count that is
+    not a JSON integer)."""
+    if type(data) is not dict:
         return None
-    prompt = data.get("prompt_tokens_details")
-    completion = data.get("completion_tokens_details")
-    return Usage(
-        input_tokens=_int(data.get("prompt_tokens")),
-        output_tokens=_int(data.get("completion_tokens")),
-        cached_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
-        reasoning_tokens=(_int(completion.get("reasoning_tokens"))
-                          if isinstance(completion, dict) else 0),
+    get = data.get
+    prompt, completion = get("prompt_tokens_details"), get("completion_tokens_details")
+    inp, out = get("prompt_tokens"), get("completion_tokens")
+    cached = prompt.get("cached_tokens") if type(prompt) is dict else 0
+    reasoning = completion.get("reasoning_tokens") if type(completion) is dict else 0
+    return Usage(  # ``type(x) is int`` leaves out bools, as JSON does
+        input_tokens=inp if type(inp) is int else 0,
+        output_tokens=out if type(out) is int else 0,
+        cached_tokens=cached if type(cached) is int else 0,
+        reasoning_tokens=reasoning if type(reasoning) is int else 0,
     )
 
 
 def _reasoning_text(message: Mapping[str, Any]) -> str | None:
     # Not OpenAI: DeepSeek, vLLM and others put thinking in reasoning_content (or reasoning).
+    if "reasoning_content" not in message and "reasoning" not in message:
+        return None
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _first_choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -274,22 +284,35 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
     null or a list of text parts; anything else is the wrong shape (ValueError)."""
     if not isinstance(data, dict):
         raise ValueError(f"completion is {type(data).__name__}, not an object")
-    choice = _first_choice(data)
-    if choice is None:
-        raise ServerError("completion has no choices")
+    choices = data.get("choices")
+    choice: Mapping[str, Any]
+    if type(choices) is list and choices and type(choices[0]) is dict:
+        choice = choices[0]  # the common shape, checked as _first_choice checks it
+    else:
+        found = _first_choice(data)
+        if found is None:
+            raise ServerError("completion has no choices")
+        choice = found
     message = choice.get("message")
     if message is None:
         message = {}
     if not isinstance(message, dict):
         raise ValueError(f"message is {type(message).__name__}, not an object")
-    calls = _calls(message)
+    has_calls = message.get("tool_calls") is not None or message.get("function_call") is not None
+    calls = _calls(message) if has_calls else []
+    content = message.get("content")
+    if type(content) is not str or not content:
+        content = reply_text(content) or reply_text(message.get("refusal"))
+    reason = choice.get("finish_reason")
+    finish = _FINISH_REASONS.get(reason) if type(reason) is str else None
+    rid = data.get("id")
     return ChatResponse(
-        text=reply_text(message.get("content")) or reply_text(message.get("refusal")),
+        text=content,
         tool_calls=calls,
-        finish_reason=normalize_finish_reason(choice.get("finish_reason"), bool(calls)),
+        finish_reason=finish or normalize_finish_reason(reason, bool(calls)),
         usage=parse_usage(data.get("usage")) or Usage(),
         model=str(data.get("model") or model),
-        id=_opt_str(data.get("id")),
+        id=rid if type(rid) is str else None,
         reasoning=_reasoning_text(message),
     )
 
@@ -310,28 +333,43 @@ class StreamAssembler:
 
     def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
         """One parsed chunk; returns a ChatChunk when it carries text or tool-call deltas."""
-        if isinstance(data.get("model"), str):
-            self.model = data["model"]
-        usage = parse_usage(data.get("usage"))
+        get = data.get
+        model = get("model")
+        if type(model) is str:
+            self.model = model
+        usage = get("usage")
         if usage is not None:  # sent on the last, choices-less chunk (include_usage)
-            self.usage = usage
-        choice = _first_choice(data)
-        if choice is None:
-            return None
-        if isinstance(choice.get("finish_reason"), str):
-            self.finish_reason = choice["finish_reason"]
+            usage = parse_usage(usage)
+            if usage is not None:
+                self.usage = usage
+        choices = get("choices")
+        choice: Mapping[str, Any]
+        if type(choices) is list and choices and type(choices[0]) is dict:
+            choice = choices[0]  # the common shape, checked as _first_choice checks it
+        else:
+            found = _first_choice(data)
+            if found is None:
+                return None
+            choice = found
+        reason = choice.get("finish_reason")
+        if type(reason) is str:
+            self.finish_reason = reason
         delta = choice.get("delta")
         if delta is None:
             return None
         if not isinstance(delta, dict):
             raise ValueError(f"delta is {type(delta).__name__}, not an object")
         raw_calls = delta.get("tool_calls")
-        if raw_calls is not None and not isinstance(raw_calls, list):
-            raise ValueError(f"tool_calls is {type(raw_calls).__name__}, not a list")
-        deltas = [self._add(d) for d in raw_calls or () if isinstance(d, dict)]
+        deltas: list[ToolCallDelta] = []
+        if raw_calls is not None:
+            if not isinstance(raw_calls, list):
+                raise ValueError(f"tool_calls is {type(raw_calls).__name__}, not a list")
+            deltas = [self._add(d) for d in raw_calls if isinstance(d, dict)]
         if isinstance(fc := delta.get("function_call"), Mapping):
             deltas.append(self._add({"index": 0, "function": fc}))
-        text = reply_text(delta.get("content")) or reply_text(delta.get("refusal"))
+        text = delta.get("content")
+        if type(text) is not str or not text:
+            text = reply_text(text) or reply_text(delta.get("refusal"))
         reasoning = _reasoning_text(delta) or ""
         if not (text or deltas or reasoning):
             return None

@@ -227,6 +227,10 @@ class HttpProvider(Provider):
     def __init__(self, config: ProviderConfig, http: HttpPool) -> None:
         super().__init__(config, http)
         self._secrets = (self._secret,) if self._secret else ()
+        # The base key check depends on the config alone: a key that is there stays there.
+        self._key_known = type(self).check_key is Provider.check_key and (
+            bool(self._secret) or not self.requires_key)
+        self._plain_errors = type(self).is_error is HttpProvider.is_error
         self._stream_accept = ("text/event-stream" if self.framing == "sse"
                                else "application/x-ndjson")
 
@@ -263,11 +267,6 @@ class HttpProvider(Provider):
 
     # -- the template ---------------------------------------------------------------------
 
-    def _post(self, call: HttpCall,
-              timeouts: Timeouts) -> contextlib.AbstractAsyncContextManager[HttpResponse]:
-        return self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
-                              max_connections=self.config.max_connections)
-
     def _wrong_shape(self, e: Exception, where: str) -> ServerError:
         detail = redact_secrets(str(e)[:4096], self._secrets)[:200]  # redact, then cut
         return ServerError(f"{self.kind} {where} has the wrong shape "
@@ -275,13 +274,16 @@ class HttpProvider(Provider):
 
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         """One non-streamed call."""
-        self.check_key()
+        if not self._key_known:
+            self.check_key()
         call = self.request(model, request, stream=False)
-        async with self._post(call, timeouts) as resp:
+        async with self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
+                                  max_connections=self.config.max_connections) as resp:
             if resp.status >= 300:
                 raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
             data = await resp.json()
-            if self.is_error(data, None):
+            if (type(data) is dict and bool(data.get("error")) if self._plain_errors
+                    else self.is_error(data, None)):
                 raise self.map_error(None, resp.headers, ErrorBody(text=str(data), json=data))
             try:
                 response = self.parse_reply(data, call)
@@ -298,12 +300,14 @@ class HttpProvider(Provider):
         """A streamed call: chunks as they come, then the final chunk(s). A body that ends
         before the protocol's terminator is a NetworkError (retryable); the final chunk is
         yielded as soon as the terminator arrives."""
-        self.check_key()
+        if not self._key_known:
+            self.check_key()
         call = self.request(model, request, stream=True)
         parser = call.parser
         if parser is None:
             raise TypeError(f"{type(self).__name__}.request made a stream call without a parser")
-        async with self._post(call, timeouts) as resp:
+        async with self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
+                                  max_connections=self.config.max_connections) as resp:
             if resp.status >= 300:
                 raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
             values = self._sse_values(resp) if self.framing == "sse" else self._ndjson(resp)

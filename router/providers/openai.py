@@ -30,6 +30,9 @@ from router.types import ChatRequest, ChatResponse
 
 __all__ = ["OpenAICompatibleProvider", "OpenAIProvider"]
 
+#: Models whose body settings are remembered per provider (ad-hoc model names are unbounded).
+_MAX_SHAPES = 1024
+
 
 class OpenAIProvider(HttpProvider):
     """api.openai.com: Bearer key, optional ``OpenAI-Organization`` / ``OpenAI-Project``."""
@@ -44,6 +47,7 @@ class OpenAIProvider(HttpProvider):
         if not base_url:
             raise ConfigError(f"provider {config.name!r} (kind {self.kind}) needs a base_url")
         self._url = self.chat_url(base_url.rstrip("/"))
+        self._shapes: dict[str, tuple[str, bool]] = {}  # model -> body settings (see body)
         self._headers, self._stream_headers = self.headers(self.auth_headers())
 
     def chat_url(self, root: str) -> str:
@@ -76,10 +80,14 @@ class OpenAIProvider(HttpProvider):
 
     def body(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The Chat Completions body of one call."""
-        return build_body(model, request, stream=stream,
-                          max_tokens_field=self.max_tokens_field(model),
-                          include_usage=self._include_usage,
-                          drop_sampling=self._drop_sampling and is_reasoning_model(model))
+        shape = self._shapes.get(model)
+        if shape is None:  # once per model: its max-tokens field, whether sampling is dropped
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()
+            shape = self._shapes[model] = (self.max_tokens_field(model),
+                                           self._drop_sampling and is_reasoning_model(model))
+        return build_body(model, request, stream=stream, max_tokens_field=shape[0],
+                          include_usage=self._include_usage, drop_sampling=shape[1])
 
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
