@@ -896,6 +896,17 @@ def test_schema_const_and_non_string_enum() -> None:
     assert to_gemini_schema({"type": "integer", "enum": [1, 2]}) == {"type": "INTEGER"}
 
 
+def test_a_single_anyof_variant_keeps_its_required_names_only_as_properties() -> None:
+    # Found by the property test below: the variant's required: [p] survived the merge while
+    # the parent's properties (q only) replaced the variant's, a schema the API rejects.
+    schema = {"properties": {"q": {}},
+              "anyOf": [{"type": "object", "required": ["p"], "properties": {"p": {}}}]}
+    converted = to_gemini_schema(schema)
+    assert converted["properties"].keys() == {"p", "q"}
+    assert converted["required"] == ["p"]
+    assert check_schema(converted, "schema") == []
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.recursive(
     st.fixed_dictionaries({}, optional={

@@ -112,10 +112,18 @@ def _children(schema: Mapping[str, Any], defs: Mapping[str, Any], depth: int,
     props = schema.get("properties")
     if isinstance(props, Mapping) and props:
         out.setdefault("type", "OBJECT")
-        out["properties"] = {str(k): _convert(v, defs, depth + 1) for k, v in props.items()}
-        required = [r for r in schema.get("required") or () if r in props]
+        # A single anyOf variant was merged in already: its properties and required stay, and
+        # every required name must be a property (the API rejects the schema otherwise).
+        merged = {**out.get("properties", {}),
+                  **{str(k): _convert(v, defs, depth + 1) for k, v in props.items()}}
+        out["properties"] = merged
+        required = list(dict.fromkeys(
+            r for r in (*out.get("required", ()), *(schema.get("required") or ()))
+            if r in merged))
         if required:
             out["required"] = required
+        else:
+            out.pop("required", None)
     items = schema.get("items")
     if isinstance(items, list | Mapping) and items:
         out.setdefault("type", "ARRAY")
