@@ -9,6 +9,7 @@ read up to its first content chunk. A stream's attempt ends when its relay does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -21,6 +22,8 @@ from router.specs import Timeouts
 from router.types import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 T = TypeVar("T")
+
+_NO_SPAN = contextlib.nullcontext()  # an untraced attempt's "span"
 
 #: What an attempt does with the provider: ``opener(provider, model, request, timeouts)``.
 Opener = Callable[[Provider, str, ChatRequest, Timeouts], Awaitable[T]]
@@ -45,10 +48,14 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
         error = rt.missing_key_error(seat, target)
     else:
         try:
-            with call.attempt(target, d.attempt):
+            with _NO_SPAN if call.span is None else call.attempt(target, d.attempt):
                 try:
-                    sent = rt.request_for(target, request, call.hold)
-                    timeouts = rt.timeouts_for(d)
+                    # Most calls send the request as built, under the target's own timeouts.
+                    sent = (request if request.max_tokens is not None
+                            or (target.max_tokens is None and call.hold is None)
+                            else rt.request_for(target, request, call.hold))
+                    timeouts = (target.timeouts if d.timeout == target.timeouts.total
+                                else rt.timeouts_for(d))
                     if seat.enforces_timeouts and not d.timeout_is_deadline:
                         return await opener(seat.provider, target.model, sent, timeouts)
                     async with asyncio.timeout(d.timeout):
@@ -72,7 +79,8 @@ async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None
     """End attempt ``d`` as a success: record it, settle its hold at ``cost_usd`` (its worst
     case when unknown) and close the breaker."""
     target = d.target
-    call.release_probe(target.key)  # a verdict: the probe (if held) is spent
+    if call.probes:
+        call.release_probe(target.key)  # a verdict: the probe (if held) is spent
     call.record(AttemptRecord(
         call.request_id, call.alias, target.key, d.attempt, "ok",
         latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,

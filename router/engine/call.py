@@ -24,14 +24,19 @@ _EVENTS = {"ok": "attempt_ok", "error": "attempt_failed", "skipped": "target_ski
 class Call:
     """One call's state; implements the walk's WalkEnv."""
 
-    __slots__ = ("_scope", "alias", "attempt_span", "deadline", "hold", "loop", "probes",
-                 "records", "request", "request_id", "route", "rt", "span", "started", "tags")
+    __slots__ = ("_scope", "alias", "attempt_span", "deadline", "gates", "hold", "logging",
+                 "loop", "probes", "records", "request", "request_id", "route", "rt", "span",
+                 "started", "tags")
 
     def __init__(self, rt: Runtime, route: Route, request_id: str, timeout: float | None,
                  request: ChatRequest, tags: Mapping[str, str] | None = None,
                  operation: str = "chat", loop: asyncio.AbstractEventLoop | None = None,
-                 ) -> None:
+                 *, gates: bool = True) -> None:
         self.rt = rt
+        #: Whether anything can gate a target of this route (else admission is never asked).
+        self.gates = gates
+        #: Whether router's events are logged: asked once per call, not once per event.
+        self.logging = log.enabled()
         self.route = route
         self.alias = route.alias
         self.request_id = request_id
@@ -70,6 +75,8 @@ class Call:
         return scope
 
     def gated(self, target: Target) -> bool:
+        if not self.gates:
+            return False
         gate = self.rt.gate
         if not gate.may_gate(self.route, target):
             return False
@@ -145,7 +152,7 @@ class Call:
                 self.attempt_span.finish(rec, finish_reason=finish_reason,
                                          response_model=response_model)
                 self.attempt_span = None
-        if log.enabled():
+        if self.logging:
             log.emit(_EVENTS[rec.outcome], **rec.as_dict())
 
     def skip(self, d: Skip) -> None:

@@ -36,12 +36,18 @@ class CallNeeds:
     max_tokens: int | None = None
 
 
+#: CallNeeds of calls that need nothing special, by (stream, max_tokens): reused, not rebuilt.
+_PLAIN_NEEDS: dict[tuple[bool, int | None], CallNeeds] = {}
+_MAX_PLAIN_NEEDS = 512
+
+
 def needs_for(request: ChatRequest, route: Route, *, stream: bool,
               prompt_tokens: int | None = None, tools: bool = False,
-              vision: bool = False) -> CallNeeds:
-    """What ``request`` needs on ``route`` (the route's ``requires:`` included)."""
+              vision: bool = False, estimate: bool = True) -> CallNeeds:
+    """What ``request`` needs on ``route`` (the route's ``requires:`` included). ``estimate``:
+    estimate the prompt's tokens when not given (only a target with a context window reads
+    them; the engine passes False when no target of the route has one)."""
     rf = request.response_format
-    wants_schema = rf is not None and rf.type == "json_schema"
     images = url_images = False
     for m in request.messages:
         if type(m.content) is list:
@@ -50,15 +56,27 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
                     images = True
                     url_images = url_images or not p.is_data_url
     requires = route.requires
+    if prompt_tokens is None and estimate:
+        prompt_tokens = estimate_prompt_tokens(request)
+    max_tokens = request.max_tokens or route.max_tokens
+    if not (rf or images or tools or vision or request.tools or requires
+            or prompt_tokens is not None):
+        key = (stream, max_tokens)
+        needs = _PLAIN_NEEDS.get(key)
+        if needs is None:
+            if len(_PLAIN_NEEDS) >= _MAX_PLAIN_NEEDS:
+                _PLAIN_NEEDS.clear()
+            needs = _PLAIN_NEEDS[key] = CallNeeds(stream=stream, max_tokens=max_tokens)
+        return needs
     return CallNeeds(
         tools=tools or bool(request.tools) or "tools" in requires,
         vision=vision or images or "vision" in requires,
         json_object=rf is not None and rf.type == "json_object",
-        json_schema=wants_schema or "json_schema" in requires,
+        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in requires,
         stream=stream,
         image_urls=url_images,
-        prompt_tokens=estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens,
-        max_tokens=request.max_tokens or route.max_tokens,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
     )
 
 
@@ -121,6 +139,8 @@ class Done:
     error: LlmError | None = None
     reason: str = ""  # why it failed: exhausted | fail_now | deadline
 
+
+_DONE_OK = Done(True)
 
 Decision = Try | Skip | Wait | Fallback | Done | Admit
 Verdict = tuple[str, str] | None
@@ -252,7 +272,7 @@ def walk(order: Sequence[Target], needs: CallNeeds,
                               remaining is not None and remaining < total)
             assert not isinstance(error, tuple)
             if error is None:
-                yield Done(True)
+                yield _DONE_OK
                 return
             last = error
             if error.error_class is ErrorClass.CONTEXT_WINDOW:

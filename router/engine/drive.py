@@ -51,6 +51,7 @@ async def drive(call: Call, gen: Generator[Decision, Outcome, None], request: Ch
         raise
     finally:
         gen.close()
-        call.release_probes(except_key=kept)
+        if call.probes:
+            call.release_probes(except_key=kept)
     assert isinstance(decision, Done)
     raise call.failed(decision)

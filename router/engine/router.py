@@ -229,10 +229,12 @@ class Router:
         request = build_request(messages, params)
         if request.max_tokens is None and route.max_tokens is not None:
             request.max_tokens = route.max_tokens
-        needs = needs_for(request, route, stream=operation == "stream")
+        rt = self._rt
+        info = rt.route_info(route)
+        needs = needs_for(request, route, stream=operation == "stream", estimate=info.windows)
         rid = request_id or f"{_RID_PREFIX}{next(_rids):08x}"
-        call = Call(self._rt, route, rid, timeout, request, tags, operation, loop)
-        return call, walk(self._rt.order(route), needs, call), request
+        call = Call(rt, route, rid, timeout, request, tags, operation, loop, gates=info.gates)
+        return call, walk(rt.order(route, info), needs, call), request
 
     async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
                    timeout: float | None = None, request_id: str | None = None,
@@ -251,8 +253,9 @@ class Router:
         finally:
             response.attempts = call.records
             response.request_id = call.request_id
-            call.end_span(response, None)
-        if log.enabled():
+            if call.span is not None:
+                call.end_span(response, None)
+        if call.logging:
             log.emit("route_done", request_id=call.request_id, alias=call.alias,
                      target=target.key, attempts=len(call.records),
                      cost_usd=response.cost_usd)

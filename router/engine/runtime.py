@@ -62,10 +62,27 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
     return seats
 
 
+class RouteInfo:
+    """What every call of one route shares: its targets, the counter of its pools' positions
+    (None: a fixed order), whether a target has a context window (else no call estimates its
+    prompt's tokens) and whether anything can gate a target (budgets, rate limits, shared
+    breakers; else no call asks admission)."""
+
+    __slots__ = ("gates", "positions", "targets", "windows")
+
+    def __init__(self, route: Route, gate: Gate) -> None:
+        self.targets = route.targets
+        rotating = any(len(s.targets) > 1 and s.strategy not in ("single", "ordered")
+                       for s in route.steps)
+        self.positions: Iterator[int] | None = itertools.count() if rotating else None
+        self.windows = any(t.capabilities.context_window is not None for t in self.targets)
+        self.gates = any(gate.may_gate(route, t) for t in self.targets)
+
+
 class Runtime:
     """The collaborators of one Router's calls (see the module docstring)."""
 
-    __slots__ = ("breakers", "gate", "orders", "plan", "rng", "seats", "tracing")
+    __slots__ = ("breakers", "gate", "plan", "rng", "routes", "seats", "tracing")
 
     def __init__(self, plan: Plan, seats: dict[str, Seat], gate: Gate, breakers: Breakers,
                  *, rng: random.Random, tracing: Tracing | None = None) -> None:
@@ -75,24 +92,26 @@ class Runtime:
         self.breakers = breakers
         self.rng = rng
         self.tracing = tracing
-        # alias -> its fixed target order, or the counter of its pools' positions
-        self.orders: dict[str, tuple[Target, ...] | Iterator[int]] = {}
+        self.routes: dict[str, RouteInfo] = {}  # alias -> what its calls share
 
     # -- per call ---------------------------------------------------------------------------
-    def order(self, route: Route) -> Sequence[Target]:
+    def route_info(self, route: Route) -> RouteInfo:
+        """What every call of ``route`` shares, worked out on its first call."""
+        found = self.routes.get(route.alias)
+        if found is None:
+            if len(self.routes) >= _MAX_ORDERS:
+                self.routes.clear()
+            found = self.routes[route.alias] = RouteInfo(route, self.gate)
+        return found
+
+    def order(self, route: Route, info: RouteInfo | None = None) -> Sequence[Target]:
         """The targets of ``route`` in the order this call tries them. Round-robin and
         weighted pools advance one position per call of their own route."""
-        found = self.orders.get(route.alias)
-        if found is None:
-            if len(self.orders) >= _MAX_ORDERS:
-                self.orders.clear()
-            rotating = any(len(s.targets) > 1 and s.strategy not in ("single", "ordered")
-                           for s in route.steps)
-            found = itertools.count() if rotating else route.targets
-            self.orders[route.alias] = found
-        if type(found) is tuple:
-            return found
-        return order_targets(route, self.rng, next(found))  # type: ignore[arg-type]
+        if info is None:
+            info = self.route_info(route)
+        if info.positions is None:
+            return info.targets
+        return order_targets(route, self.rng, next(info.positions))
 
     # -- per attempt ------------------------------------------------------------------------
     def classify(self, target: Target, err: LlmError) -> LlmError:
