@@ -1,0 +1,82 @@
+"""The shortcuts of the hot path keep every guarantee: work moved to once per route (does a
+target have a context window?) or reused between calls (the needs of a plain call) still
+answers each call by its own request, against the loopback OpenAI server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from router import Router
+from router.engine.decision import needs_for
+from router.plan.values import Route, Step
+from router.types import ChatRequest, Message, Tool
+from tests.engine_helpers import MSG, hits, make_router, target
+from tests.servers.openai import OpenAIServer
+
+
+@pytest.fixture
+async def routers(openai_server: OpenAIServer) -> AsyncIterator[list[Router]]:
+    made: list[Router] = []
+    yield made
+    for r in made:
+        await r.aclose()
+
+
+def _outcomes(records: list[Any]) -> list[tuple[str, str, str | None]]:
+    return [(r.target, r.outcome, r.error_class.value if r.error_class else r.reason)
+            for r in records]
+
+
+async def test_long_prompt_skips_a_target_whose_window_is_too_small_before_sending(
+        openai_server: OpenAIServer, routers: list[Router]) -> None:
+    # Only "small" declares a window: the route's calls must still estimate their prompts.
+    router = make_router(openai_server, {"r": [target("small"), target("a")]},
+                         providers={"small": {"models": {"m": {"context_window": 1_000}}}})
+    routers.append(router)
+    r = await router.chat("r", [{"role": "user", "content": "x" * 100_000}])
+    assert r.target == "a:m"
+    assert _outcomes(r.attempts) == [("small:m", "skipped", "context_window"),
+                                     ("a:m", "ok", None)]
+    assert hits(openai_server, "small") == 0
+
+
+async def test_short_prompt_is_sent_to_a_target_with_a_window(
+        openai_server: OpenAIServer, routers: list[Router]) -> None:
+    router = make_router(openai_server, {"r": [target("small"), target("a")]},
+                         providers={"small": {"models": {"m": {"context_window": 1_000}}}})
+    routers.append(router)
+    r = await router.chat("r", MSG)
+    assert r.target == "small:m"
+    assert hits(openai_server, "a") == 0
+
+
+def _route() -> Route:
+    return Route(alias="r", steps=(Step(()),))
+
+
+def test_needs_of_a_plain_call_do_not_leak_into_a_call_with_tools() -> None:
+    plain = needs_for(ChatRequest([Message("user", "hi")], max_tokens=5), _route(),
+                      stream=False, estimate=False)
+    tools = needs_for(ChatRequest([Message("user", "hi")], max_tokens=5, tools=[Tool("f")]),
+                      _route(), stream=False, estimate=False)
+    again = needs_for(ChatRequest([Message("user", "hi")], max_tokens=5), _route(),
+                      stream=False, estimate=False)
+    assert (plain.tools, tools.tools, again.tools) == (False, True, False)
+    assert again == plain
+
+
+def test_needs_of_plain_calls_keep_their_own_stream_flag_and_max_tokens() -> None:
+    a = needs_for(ChatRequest([Message("user", "hi")], max_tokens=5), _route(), stream=False,
+                  estimate=False)
+    b = needs_for(ChatRequest([Message("user", "hi")], max_tokens=9), _route(), stream=True,
+                  estimate=False)
+    assert (a.stream, a.max_tokens, b.stream, b.max_tokens) == (False, 5, True, 9)
+
+
+def test_needs_estimate_the_prompt_unless_told_not_to() -> None:
+    request = ChatRequest([Message("user", "x" * 400)])
+    assert needs_for(request, _route(), stream=False).prompt_tokens is not None
+    assert needs_for(request, _route(), stream=False, estimate=False).prompt_tokens is None
