@@ -65,20 +65,35 @@ class _Connector(aiohttp.TCPConnector):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._seen: weakref.WeakSet[object] = weakref.WeakSet()
+        # id(protocol) -> a weak reference to it: a protocol seen before is a reused
+        # connection. (A WeakSet costs a Python-level call per lookup; this is one dict get.)
+        self._seen: dict[int, weakref.ref[object]] = {}
+
+    def _reused(self, proto: object) -> bool:
+        """Whether ``proto`` was seen before (then it is a pooled connection); remembers it."""
+        ref = self._seen.get(id(proto))
+        if ref is not None and ref() is proto:
+            return True
+        self._remember(proto)
+        return False
+
+    def _remember(self, proto: object) -> None:
+        seen, key = self._seen, id(proto)
+        # The entry goes when the protocol does (before its id can be reused).
+        seen[key] = weakref.ref(proto, lambda _ref: seen.pop(key, None))
 
     async def connect(self, req: aiohttp.ClientRequest, traces: list[Any],
                       timeout: aiohttp.ClientTimeout) -> Any:
         conn = await super().connect(req, traces, timeout)
         proto = conn.protocol
-        reused = proto in self._seen
+        ref = self._seen.get(id(proto))  # _reused, inline: this runs on every request
+        reused = ref is not None and ref() is proto
+        if not reused:
+            self._remember(proto)
         while reused and _FRESH.get():  # a pooled connection is likely stale too: drop it
             conn.close()
             conn = await super().connect(req, traces, timeout)
-            proto = conn.protocol
-            reused = proto in self._seen
-        if not reused:
-            self._seen.add(proto)
+            reused = self._reused(conn.protocol)
         _REUSED.set(reused)
         return conn
 
