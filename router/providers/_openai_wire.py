@@ -16,7 +16,6 @@ from typing import Any
 from router.errors import ErrorClass, LlmError, QuotaExhaustedError, ServerError
 from router.providers.base import ErrorBody, classify_status, make_status_error, reply_text
 from router.types import (
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     FinishReason,
@@ -26,7 +25,6 @@ from router.types import (
     TextPart,
     Tool,
     ToolCall,
-    ToolCallDelta,
     Usage,
 )
 
@@ -219,10 +217,6 @@ def normalize_finish_reason(value: Any, has_tool_calls: bool) -> FinishReason:
     return reason
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def parse_usage(data: Any) -> Usage | None:
     """``usage`` to Usage; missing ``*_tokens_details`` count as 0 (so does any count that is
     not a JSON integer)."""
@@ -241,7 +235,8 @@ def parse_usage(data: Any) -> Usage | None:
     )
 
 
-def _reasoning_text(message: Mapping[str, Any]) -> str | None:
+def reasoning_text(message: Mapping[str, Any]) -> str | None:
+    """The model's thinking in a message or delta, if it sent any."""
     # Not OpenAI: DeepSeek, vLLM and others put thinking in reasoning_content (or reasoning).
     if "reasoning_content" not in message and "reasoning" not in message:
         return None
@@ -252,7 +247,7 @@ def _reasoning_text(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _first_choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def first_choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The first choice, None when there is none; a ``choices`` of the wrong shape raises."""
     choices = data.get("choices")
     if choices is None or choices == []:
@@ -287,9 +282,9 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
     choices = data.get("choices")
     choice: Mapping[str, Any]
     if type(choices) is list and choices and type(choices[0]) is dict:
-        choice = choices[0]  # the common shape, checked as _first_choice checks it
+        choice = choices[0]  # the common shape, checked as first_choice checks it
     else:
-        found = _first_choice(data)
+        found = first_choice(data)
         if found is None:
             raise ServerError("completion has no choices")
         choice = found
@@ -313,109 +308,8 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
         usage=parse_usage(data.get("usage")) or Usage(),
         model=str(data.get("model") or model),
         id=rid if type(rid) is str else None,
-        reasoning=_reasoning_text(message),
+        reasoning=reasoning_text(message),
     )
-
-
-class StreamAssembler:
-    """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk."""
-
-    __slots__ = ("_calls", "finish_reason", "model", "usage")
-
-    #: ``[DONE]`` ends the reading (the template stops at it); nothing else does.
-    finished = False
-
-    def __init__(self) -> None:
-        self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.model: str | None = None
-
-    def feed(self, data: Mapping[str, Any]) -> ChatChunk | None:
-        """One parsed chunk; returns a ChatChunk when it carries text or tool-call deltas."""
-        get = data.get
-        model = get("model")
-        if type(model) is str:
-            self.model = model
-        usage = get("usage")
-        if usage is not None:  # sent on the last, choices-less chunk (include_usage)
-            usage = parse_usage(usage)
-            if usage is not None:
-                self.usage = usage
-        choices = get("choices")
-        choice: Mapping[str, Any]
-        if type(choices) is list and choices and type(choices[0]) is dict:
-            choice = choices[0]  # the common shape, checked as _first_choice checks it
-        else:
-            found = _first_choice(data)
-            if found is None:
-                return None
-            choice = found
-        reason = choice.get("finish_reason")
-        if type(reason) is str:
-            self.finish_reason = reason
-        delta = choice.get("delta")
-        if delta is None:
-            return None
-        if not isinstance(delta, dict):
-            raise ValueError(f"delta is {type(delta).__name__}, not an object")
-        raw_calls = delta.get("tool_calls")
-        deltas: list[ToolCallDelta] = []
-        if raw_calls is not None:
-            if not isinstance(raw_calls, list):
-                raise ValueError(f"tool_calls is {type(raw_calls).__name__}, not a list")
-            deltas = [self._add(d) for d in raw_calls if isinstance(d, dict)]
-        if isinstance(fc := delta.get("function_call"), Mapping):
-            deltas.append(self._add({"index": 0, "function": fc}))
-        text = delta.get("content")
-        if type(text) is not str or not text:
-            text = reply_text(text) or reply_text(delta.get("refusal"))
-        reasoning = _reasoning_text(delta) or ""
-        if not (text or deltas or reasoning):
-            return None
-        return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=reasoning)
-
-    def _add(self, d: Mapping[str, Any]) -> ToolCallDelta:
-        index = _int(d.get("index"))
-        raw_fn = d.get("function")
-        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
-        call = self._calls.setdefault(index, [None, None, []])
-        if d.get("id"):
-            call[0] = d["id"]
-        if fn.get("name"):
-            call[1] = fn["name"]
-        args = fn.get("arguments") or ""
-        if isinstance(args, dict):  # a whole object in one delta (some compatible servers)
-            args = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
-        elif not isinstance(args, str):
-            raise ValueError(f"tool-call arguments are {type(args).__name__}, not a string")
-        if args:
-            call[2].append(args)
-        return ToolCallDelta(index=index, id=d.get("id"), name=fn.get("name"), arguments=args)
-
-    def tool_calls(self) -> list[ToolCall]:
-        """The streamed calls in index order, arguments joined and parsed."""
-        return [
-            ToolCall(id=str(cid or ""), name=str(name or ""),
-                     arguments=parse_arguments("".join(fragments)))
-            for _, (cid, name, fragments) in sorted(self._calls.items())
-        ]
-
-    @property
-    def complete(self) -> bool:
-        """A choice carried ``finish_reason``: the answer is whole."""
-        return self.finish_reason is not None
-
-    def final_chunks(self) -> list[ChatChunk]:
-        return [self.final_chunk()]
-
-    def final_chunk(self) -> ChatChunk:
-        calls = self.tool_calls()
-        return ChatChunk(
-            finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),
-            usage=self.usage,
-            final_tool_calls=calls,
-        )
 
 
 # --------------------------------------------------------------------------------------------

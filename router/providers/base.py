@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -29,6 +29,7 @@ from router.providers._status import (
 )
 from router.providers.http import HttpPool, HttpResponse, dumps_json
 from router.providers.kinds import CAPABILITY_FIELDS, KINDS, model_capabilities
+from router.providers.sse import ServerSentEvent
 from router.secret import Secret
 from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -52,6 +53,8 @@ __all__ = [
     "redact_secrets",
     "reply_text",
 ]
+
+_END = object()  # a stream's sentinel arrived: stop reading
 
 #: What a kind's parser raises when valid JSON has the wrong shape (``data["choices"][0]`` on
 #: a dict, ``.get`` on a str...): caught in one place, in ``HttpProvider``, as a ServerError.
@@ -310,9 +313,19 @@ class HttpProvider(Provider):
                                   max_connections=self.config.max_connections) as resp:
             if resp.status >= 300:
                 raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
-            values = self._sse_values(resp) if self.framing == "sse" else self._ndjson(resp)
-            async with contextlib.aclosing(values):
-                async for data in values:
+            # One loop over the framed values (no generator of our own in between: each
+            # level would cost every chunk a step). ``decode`` returns _END at the sentinel.
+            decode: Callable[[Any, bool, HttpResponse], Any]
+            if self.framing == "sse":
+                source: AsyncGenerator[tuple[Any, bool], None] = resp.iter_sse()
+                decode = self._sse_value
+            else:
+                source, decode = resp.iter_ndjson(), self._ndjson_value
+            async with contextlib.aclosing(source):
+                async for item, last in source:
+                    data = decode(item, last, resp)
+                    if data is _END:
+                        break
                     try:
                         chunk = parser.feed(data)
                     except SHAPE_ERRORS as e:
@@ -331,30 +344,25 @@ class HttpProvider(Provider):
             for chunk in final:
                 yield chunk
 
-    async def _sse_values(self, resp: HttpResponse) -> AsyncGenerator[Any, None]:
-        """The JSON value of each event, until the kind's sentinel; error events raised."""
+    def _sse_value(self, event: ServerSentEvent, last: bool, resp: HttpResponse) -> Any:
+        """The JSON value of one event, _END at the kind's sentinel; an error event raised."""
         sentinel = self.sse_sentinel
-        async with contextlib.aclosing(resp.iter_sse()) as events:
-            async for event, last in events:
-                if sentinel is not None and event.data.startswith(sentinel):
-                    return
-                try:
-                    data = event.json()
-                except ValueError as e:
-                    if last:  # the body ended inside an event: the connection was cut
-                        raise NetworkError("stream ended inside an event") from e
-                    excerpt = redact_secrets(event.data[:4096], self._secrets)[:200]  # redact, cut
-                    raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
-                if self.is_error(data, event.event):
-                    raise self.map_error(None, resp.headers,
-                                         ErrorBody(text=event.data, json=data))
-                yield data
+        if sentinel is not None and event.data.startswith(sentinel):
+            return _END
+        try:
+            data = event.json()
+        except ValueError as e:
+            if last:  # the body ended inside an event: the connection was cut
+                raise NetworkError("stream ended inside an event") from e
+            excerpt = redact_secrets(event.data[:4096], self._secrets)[:200]  # redact, then cut
+            raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
+        if self.is_error(data, event.event):
+            raise self.map_error(None, resp.headers, ErrorBody(text=event.data, json=data))
+        return data
 
-    async def _ndjson(self, resp: HttpResponse) -> AsyncGenerator[Any, None]:
-        """The value of each NDJSON line; error lines raised."""
-        async with contextlib.aclosing(resp.iter_ndjson()) as lines:
-            async for data, _last in lines:
-                if self.is_error(data, None):
-                    raise self.map_error(None, resp.headers,
-                                         ErrorBody(text=dumps_json(data).decode(), json=data))
-                yield data
+    def _ndjson_value(self, data: Any, _last: bool, resp: HttpResponse) -> Any:
+        """One NDJSON line's value; an error line raised."""
+        if self.is_error(data, None):
+            raise self.map_error(None, resp.headers,
+                                 ErrorBody(text=dumps_json(data).decode(), json=data))
+        return data

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from router.errors import ConfigError, LlmError
+from router.providers._openai_stream import StreamAssembler
 from router.providers._openai_wire import (
-    StreamAssembler,
     build_body,
     is_reasoning_model,
     map_openai_error,
