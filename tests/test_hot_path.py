@@ -1,9 +1,12 @@
 """The shortcuts of the hot path keep every guarantee: work moved to once per route (does a
 target have a context window?) or reused between calls (the needs of a plain call) still
-answers each call by its own request, against the loopback OpenAI server."""
+answers each call by its own request, against the loopback OpenAI server; the wire's JSON
+reader gives json.loads' values and errors."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 from router import Router
 from router.engine.decision import needs_for
 from router.plan.values import Route, Step
+from router.providers._json import loads_json
 from router.types import ChatRequest, Message, Tool
 from tests.engine_helpers import MSG, hits, make_router, target
 from tests.servers.openai import OpenAIServer
@@ -80,3 +84,23 @@ def test_needs_estimate_the_prompt_unless_told_not_to() -> None:
     request = ChatRequest([Message("user", "x" * 400)])
     assert needs_for(request, _route(), stream=False).prompt_tokens is not None
     assert needs_for(request, _route(), stream=False, estimate=False).prompt_tokens is None
+
+
+JSON_CASES = ['{"a":1}', ' {"a":1}', '{"a":1}  \n', '{"a":1} x', '{"a":1}\x0b', "", "{", "[1]",
+              '{"a":NaN}', '{"a":1}{"b":2}', b'{"a":"\xc3\xa9"}', bytearray(b'{"a":2}'),
+              b"\xef\xbb\xbf{}", b'{"a":"\xff"}', '{"a":"\ud800"}', '{"a":1,}',
+              '{"a":1}'.encode("utf-16-le"), b"", b" {} "]
+
+
+def _outcome(parse: Any, data: Any) -> tuple[str, Any]:
+    try:
+        value = parse(data)
+    except ValueError as e:
+        return type(e).__name__, str(e)
+    nan = isinstance(value, dict) and isinstance(value.get("a"), float) and math.isnan(value["a"])
+    return "ok", "nan" if nan else value
+
+
+@pytest.mark.parametrize("data", JSON_CASES, ids=repr)
+def test_wire_json_reads_as_json_loads_does(data: Any) -> None:
+    assert _outcome(loads_json, data) == _outcome(json.loads, data)

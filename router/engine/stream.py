@@ -38,12 +38,6 @@ def _has_content(c: ChatChunk) -> bool:
     return bool(c.delta or c.tool_calls or c.finish_reason or c.usage or c.reasoning_delta)
 
 
-def _is_final(c: ChatChunk) -> bool:
-    # Every provider sets final_tool_calls on its last chunk, usage or not.
-    return c.final_tool_calls is not None or (c.finish_reason is not None
-                                              and c.usage is not None)
-
-
 async def _close(agen: AsyncIterator[ChatChunk]) -> None:
     aclose = getattr(agen, "aclose", None)
     if aclose is not None:
@@ -96,7 +90,10 @@ async def stream_call(begin: Begin, *args: Any) -> AsyncGenerator[ChatChunk, Non
                 parts.append(chunk.delta)
             if chunk.usage is not None:
                 chunk.cost_usd = cost_usd(price, chunk.usage)
-            if not ended and _is_final(chunk):
+            # The final chunk: every provider sets final_tool_calls on its last chunk, usage
+            # or not (a finish reason with usage is final too).
+            if not ended and (chunk.final_tool_calls is not None or (
+                    chunk.finish_reason is not None and chunk.usage is not None)):
                 ended = True
                 await _end_ok(call, d, opened, chunk)
             yield chunk

@@ -17,6 +17,7 @@ import aiohttp
 
 from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
 from router.obs.redact import redact_excerpt
+from router.providers._json import loads_json
 from router.providers._status import ErrorBody
 from router.providers.sse import MAX_EVENT_BYTES, NDJSONDecoder, ServerSentEvent, SSEDecoder
 
@@ -239,7 +240,7 @@ class HttpResponse:
         else:
             body = await self._read_body(None)
         try:
-            return json.loads(body)
+            return loads_json(body)
         except ValueError as e:
             excerpt = redact_excerpt(bytes(body[:400]).decode("utf-8", errors="replace"), 200)
             raise ServerError(f"response is not JSON ({self._host}): {excerpt!r}",

@@ -14,12 +14,12 @@ that never ends an event cannot make us buffer without bound.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from router.errors import ServerError
+from router.providers._json import loads_json
 
 __all__ = ["MAX_EVENT_BYTES", "NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
 
@@ -40,7 +40,7 @@ class ServerSentEvent:
 
     def json(self) -> Any:
         """The data parsed as JSON (raises ``ValueError`` when it is not JSON)."""
-        return json.loads(self.data)
+        return loads_json(self.data)
 
 
 class _LineSplitter:
@@ -120,7 +120,15 @@ class SSEDecoder:
         """Decode a piece of the stream; return the events it completed (often none)."""
         events: list[ServerSentEvent] = []
         for raw in self._lines.feed(data):
-            event = self._decode_line(raw)
+            if self._started and raw[:6] == b"data: ":
+                # The common line, as _decode_line reads it (a "data" field, one space off).
+                self._data.append(raw[6:].decode("utf-8", errors="replace"))
+                self._size += len(raw)
+                event = None
+            elif self._started and not raw:  # a blank line: dispatch
+                event = self._dispatch()
+            else:
+                event = self._decode_line(raw)
             if event is not None:
                 events.append(event)
             elif self._size > self._max:
@@ -224,7 +232,7 @@ class NDJSONDecoder:
         if not raw.strip():
             return
         try:
-            out.append(json.loads(raw))
+            out.append(loads_json(raw))
         except ValueError as e:
             excerpt = raw[:80].decode("utf-8", errors="replace")
             raise ValueError(
