@@ -14,6 +14,8 @@ import pytest
 
 from router import Router
 from router.engine.decision import needs_for
+from router.engine.request import build_request
+from router.errors import InvalidRequestError
 from router.plan.values import Route, Step
 from router.providers._json import loads_json
 from router.types import ChatRequest, Message, Tool
@@ -104,3 +106,22 @@ def _outcome(parse: Any, data: Any) -> tuple[str, Any]:
 @pytest.mark.parametrize("data", JSON_CASES, ids=repr)
 def test_wire_json_reads_as_json_loads_does(data: Any) -> None:
     assert _outcome(loads_json, data) == _outcome(json.loads, data)
+
+
+PARAM_CASES = [{"max_tokens": 16}, {"temperature": 0.2}, {"max_tokens": 16, "temperature": 1},
+               {"max_tokens": 0}, {"max_tokens": True}, {"max_tokens": 2 ** 70},
+               {"max_tokens": "16"}, {"temperature": float("nan")}, {"temperature": "hot"},
+               {"max_tokens": None, "temperature": None}, {"max_tokens": 0, "temperature": "x"}]
+
+
+def _built(params: dict[str, Any]) -> Any:
+    try:
+        return build_request(MSG, params)
+    except InvalidRequestError as e:
+        return e.message
+
+
+@pytest.mark.parametrize("params", PARAM_CASES, ids=repr)
+def test_common_params_are_checked_as_every_param_is(params: dict[str, Any]) -> None:
+    # {"top_p": None} (a known param, not given) sends the call the general way.
+    assert _built(params) == _built({**params, "top_p": None})

@@ -43,6 +43,8 @@ _KNOWN_PARAMS = frozenset({
     "tool_choice", "parallel_tool_calls", "response_format", "seed", "user",
     "reasoning_effort",
 })
+#: The params most calls give (then build_request takes its short way).
+_COMMON_PARAMS = frozenset({"max_tokens", "temperature"})
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
 _FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 #: Longest model string accepted (vendors' ids are well under 100 characters).
@@ -363,6 +365,12 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
     msgs = _messages(messages)
     if not params:
         return ChatRequest(messages=msgs)
+    if params.keys() <= _COMMON_PARAMS:  # the usual call: the same checks, in the same order
+        given, temperature = params.get("max_tokens"), params.get("temperature")
+        return ChatRequest(
+            messages=msgs,
+            max_tokens=None if given is None else integer(given, "max_tokens", 1),
+            temperature=None if temperature is None else number(temperature, "temperature"))
     get = params.get
     # Each check runs only for a param that was given (most calls give two or three).
     max_tokens, temperature, top_p = _max_tokens(params), get("temperature"), get("top_p")
