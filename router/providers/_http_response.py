@@ -154,7 +154,7 @@ class HttpResponse:
                 return data
         deadline, kind = self._deadline()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.Timeout(deadline):  # timeout_at's own object
                 return await content.readany()
         except TRANSPORT as e:
             raise transport_error(e, self._host, kind) from e

@@ -330,7 +330,7 @@ class HttpPool:
         if client_timeout is None:
             client_timeout = self._client_timeout(timeouts.connect)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.Timeout(deadline):  # timeout_at's own object
                 try:
                     resp = await session.post(endpoint.url, data=data, headers=headers,
                                               timeout=client_timeout, allow_redirects=False)
