@@ -73,11 +73,11 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
     return error
 
 
-async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
-                 ttft_ms: float | None = None, finish_reason: str | None = None,
-                 response_model: str | None = None) -> None:
-    """End attempt ``d`` as a success: record it, settle its hold at ``cost_usd`` (its worst
-    case when unknown) and close the breaker."""
+def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
+              ttft_ms: float | None = None, finish_reason: str | None = None,
+              response_model: str | None = None) -> bool:
+    """The synchronous part of ``end_ok``: record attempt ``d`` as a success and close the
+    breaker. True when ``settle_ok`` still has store work to do (a hold, shared breakers)."""
     target = d.target
     if call.probes:
         call.release_probe(target.key)  # a verdict: the probe (if held) is spent
@@ -88,11 +88,27 @@ async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None
         output_tokens=usage.output_tokens if usage is not None else None,
         cost_usd=cost_usd), finish_reason=finish_reason, response_model=response_model)
     rt = call.rt
+    rt.breakers.record_success(target.key)
+    return call.hold is not None or rt.gate.share_breakers
+
+
+async def settle_ok(call: Call, d: Try, cost_usd: float | None) -> None:
+    """The store part of ``end_ok``: settle the hold at ``cost_usd`` (its worst case when
+    unknown) and publish the closed breaker when breakers are shared."""
     if call.hold is not None:
         await call.end_hold(cost_usd, billed=True)
-    rt.breakers.record_success(target.key)
-    if rt.gate.share_breakers:
-        await rt.gate.publish_breaker(target, opened=False)
+    if call.rt.gate.share_breakers:
+        await call.rt.gate.publish_breaker(d.target, opened=False)
+
+
+async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
+                 ttft_ms: float | None = None, finish_reason: str | None = None,
+                 response_model: str | None = None) -> None:
+    """End attempt ``d`` as a success: record it, settle its hold at ``cost_usd`` (its worst
+    case when unknown) and close the breaker."""
+    if record_ok(call, d, usage, cost_usd, ttft_ms=ttft_ms, finish_reason=finish_reason,
+                 response_model=response_model):
+        await settle_ok(call, d, cost_usd)
 
 
 async def end_failed(call: Call, d: Try, error: LlmError, *, billed: bool = False,

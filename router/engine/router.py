@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from router.engine.attempt import end_ok, open_chat
+from router.engine.attempt import open_chat, record_ok, settle_ok
 from router.engine.call import Call
 from router.engine.decision import Decision, Outcome, needs_for, walk
 from router.engine.drive import drive
@@ -248,8 +248,10 @@ class Router:
         response.target = target.key
         response.cost_usd = cost_usd(price_of(target), response.usage)
         try:
-            await end_ok(call, d, response.usage, response.cost_usd,
-                         finish_reason=response.finish_reason, response_model=response.model)
+            # end_ok in two steps: most calls have no hold to settle (no coroutine for them).
+            if record_ok(call, d, response.usage, response.cost_usd,
+                         finish_reason=response.finish_reason, response_model=response.model):
+                await settle_ok(call, d, response.cost_usd)
         finally:
             response.attempts = call.records
             response.request_id = call.request_id
