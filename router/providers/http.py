@@ -16,7 +16,7 @@ import contextvars
 import json
 import math
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -135,9 +135,15 @@ async def _drain_then_release(resp: aiohttp.ClientResponse, seconds: float) -> N
 
 _INF = math.inf
 
-#: What ``Posting`` calls to send once it holds a slot (``HttpPool._send``).
-_Send = Callable[[aiohttp.ClientSession, _Endpoint, bytes, Mapping[str, str], Timeouts],
-                 Awaitable[HttpResponse]]
+class _Limits:
+    """What every response of one pool gets: its size caps and its background drain."""
+
+    __slots__ = ("drain_later", "max_body", "max_event")
+
+    def __init__(self, max_body: int, max_event: int, drain_later: DrainLater) -> None:
+        self.max_body = max_body
+        self.max_event = max_event
+        self.drain_later = drain_later
 
 
 async def _resend(session: aiohttp.ClientSession, url: URL, data: bytes,
@@ -166,33 +172,61 @@ async def _wait_for_slot(endpoint: _Endpoint, total: float) -> None:
 class Posting:
     """One POST of ``HttpPool.post``, as an async context manager: a slot of its origin and
     the response while inside, both freed on exit. (A small class, not an
-    ``@asynccontextmanager``: it is on every call's path.)"""
+    ``@asynccontextmanager``, that sends by itself: it is on every call's path, and each
+    coroutine level costs every resumption of the call.)"""
 
-    __slots__ = ("_data", "_endpoint", "_headers", "_response", "_send", "_session",
-                 "_timeouts")
+    __slots__ = ("_client_timeout", "_data", "_endpoint", "_headers", "_limits", "_response",
+                 "_session", "_timeouts")
 
-    def __init__(self, send: _Send, session: aiohttp.ClientSession, endpoint: _Endpoint,
-                 data: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> None:
-        self._send = send
+    def __init__(self, limits: _Limits, session: aiohttp.ClientSession, endpoint: _Endpoint,
+                 data: bytes, headers: Mapping[str, str], timeouts: Timeouts,
+                 client_timeout: aiohttp.ClientTimeout) -> None:
+        self._limits = limits
         self._session = session
         self._endpoint = endpoint
         self._data = data
         self._headers = headers
         self._timeouts = timeouts
+        self._client_timeout = client_timeout
         self._response: HttpResponse | None = None
 
     async def __aenter__(self) -> HttpResponse:
-        endpoint = self._endpoint
+        endpoint, timeouts = self._endpoint, self._timeouts
         slots = endpoint.slots
         if not slots.try_acquire():
-            await _wait_for_slot(endpoint, self._timeouts.total)
+            await _wait_for_slot(endpoint, timeouts.total)
         try:
-            response = await self._send(self._session, endpoint, self._data, self._headers,
-                                        self._timeouts)
+            loop = asyncio.get_running_loop()
+            now = loop.time()  # the slot was granted: the clocks start
+            total, first = timeouts.total, timeouts.first_token
+            total_at = now + total if total < _INF else None
+            deadline, kind = (now + first if first < _INF else None), "first_token"
+            if total_at is not None and (deadline is None or total_at < deadline):
+                deadline, kind = total_at, "total"
+            try:
+                async with asyncio.Timeout(deadline):  # timeout_at's own object
+                    try:
+                        resp = await self._session.post(
+                            endpoint.url, data=self._data, headers=self._headers,
+                            timeout=self._client_timeout, allow_redirects=False)
+                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                        if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
+                            raise
+                        resp = await _resend(self._session, endpoint.url, self._data,
+                                             self._headers, self._client_timeout)
+            except TRANSPORT as e:
+                raise transport_error(e, endpoint.host, kind) from e
+            if 300 <= resp.status < 400:
+                resp.close()
+                raise _redirect_error(resp.status, resp.headers.get("Location"), endpoint.host)
+            limits = self._limits
+            response = self._response = HttpResponse(
+                resp, host=endpoint.host, deadline=deadline, first_kind=kind,
+                idle=timeouts.idle, total_at=total_at, max_body_bytes=limits.max_body,
+                max_event_bytes=limits.max_event, drain_later=limits.drain_later, loop=loop)
         except BaseException:
             slots.release()
             raise
-        self._response = response
         return response
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -230,8 +264,6 @@ class HttpPool:
         self._session = session
         self._owner = session is None
         self._limit_per_host = limit_per_host
-        self._max_body = max_body_bytes
-        self._max_event = max_event_bytes
         self._keepalive_timeout = keepalive_timeout
         self._ttl_dns_cache = ttl_dns_cache
         self._trust_env = trust_env
@@ -241,7 +273,7 @@ class HttpPool:
         self._slots: dict[tuple[str, int], Slots] = {}  # per origin and limit
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._drains: set[asyncio.Task[None]] = set()
-        self._drain_cb: DrainLater = self._drain_later
+        self._limits = _Limits(max_body_bytes, max_event_bytes, self._drain_later)
 
     @property
     def closed(self) -> bool:
@@ -315,38 +347,10 @@ class HttpPool:
         if endpoint is None:
             endpoint = self._endpoint(url, max_connections)
         data = body if isinstance(body, bytes) else dumps_json(body)
-        return Posting(self._send, session, endpoint, data, headers, timeouts)
-
-    async def _send(self, session: aiohttp.ClientSession, endpoint: _Endpoint, data: bytes,
-                    headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
-        loop = asyncio.get_running_loop()
-        now = loop.time()  # the slot was granted: the clocks start
-        total, first = timeouts.total, timeouts.first_token
-        total_at = now + total if total < _INF else None
-        deadline, kind = (now + first if first < _INF else None), "first_token"
-        if total_at is not None and (deadline is None or total_at < deadline):
-            deadline, kind = total_at, "total"
         client_timeout = self._client_timeouts.get(timeouts.connect)
         if client_timeout is None:
             client_timeout = self._client_timeout(timeouts.connect)
-        try:
-            async with asyncio.Timeout(deadline):  # timeout_at's own object
-                try:
-                    resp = await session.post(endpoint.url, data=data, headers=headers,
-                                              timeout=client_timeout, allow_redirects=False)
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                    if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
-                        raise
-                    resp = await _resend(session, endpoint.url, data, headers, client_timeout)
-        except TRANSPORT as e:
-            raise transport_error(e, endpoint.host, kind) from e
-        if 300 <= resp.status < 400:
-            resp.close()
-            raise _redirect_error(resp.status, resp.headers.get("Location"), endpoint.host)
-        return HttpResponse(resp, host=endpoint.host, deadline=deadline, first_kind=kind,
-                            idle=timeouts.idle, total_at=total_at,
-                            max_body_bytes=self._max_body, max_event_bytes=self._max_event,
-                            drain_later=self._drain_cb, loop=loop)
+        return Posting(self._limits, session, endpoint, data, headers, timeouts, client_timeout)
 
     def _drain_later(self, resp: aiohttp.ClientResponse, seconds: float) -> None:
         task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
