@@ -201,3 +201,16 @@ def test_mutations_reach_both_verdicts() -> None:
     c = Chooser(rng.choice)
     seen = {verdicts(mutate(rng.choice(BASES), c))[0] for _ in range(200)}
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("doc", [
+    {"version": 1, "providers": {"o": {"kind": "openai"}}, "models": {"m": ["o:gpt-4o\n"]}},
+    {"version": 1, "providers": {"o": {"kind": "openai"}}, "models": {"m\n": ["o:gpt-4o"]}},
+    {"version": 1, "providers": {"o\n": {"kind": "openai"}}, "models": {"m": ["o:gpt-4o"]}},
+    {"version": 1, "providers": {"o": {"kind": "openai"}}, "models": {"m": ["o:gpt-4o"]},
+     "budgets": [{"scope": "tag:team=a\n", "usd": 1}]},
+], ids=["target", "alias", "provider", "budget_scope"])
+def test_a_trailing_newline_is_refused_by_all_three(doc: dict[str, Any]) -> None:
+    # Python's `$` matches before a final newline, ECMA 262's (jsonschema-rs) does not: found
+    # by the mutation test above with the target 'a\n'.
+    assert verdicts(doc) == (False, False, False)

@@ -68,9 +68,10 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 Money = Annotated[float, BeforeValidator(_money)]
 Number = Annotated[float, BeforeValidator(_number)]
 Int = Annotated[int, BeforeValidator(_integer)]
-Name = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
-AliasName = Annotated[str, StringConstraints(strict=True, pattern=r"^[^:,\s]+$")]
-TargetRef = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$")]
+Name = Annotated[str, StringConstraints(strict=True,
+                                        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$(?!\n)")]
+AliasName = Annotated[str, StringConstraints(strict=True, pattern=r"^[^:,\s]+$(?!\n)")]
+TargetRef = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$(?!\n)")]
 OnMap = dict[ErrorClass, Action]
 Capability = Literal["tools", "vision", "json_object", "json_schema", "streaming"]
 Window = Literal["minute", "hour", "day", "month", "total"]
@@ -83,8 +84,10 @@ FakeOutcome = Literal[
 
 class _Model(BaseModel):
     # Agreement with the schema (tests/test_schema_agreement.py): aliased fields accept only
-    # their alias (`class`, `$schema`), patterns use Python's re as jsonschema does, and an
-    # explicit null is rejected (the schema has no "null" type) rather than read as "unset".
+    # their alias (`class`, `$schema`), patterns use Python's re as jsonschema does (each
+    # `$` is `$(?!\n)`: Python's also matches before a final newline, ECMA 262's and
+    # jsonschema-rs's do not), and an explicit null is rejected (the schema has no "null"
+    # type) rather than read as "unset".
     model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
 
     @field_validator("*", mode="before")
@@ -321,7 +324,7 @@ class ErrorRuleCfg(_Model):
 class BudgetCfg(_Model):
     scope: Annotated[
         str, StringConstraints(
-            strict=True, pattern=r"^(global|provider:.+|alias:.+|target:.+:.+|tag:[^=]+=.*)$")
+            strict=True, pattern=r"^(global|provider:.+|alias:.+|target:.+:.+|tag:[^=]+=.*)$(?!\n)")
     ]
     usd: Money
     per: Window | None = None
