@@ -23,6 +23,9 @@ import threading
 from collections.abc import Iterable
 
 MASK = "***"
+#: Setting names whose string values are secrets wherever they appear (a header value is one
+#: too): the loader, the config checks and the engine read this one list.
+SECRET_SETTINGS = frozenset({"api_key", "token", "password", "secret"})
 #: Secrets at least this long are hidden even inside a longer token; shorter ones only whole.
 LONG_SECRET = 8
 # Characters that make up key-like tokens: a short secret next to one of them is part of a

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import structlog
@@ -23,11 +23,13 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from router import Router
-from router.errors import ErrorClass, LlmError, RouteFailed, StreamInterruptedError
+from router.errors import AuthError, ErrorClass, LlmError, RouteFailed, StreamInterruptedError
 from router.obs import log
 from router.obs.redact import Redactor
-from router.providers.base import ProviderConfig
+from router.providers import registry
+from router.providers.base import Capabilities, Provider, ProviderConfig, Timeouts
 from router.secret import Secret
+from router.types import ChatChunk, ChatRequest, ChatResponse
 from tests.servers.anthropic import block_delta, block_start, message_start, text_block
 from tests.test_cli import cli_env, run_cli_async
 
@@ -410,3 +412,41 @@ async def test_cli_validate_hides_a_short_header_secret_it_quotes(tmp_path: Path
     assert r.returncode == 1
     assert "'***' is not an http(s) URL" in r.stdout, r.stdout
     assert_clean(r.stdout, r.stderr)
+
+
+class _Tokened(Provider):
+    """A plugin kind with a secret setting of its own, which its errors quote back."""
+
+    kind = "tokened"
+    requires_key = False
+    capabilities_default = Capabilities()
+    config_schema: ClassVar[dict[str, Any] | None] = {
+        "properties": {"token": {"type": "string"}, "region": {"type": "string"}},
+        "required": ["token"]}
+
+    async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
+        raise AuthError(f"token {self.config.options['token']} refused in "
+                        f"{self.config.options.get('region')}", retryable=False)
+
+    async def stream(self, model: str, request: ChatRequest,
+                     timeouts: Timeouts) -> AsyncIterator[ChatChunk]:
+        raise AuthError(f"token {self.config.options['token']} refused", retryable=False)
+        yield ChatChunk()  # pragma: no cover - makes this an async generator
+
+
+async def test_a_plugin_kinds_secret_setting_is_redacted_like_a_key() -> None:
+    token = "tok-plugin-0123456789abcdef"
+    registry.register_provider_kind("tokened", _Tokened)
+    try:
+        doc = {"version": 1,
+               "providers": {"t": {"kind": "tokened", "token": "${TOK}", "region": "eu"}},
+               "models": {"x": ["t:m"]}}
+        async with Router.from_dict(doc, env={"TOK": token}) as router:
+            with pytest.raises(RouteFailed) as info:
+                await router.chat("x", [{"role": "user", "content": "hi"}])
+            shown = [str(info.value), repr(info.value), repr(router.plan),
+                     *(a.detail or "" for a in info.value.attempts)]
+    finally:
+        registry.unregister_provider_kind("tokened")
+    assert "refused in eu" in str(info.value)  # the rest of the message is intact
+    assert not [s for s in shown if token in s]

@@ -12,10 +12,10 @@ from typing import Any, NoReturn
 
 from router.diagnostics import Diagnostic, Mark, Severity
 from router.obs.redact import redactor_for
+from router.secret import SECRET_SETTINGS
 
 Path = tuple[str | int, ...]
 
-_SECRET_KEYS = frozenset({"api_key", "token", "password", "secret"})
 # Environment variables whose values are secrets wherever they are used.
 _SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
 # `$${` (a literal `${`), or `${` up to the first `}`; a missing `}` still matches, to report it.
@@ -103,7 +103,7 @@ class Fatal(Exception):
 
 def holds_secret(path: Path) -> bool:
     """A string here is a credential: under api_key, token, password or secret, or a header."""
-    return bool(path) and (path[-1] in _SECRET_KEYS or (len(path) > 1 and path[-2] == "headers"))
+    return bool(path) and (path[-1] in SECRET_SETTINGS or (len(path) > 1 and path[-2] == "headers"))
 
 
 def dotted(path: Path) -> str:

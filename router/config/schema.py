@@ -14,6 +14,7 @@ import jsonschema_rs
 from router.config.model import KIND_FIELDS
 from router.providers import plugins, registry
 from router.providers.kinds import KINDS
+from router.secret import SECRET_SETTINGS
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -24,7 +25,7 @@ T = TypeVar("T")
 #: The published schema (schemas/routes.schema.json). Files are checked against
 #: ``effective_schema()``: this one plus the kinds of installed provider plugins.
 SCHEMA: dict[str, Any] = plugins.static_schema()
-SECRET_KEYS = frozenset({"api_key", "headers", "token", "password", "secret"})
+SECRET_KEYS = SECRET_SETTINGS | {"headers"}
 ALL_KIND_FIELDS = frozenset().union(*KIND_FIELDS.values())
 #: kind -> an example base_url, for hints (from the kinds table).
 BASE_URLS = {k: s.base_url_example for k, s in KINDS.items() if k != "fake"}

@@ -56,9 +56,7 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
                              max_connections=spec.max_connections)
         provider = registry.provider_class(spec.kind)(cfg, http)
         seats[name] = Seat(provider, provider.enforces_timeouts, spec.missing_env)
-        if spec.api_key is not None:
-            log.add_secrets([spec.api_key.get_secret_value()])
-        log.add_secrets(v for v in spec.headers.values())
+        log.add_secrets(spec.secret_values())
     return seats
 
 

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from router.errors import DEFAULT_ACTIONS, Action, ErrorClass
-from router.secret import Secret
+from router.secret import SECRET_SETTINGS, Secret
 from router.specs import Capabilities, Timeouts
 
 Strategy = Literal["single", "weighted", "round_robin", "random", "ordered"]
@@ -147,12 +147,28 @@ class ProviderSpec:
     base_url: str | None
     api_key: Secret | None = field(repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     key_env: str | None = None
     missing_env: tuple[str, ...] = ()
     rate_limit: RateLimitSpec | None = None
     unknown_price: Literal["fail", "zero"] | None = None
     max_connections: int | None = None  # connections open at once to its host (None: default)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret of this provider: the key, each header value, and each
+        string under a secret setting name (token, password...) in a plugin's settings."""
+        found = [] if self.api_key is None else [self.api_key.get_secret_value()]
+        found += (v for v in self.headers.values() if v)
+        stack: list[tuple[str | None, Any]] = [(None, self.options)]
+        while stack:
+            name, value = stack.pop()
+            if isinstance(value, Mapping):
+                stack.extend((str(k), v) for k, v in value.items())
+            elif isinstance(value, list | tuple):
+                stack.extend((name, v) for v in value)
+            elif isinstance(value, str) and value and name in SECRET_SETTINGS:
+                found.append(value)
+        return found
 
 
 @dataclass(frozen=True, slots=True)
