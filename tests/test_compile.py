@@ -182,3 +182,24 @@ def test_plan_values_are_immutable() -> None:
     with pytest.raises(TypeError):
         plan.routes["x"] = plan.routes["r"]  # type: ignore[index]
 
+
+
+def _alias_ladder(n: int, last: str) -> dict[str, Any]:
+    models: dict[str, Any] = {f"a{i}": [f"a{i + 1}"] for i in range(n)}
+    models[f"a{n}"] = [last]
+    return {"version": 1, "providers": {"o": {"kind": "openai", "api_key": "${OPENAI_API_KEY}"}},
+            "models": models}
+
+
+def test_a_long_chain_of_aliases_compiles_without_recursion() -> None:
+    # 300 aliases each naming the next crashed validate with RecursionError.
+    plan = plan_of(_alias_ladder(3000, "o:gpt-4o-mini"))
+    assert [t.key for t in plan.routes["a0"].targets] == ["o:gpt-4o-mini"]
+    assert list(plan.routes)[:2] == ["a3000", "a2999"]  # each alias after those it names
+
+
+def test_a_long_alias_cycle_is_one_e021_with_a_short_message() -> None:
+    result = validate_dict(_alias_ladder(3000, "a0"), env=KEY_ENV)
+    (d,) = [d for d in result.errors if d.code == "E021"]
+    assert d.message.startswith("alias cycle: a0 -> a1 -> a2 -> a3 -> ... 2995 more -> ")
+    assert d.message.endswith("a2999 -> a3000 -> a0")

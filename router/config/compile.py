@@ -74,7 +74,6 @@ class _Compiler:
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     defaults: Layer = field(default_factory=Layer)
-    _expanding: list[str] = field(default_factory=list)
 
     def check_layer_timeouts(self) -> None:
         """E030 where one block sets a timeout longer than its own total."""
@@ -157,27 +156,20 @@ class _Compiler:
 
     # -- routes ---------------------------------------------------------------------------
     def compile_routes(self) -> None:
-        for alias in (self.cfg.models or {}):
-            if alias not in self.routes:
-                self._route(alias)
-
-    def _route(self, alias: str) -> Route | None:
-        if alias in self.routes:
-            return self.routes[alias]
-        if alias in self._expanding:
-            cycle = " -> ".join([*self._expanding[self._expanding.index(alias):], alias])
-            self.error(("models", alias), "E021", f"alias cycle: {cycle}",
+        """Every alias, those it refers to first (so no recursion follows a long chain of
+        aliases); a reference that closes a cycle is E021 and is left out."""
+        models = self.cfg.models or {}
+        order, cycles = alias_order(models)
+        for cycle in cycles:
+            shown = cycle if len(cycle) <= 9 else [*cycle[:4], f"... {len(cycle) - 7} more",
+                                                    *cycle[-3:]]
+            self.error(("models", cycle[-1]), "E021", f"alias cycle: {' -> '.join(shown)}",
                        "an alias may refer to another alias, but never back to itself",
                        key=True)
-            return None
-        self._expanding.append(alias)
-        try:
-            route = self._compile_route(alias, (self.cfg.models or {})[alias])
-        finally:
-            self._expanding.pop()
-        if route is not None:
-            self.routes[alias] = route
-        return route
+        for alias in order:
+            route = self._compile_route(alias, models[alias])
+            if route is not None:
+                self.routes[alias] = route
 
     def _compile_route(self, alias: str, raw: Sequence[Any] | RouteCfg) -> Route | None:
         rc = raw if isinstance(raw, RouteCfg) else RouteCfg(chain=list(raw))
@@ -238,7 +230,9 @@ class _Compiler:
                            "per-target settings",
                            "list the alias as a plain chain entry, or name provider:model here")
                 return []
-            sub = self._route(ref)
+            # Compiled before this alias (alias_order), or not at all: a reference that closes
+            # a cycle (E021) finds nothing.
+            sub = self.routes.get(ref)
             return list(sub.targets) if sub else []
         resolved = self._resolve_ref(ref_path, ref)
         if resolved is None:
@@ -354,6 +348,42 @@ class _Compiler:
 
 def _has(caps: Capabilities, cap: str) -> bool:
     return bool(getattr(caps, cap, False))
+
+
+def alias_order(models: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The aliases of ``models``, each after the aliases its chain names (a depth-first
+    post-order, walked without recursion), and every cycle found, as the path that closes it
+    (``[a, b, c, a]``)."""
+    def refs(alias: str) -> list[str]:
+        raw = models[alias]
+        chain = raw.chain if isinstance(raw, RouteCfg) else raw
+        return [item for item in chain
+                if isinstance(item, str) and ":" not in item and item in models]
+
+    order: list[str] = []
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for root in models:
+        if root in done:
+            continue
+        path = [root]
+        on_path = {root}
+        stack = [iter(refs(root))]
+        while stack:
+            ref = next(stack[-1], None)
+            if ref is None:
+                stack.pop()
+                alias = path.pop()
+                on_path.discard(alias)
+                done.add(alias)
+                order.append(alias)
+            elif ref in on_path:
+                cycles.append([*path[path.index(ref):], ref])
+            elif ref not in done:
+                path.append(ref)
+                on_path.add(ref)
+                stack.append(iter(refs(ref)))
+    return order, cycles
 
 
 def compile_plan(cfg: RouteFileCfg, doc: Document,
