@@ -271,3 +271,19 @@ def _best_of(n: int, fn: Callable[[], object]) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def test_a_top_level_x_key_is_a_home_for_yaml_anchors() -> None:
+    from router.config.validate import validate_text
+
+    text = ("version: 1\n"
+            "x-timeouts: &t {connect: 2s, total: 30s}\n"
+            "providers:\n"
+            "  o: {kind: openai, api_key: \"${K}\", timeout: *t}\n"
+            "models:\n"
+            "  m: [o:gpt-4o]\n")
+    result = validate_text(text, "r.yaml", env={"K": "sk-test-0123456789"})
+    assert result.diagnostics == []
+    assert result.plan is not None
+    timeouts = result.plan.routes["m"].targets[0].timeouts
+    assert (timeouts.connect, timeouts.total) == (2.0, 30.0)

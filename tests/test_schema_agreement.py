@@ -214,3 +214,10 @@ def test_a_trailing_newline_is_refused_by_all_three(doc: dict[str, Any]) -> None
     # Python's `$` matches before a final newline, ECMA 262's (jsonschema-rs) does not: found
     # by the mutation test above with the target 'a\n'.
     assert verdicts(doc) == (False, False, False)
+
+
+def test_top_level_x_keys_are_accepted_by_all_three() -> None:
+    doc = {"version": 1, "x-anchors": {"t": {"total": "30s"}}, "x-note": "ours",
+           "providers": {"o": {"kind": "openai"}}, "models": {"m": ["o:gpt-4o"]}}
+    assert verdicts(doc) == (True, True, True)
+    assert verdicts({**doc, "xnote": 1}) == (False, False, False)  # only the x- prefix

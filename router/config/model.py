@@ -362,6 +362,12 @@ class RouteFileCfg(_Model):
     @model_validator(mode="before")
     @classmethod
     def _version_not_bool(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(isinstance(k, str) and k.startswith("x-")
+                                          for k in data):
+            # Top-level x- keys hold YAML anchors and notes: the schema admits them, and
+            # nothing reads them.
+            data = {k: v for k, v in data.items() if not (isinstance(k, str)
+                                                          and k.startswith("x-"))}
         if isinstance(data, dict) and isinstance(data.get("version"), bool | float):
             v = data["version"]
             if isinstance(v, bool) or v != 1:
