@@ -438,4 +438,4 @@ def test_tracing_without_opentelemetry_says_what_to_install() -> None:
             "    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    assert "pip install router[otel]" in out.stdout
+    assert "pip install routeyard[otel]" in out.stdout

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing of calls and attempts (optional: ``pip install router[otel]``).
+"""OpenTelemetry tracing of calls and attempts (optional: ``pip install routeyard[otel]``).
 
 The engine calls this interface only when tracing is on:
 
@@ -125,7 +125,7 @@ class Tracing:
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
         if _MISSING is not None:
             raise TracingUnavailable(
-                "tracing needs OpenTelemetry: pip install router[otel] "
+                "tracing needs OpenTelemetry: pip install routeyard[otel] "
                 "(or pip install opentelemetry-api)") from _MISSING
         from router.version import __version__
 
