@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import yaml
@@ -24,7 +25,7 @@ from yaml.events import (
     StreamEndEvent,
 )
 
-from router.config.document import SKELETON, Builder, Path
+from router.config.document import SKELETON, Builder, EnvRef, Path
 
 # A `<<` source: the mapping, then the positions of its entries' values and keys.
 _Source = tuple[dict[str, Any], dict[Path, int], dict[Path, int]]
@@ -92,6 +93,9 @@ class YamlBuilder(Builder):
         super().__init__(file, env)
         self.next = source.get_event
         self.anchors: dict[str, Any] = {}
+        # anchor -> (its path, the ${ENV} uses inside it): an alias repeats them at its own
+        # path, so a key that came from the environment through an anchor is known as such.
+        self.anchor_refs: dict[str, tuple[Path, list[EnvRef]]] = {}
 
     def stream(self) -> Any:
         self.next()  # StreamStartEvent
@@ -108,19 +112,29 @@ class YamlBuilder(Builder):
         start = event.start_mark  # _pos() inlined: this runs for every value in the file
         self.marks[path] = pos = (start.line + 1) << 32 | (start.column + 1)
         kind = type(event)
+        if kind is AliasEvent:  # the parser emits nothing else where a node may start
+            value = self.alias(event)
+            self.note_secrets(path, value)
+            self.repeat_refs(event.anchor, path)
+            return value
+        first_ref = len(self.env_refs)
         if kind is ScalarEvent:
             value = self.scalar(event, path, pos)
         elif kind is MappingStartEvent:
             value = self.mapping(event, path)
-        elif kind is SequenceStartEvent:
+        else:
             value = self.sequence(event, path)
-        else:  # AliasEvent: the parser emits nothing else where a node may start
-            value = self.alias(event)
-            self.note_secrets(path, value)
-            return value
         if event.anchor is not None:
             self.anchors[event.anchor] = value
+            self.anchor_refs[event.anchor] = (path, self.env_refs[first_ref:])
         return value
+
+    def repeat_refs(self, anchor: str, path: Path) -> None:
+        """Record the ${ENV} uses of ``anchor``'s value again at ``path``, where it is used."""
+        source = self.anchor_refs.get(anchor)
+        if source is not None:
+            at, refs = source
+            self.env_refs.extend(replace(r, path=(*path, *r.path[len(at):])) for r in refs)
 
     def alias(self, event: Any) -> Any:
         if event.anchor not in self.anchors:

@@ -7,6 +7,7 @@ on the failing aliases only, into Diagnostics with stable codes, did-you-means a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
     """
     diags = [] if fast_validator().check(doc.data) else _explain_failure(doc)
     diags += _url_and_key_diagnostics(doc)
+    diags += _non_finite_diagnostics(doc)
     cfg: RouteFileCfg | None = None
     if not any(d.code in _STRUCTURAL for d in diags):
         try:
@@ -71,6 +73,26 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> Path:
             path.append(part)
             data = data[part]  # type: ignore[index]
     return tuple(path)
+
+
+def _non_finite_diagnostics(doc: Document) -> list[Diagnostic]:
+    """E015 for each NaN or infinity (YAML's .nan, .inf): as a timeout NaN disables it and
+    infinity overflows the clock, so no number of the file may be one."""
+    out: list[Diagnostic] = []
+    stack: list[tuple[Path, Any]] = [((), doc.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            out.append(Diagnostic.at(
+                doc.mark(path), "error", "E015",
+                f"{dotted(path)}: {value} is not a finite number",
+                "write a number such as 30 or a duration such as 30s, or remove the key to "
+                "use the default"))
+    return out
 
 
 def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:

@@ -95,7 +95,14 @@ class _Compiler:
         for path, block in blocks:
             if block is None:
                 continue
-            for name, v, total in timeout_contradictions(block.model_dump(exclude_none=True)):
+            values = block.model_dump(exclude_none=True)
+            for name, v in values.items():
+                if v == 0:
+                    self.error((*path, name), "E032",
+                               f"timeout {name} is 0s: every call would time out at once",
+                               f"give {name} a positive duration such as 30s, or remove it "
+                               "to use the default")
+            for name, v, total in timeout_contradictions(values):
                 self.error((*path, name), "E030",
                            f"timeout {name} ({format_duration(v)}) is longer than total "
                            f"({format_duration(total)})",
@@ -326,6 +333,13 @@ class _Compiler:
                                f"providers.{t.provider}.models.{t.model}.{cap}: true "
                                "if the model does support it")
         if route.deadline is None or not route.targets:
+            return
+        if route.deadline <= 0:
+            where = (("models", route.alias, "deadline") if explicit_deadline
+                     else ("defaults", "deadline"))
+            self.error(where, "E032", "deadline is 0s: every call would fail before its "
+                       "first attempt", "give deadline a positive duration such as 30s, or "
+                       "remove it for no deadline")
             return
         first = route.targets[0]
         waits = first.retry.worst_case_waits()
