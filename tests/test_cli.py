@@ -340,3 +340,18 @@ def test_demo_fast_shows_retry_fallback_breaker_skip_and_answers() -> None:
     assert re.search(r"#3 backup:demo-small: ok in \d+ms", out)  # fell back after 2 tries
     assert "answer: The backup answered: backup:demo-small. Fallback works." in out
     assert "-  flaky:demo-large: skipped (breaker_open: circuit breaker is open)" in out
+
+
+def test_version_prints_the_package_version() -> None:
+    from router import __version__
+
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"router {__version__}")
+
+
+def test_python_dash_m_router_is_the_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "router", "validate", str(FILES / "clean.yaml")],
+                            cwd=FILES, env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    assert "no problems" in result.stdout

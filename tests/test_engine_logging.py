@@ -200,6 +200,29 @@ async def test_an_interrupted_stream_logs_one_attempt_failed_and_one_route_faile
     assert named(events, "route_done") == []
 
 
+async def test_a_logger_at_warning_sees_route_failed_and_not_the_attempts(
+        router_for: Factory, openai_server: OpenAIServer,
+        router_logger: logging.Logger) -> None:
+    router_logger.setLevel(logging.WARNING)
+    openai_server.enqueue(error_reply("invalid_request"), path=chat_path("a"))
+    router = router_for({"r": [target("a")]})
+    with capture_logs() as captured, pytest.raises(RouteFailed):
+        await router.chat("r", MSG, request_id="rid-w")
+    assert [(e["event"], e["log_level"]) for e in captured] == [("route_failed", "warning")]
+
+
+async def test_an_interrupted_stream_logs_route_failed_at_warning(
+        router_for: Factory, openai_server: OpenAIServer,
+        router_logger: logging.Logger) -> None:
+    router_logger.setLevel(logging.WARNING)
+    openai_server.enqueue(Reply(events=text_events(["a", "b", "c"]), reset_after=3),
+                          path=chat_path("a"))
+    router = router_for({"r": [target("a")]})
+    with capture_logs() as captured, pytest.raises(StreamInterruptedError):
+        await collect(router.stream("r", MSG))
+    assert [(e["event"], e["log_level"]) for e in captured] == [("route_failed", "warning")]
+
+
 async def test_nothing_is_logged_when_the_router_logger_is_not_enabled(
         router_for: Factory, openai_server: OpenAIServer,
         router_logger: logging.Logger) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from router.version import __version__
+
 DEFAULT_FILE = "routes.yaml"
 
 
@@ -189,6 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="router", description="Route LLM calls across providers from one YAML file.")
+    p.add_argument("--version", action="version", version=f"router {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("validate", help="check route files; exit 1 on errors")

@@ -191,7 +191,7 @@ class Call:
             tried = sum(1 for r in records if r.outcome == "error")
             msg = (f"{self.alias!r} failed after {tried} attempt(s) "
                    f"({done.reason.replace('_', ' ')}): {err}")
-        log.emit("route_failed", request_id=self.request_id, alias=self.alias,
+        log.emit("route_failed", level=log.WARNING, request_id=self.request_id, alias=self.alias,
                  error_class=(err.error_class.value if err else ErrorClass.NO_ROUTE.value),
                  attempts=len(records), reason=done.reason)
         failure = RouteFailed(msg, attempts=records, last_error=err, alias=self.alias)

@@ -145,7 +145,7 @@ async def _interrupted(call: Call, d: Try, opened: Opened, text: str,
     else:  # a plugin provider's bug: interface 6
         err = rt.plugin_error(target, e)
     await end_failed(call, d, err, billed=True, ttft_ms=opened.ttft_ms)
-    log.emit("route_failed", request_id=call.request_id, alias=call.alias,
+    log.emit("route_failed", level=log.WARNING, request_id=call.request_id, alias=call.alias,
              error_class=StreamInterruptedError.error_class.value,
              attempts=len(call.records), reason="stream_interrupted")
     interrupted = StreamInterruptedError(

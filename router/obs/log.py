@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import structlog
 
 _std = logging.getLogger("router")
+#: The level of events an application at WARNING must see (a call that failed in the end).
+WARNING = logging.WARNING
 _log: structlog.stdlib.BoundLogger | None = None  # made on the first enabled event
 
 

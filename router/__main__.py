@@ -1,0 +1,5 @@
+"""``python -m router``: the command line, as the ``router`` command."""
+
+from router.cli.main import main
+
+raise SystemExit(main())
