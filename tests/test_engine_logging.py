@@ -342,3 +342,23 @@ async def test_api_key_never_in_errors_records_or_reprs(openai_server: OpenAISer
 async def test_prompt_text_never_in_logs(openai_server: OpenAIServer, events: Events) -> None:
     await failing_run(openai_server, SECRET)
     assert PROMPT not in rendered(events)
+
+
+def test_a_failed_call_prints_nothing_in_an_application_without_logging_config() -> None:
+    import subprocess
+    import sys
+
+    code = ("import asyncio\n"
+            "from router import Router\n"
+            "doc = {'version': 1, 'providers': {'f': {'kind': 'fake', 'script': ['auth']}},\n"
+            "       'models': {'r': ['f:m']}}\n"
+            "async def main():\n"
+            "    async with Router.from_dict(doc) as r:\n"
+            "        try:\n"
+            "            await r.chat('r', [{'role': 'user', 'content': 'hi'}])\n"
+            "        except Exception as e:\n"
+            "            assert type(e).__name__ == 'RouteFailed', e\n"
+            "asyncio.run(main())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from router.config.document import env_mistake
 from router.config.load import Document
 from router.config.model import RouteFileCfg
 from router.config.schema import BASE_URLS, Path, dotted, fast_validator, is_secret
@@ -118,7 +119,9 @@ def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:
                 doc.redact(f"write the whole URL, e.g. base_url: {example}")))
         key_path = ("providers", name, "api_key")
         # Only files: Router.from_dict callers often pass a key they read themselves.
-        if p.get("api_key") and key_path not in refs and doc.mark(key_path).line:
+        key = p.get("api_key")
+        if (key and key_path not in refs and doc.mark(key_path).line
+                and not (isinstance(key, str) and env_mistake(key))):  # E008 says it better
             out.append(Diagnostic.at(
                 doc.mark(key_path), "warning", "W105",
                 f"{dotted(key_path)} is written in the file",

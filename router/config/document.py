@@ -20,6 +20,10 @@ Path = tuple[str | int, ...]
 _SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
 # `$${` (a literal `${`), or `${` up to the first `}`; a missing `}` still matches, to report it.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
+# Environment references other tools use, which are plain text here: `$NAME` without braces,
+# LiteLLM's `os.environ/NAME`, `env.NAME` (a whole value only, so no ordinary text matches).
+_ENV_MISTAKE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)$(?!\n)|os\.environ/([A-Za-z_][A-Za-z0-9_]*)"
+                          r"$(?!\n)|env\.([A-Z_][A-Z0-9_]*)$(?!\n)")
 _REF_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 SKELETON = (
     "a minimal route file:\n"
@@ -113,6 +117,12 @@ def dotted(path: Path) -> str:
     return out or "<root>"
 
 
+def env_mistake(value: str) -> str | None:
+    """The variable a value like ``$NAME``, ``os.environ/NAME`` or ``env.NAME`` meant (E008)."""
+    mistake = _ENV_MISTAKE.match(value)
+    return next(g for g in mistake.groups() if g) if mistake else None
+
+
 class Builder:
     """What every loader records: positions, env references, secrets and diagnostics."""
 
@@ -142,6 +152,9 @@ class Builder:
 
     def string(self, value: str, path: Path, pos: int) -> str:
         """A string value, interpolated, and kept as a secret if its key says it is one."""
+        if value[:1] in "$oe" and (var := env_mistake(value)):
+            self.report(pos, "E008", f"{dotted(path)}: {value!r} is not read from the "
+                        "environment here", f"write ${{{var}}} to use the variable {var}")
         if "$" in value:
             value = _REF.sub(lambda m: self._substitute(m, path, pos), value)
         if value and holds_secret(path):
@@ -174,6 +187,10 @@ class Builder:
                 self.secrets.add(value)
             return value
         if default is not None:
+            if not default and value is None and holds_secret(path):
+                self.report(pos, "W108", f"{dotted(path)} is empty: {var} is not set and the "
+                            "default after :- is empty", f"export {var}=..., or remove the "
+                            "provider if no route uses it", "warning")
             return str(default)
         if value is None:
             self.report(pos, "W101", f"environment variable {var} is not set (used in "

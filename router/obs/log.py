@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import structlog
 
 _std = logging.getLogger("router")
+# A library prints nothing unless the application asks: without this, Python's last-resort
+# handler would print route_failed (a WARNING) to stderr of every application.
+_std.addHandler(logging.NullHandler())
 #: The level of events an application at WARNING must see (a call that failed in the end).
 WARNING = logging.WARNING
 _log: structlog.stdlib.BoundLogger | None = None  # made on the first enabled event
