@@ -304,9 +304,12 @@ class _Compiler:
                       f"it looks like a model of kind {other}: use a provider of that kind"
                       if other else f"closest known {spec.kind} model: {close}" if close else "")
             return
-        if catalog.facts_for(spec.kind, model) is None:
+        family = catalog.family_of(spec.kind, model)
+        if family != model.removeprefix("models/"):
+            # Unknown, or a known family plus a suffix that may itself be a typo of a longer
+            # family (gpt-4o-mnii is gpt-4o plus "-mnii": nearer to gpt-4o-mini).
             close = catalog.closest_model(spec.kind, model, cutoff=0.85)
-            if close is not None:
+            if close is not None and (family is None or len(close) > len(family)):
                 self.warn(path, "W104", f"model {model!r} is not a known {spec.kind} model",
                           f"did you mean {close!r}? (if {model!r} is new, ignore this)")
 

@@ -86,8 +86,9 @@ KIND_PREFIXES: dict[str, tuple[str, ...]] = {
 
 
 @functools.lru_cache(maxsize=4096)
-def facts_for(kind: str, model: str) -> ModelFacts | None:
-    """The facts of ``model`` on a provider of ``kind``, by longest matching prefix."""
+def family_of(kind: str, model: str) -> str | None:
+    """The known model family of ``kind`` that ``model`` belongs to: the longest one that is
+    ``model`` itself or a prefix of it followed by ``-`` (a date, a variant), else None."""
     table = CATALOG.get(kind)
     if not table:
         return None
@@ -98,7 +99,13 @@ def facts_for(kind: str, model: str) -> ModelFacts | None:
             best is None or len(family) > len(best)
         ):
             best = family
-    return table[best] if best is not None else None
+    return best
+
+
+def facts_for(kind: str, model: str) -> ModelFacts | None:
+    """The facts of ``model`` on a provider of ``kind``, by longest matching prefix."""
+    family = family_of(kind, model)
+    return CATALOG[kind][family] if family is not None else None
 
 
 def detect_kind(model: str) -> str | None:
