@@ -117,6 +117,8 @@ def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:
                 doc.mark(url_path), "error", "E050",
                 doc.redact(f"{dotted(url_path)}: {shown} is not an http(s) URL with a host"),
                 doc.redact(f"write the whole URL, e.g. base_url: {example}")))
+        elif isinstance(url, str) and kind is not None and kind in KINDS and kind != "fake":
+            out += _version_diagnostics(doc, url, url_path, kind)
         key_path = ("providers", name, "api_key")
         # Only files: Router.from_dict callers often pass a key they read themselves.
         key = p.get("api_key")
@@ -127,6 +129,29 @@ def _url_and_key_diagnostics(doc: Document) -> list[Diagnostic]:
                 f"{dotted(key_path)} is written in the file",
                 f"secrets come from the environment: write api_key: ${{{_key_var(name, kind)}}}"))
     return out
+
+
+_VERSION_SEGMENT = re.compile(r"v\d+(?:\.\d+)?(?:alpha|beta)?\d*")
+
+
+def _version_diagnostics(doc: Document, url: str, url_path: Path, kind: str) -> list[Diagnostic]:
+    """W109 for a base_url against its kind's convention: openai and openai-compatible
+    include the API version (/v1), the others do not (their clients add it)."""
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    has_version = any(_VERSION_SEGMENT.fullmatch(s) for s in segments)
+    spec = KINDS[kind]
+    shown = "the URL" if "@" in url else repr(url)  # user:password@host stays unseen
+    if spec.base_url_has_version and not has_version:
+        message = (f"{dotted(url_path)}: {shown} has no version segment; kind {kind} adds "
+                   "only /chat/completions to it")
+    elif not spec.base_url_has_version and segments and _VERSION_SEGMENT.fullmatch(segments[-1]):
+        message = (f"{dotted(url_path)}: {shown} ends in /{segments[-1]}; kind {kind} adds the "
+                   f"version itself, so requests would go to .../{segments[-1]}/{segments[-1]}/...")
+    else:
+        return []
+    return [Diagnostic.at(doc.mark(url_path), "warning", "W109", doc.redact(message),
+                          doc.redact(f"follow the kind's convention, e.g. base_url: "
+                                     f"{spec.base_url_example}"))]
 
 
 def _is_http_url(url: str) -> bool:
