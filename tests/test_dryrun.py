@@ -147,3 +147,10 @@ async def test_router_dry_run_sees_the_live_breaker_state(
         r = router.dry_run("r", MSG)
     assert story(r)[0] == ("skip", "a:m", "breaker_open")
     assert r.answered_by == "b:m"
+
+
+def test_a_mistyped_simulated_outcome_or_target_gets_a_did_you_mean(plan: Plan) -> None:
+    with pytest.raises(InvalidRequestError, match=r"did you mean 'rate_limit'\?"):
+        dry_run(plan, "fast", None, simulate={"openai": "ratelimit"})
+    with pytest.raises(InvalidRequestError, match=r"did you mean 'openai:gpt-4o-mini'\?"):
+        dry_run(plan, "fast", None, simulate={"openai:gpt-4o-mni": "ok"})

@@ -9,6 +9,7 @@ Targets with no simulation answer ``ok``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -152,12 +153,18 @@ class _SimEnv:
         return seq[min(n, len(seq) - 1)]
 
 
+_CLASSES = [c.value for c in ErrorClass]
+
+
 def parse_outcome(text: str) -> tuple[str, float | None]:
     """``rate_limit@2s`` -> ("rate_limit", 2.0). Raises InvalidRequestError when unknown."""
     name, _, ra = text.strip().partition("@")
-    if name not in _SPECIAL and name not in ErrorClass._value2member_map_:
-        allowed = ", ".join([*_SPECIAL, *(c.value for c in ErrorClass)])
-        raise InvalidRequestError(f"unknown simulated outcome {name!r}; use one of {allowed}")
+    if name not in _SPECIAL and name not in _CLASSES:
+        names = [*_SPECIAL, *_CLASSES]
+        close = difflib.get_close_matches(name, names, n=1)
+        advice = f"did you mean {close[0]!r}? " if close else ""
+        raise InvalidRequestError(f"unknown simulated outcome {name!r}; {advice}"
+                                  f"use one of {', '.join(names)}")
     try:
         return name, (parse_duration(ra) if ra else None)
     except ValueError as e:
@@ -170,8 +177,10 @@ def _normalize_sims(route: Route,
     keys = {t.key for t in route.targets} | {t.provider for t in route.targets}
     for key, value in (simulate or {}).items():
         if key not in keys:
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            advice = f"did you mean {close[0]!r}? " if close else ""
             raise InvalidRequestError(
-                f"--simulate names {key!r}, which is not a target of {route.alias!r} "
+                f"--simulate names {key!r}, which is not a target of {route.alias!r}; {advice}"
                 f"(targets: {', '.join(t.key for t in route.targets)})")
         seq = value.split(",") if isinstance(value, str) else list(value)
         for o in seq:
