@@ -251,6 +251,17 @@ async def test_reply_that_is_not_json_is_a_server_error(kind: Kind, server: Scri
     assert "not JSON" in info.value.message
 
 
+async def test_a_404_names_the_path_it_requested(kind: Kind, server: ScriptedServer,
+                                                http_pool: HttpPool) -> None:
+    # A wrong base_url answers 404 with a generic text: the error says what was asked.
+    server.enqueue(Reply(status=404, raw=b"404 page not found", content_type="text/plain"))
+    with pytest.raises(LlmError) as info:
+        await chat(kind, server, http_pool)
+    path = server.requests[0].path
+    assert (info.value.error_class, info.value.status) == (ErrorClass.NOT_FOUND, 404)
+    assert info.value.message.endswith(f"(POST {path})")
+
+
 async def test_redirect_is_not_followed(kind: Kind, server: ScriptedServer,
                                         http_pool: HttpPool) -> None:
     async with kind.server() as elsewhere:

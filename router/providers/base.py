@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import urlsplit
 
 from router.errors import AuthError, ConfigError, LlmError, NetworkError, ServerError
 from router.providers._json import loads_json
@@ -276,6 +277,13 @@ class HttpProvider(Provider):
         return ServerError(f"{self.kind} {where} has the wrong shape "
                            f"({type(e).__name__}: {detail})")
 
+    async def _status_error(self, resp: HttpResponse, call: HttpCall) -> LlmError:
+        error = self.map_error(resp.status, resp.headers, await resp.read_error_body())
+        if resp.status == 404:
+            # A wrong base_url answers 404 with the vendor's generic text: say what was asked.
+            error.message = f"{error.message} (POST {urlsplit(call.url).path})"
+        return error
+
     async def chat(self, model: str, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         """One non-streamed call."""
         if not self._key_known:
@@ -284,7 +292,7 @@ class HttpProvider(Provider):
         async with self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
                                   max_connections=self.config.max_connections) as resp:
             if resp.status >= 300:
-                raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
+                raise await self._status_error(resp, call)
             data = await resp.json()
             if (type(data) is dict and bool(data.get("error")) if self._plain_errors
                     else self.is_error(data, None)):
@@ -313,7 +321,7 @@ class HttpProvider(Provider):
         async with self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
                                   max_connections=self.config.max_connections) as resp:
             if resp.status >= 300:
-                raise self.map_error(resp.status, resp.headers, await resp.read_error_body())
+                raise await self._status_error(resp, call)
             # One loop over the framed values (no generator of our own in between: each
             # level would cost every chunk a step). ``decode`` returns _END at the sentinel.
             decode: Callable[[Any, bool, HttpResponse], Any]
