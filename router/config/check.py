@@ -8,6 +8,7 @@ on the failing aliases only, into Diagnostics with stable codes, did-you-means a
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,7 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
     diags = [] if fast_validator().check(doc.data) else _explain_failure(doc)
     diags += _url_and_key_diagnostics(doc)
     diags += _non_finite_diagnostics(doc)
+    diags += _unusable_value_diagnostics(doc)
     cfg: RouteFileCfg | None = None
     if not any(d.code in _STRUCTURAL for d in diags):
         try:
@@ -93,6 +95,58 @@ def _non_finite_diagnostics(doc: Document) -> list[Diagnostic]:
                 f"{dotted(path)}: {value} is not a finite number",
                 "write a number such as 30 or a duration such as 30s, or remove the key to "
                 "use the default"))
+    return out
+
+
+_CONTROL = ("\r", "\n", "\0")
+
+
+def _unusable_value_diagnostics(doc: Document) -> list[Diagnostic]:
+    """Values every call would trip on: E052 for a key or header value with CR, LF or NUL (a
+    CRLF .env file; no HTTP header can carry them), E053 for a state URL with a bad port,
+    W110 for an SQLite state file whose directory does not exist here (validate may run on
+    another machine than the router, so it warns)."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    out: list[Diagnostic] = []
+    providers = data.get("providers")
+    for name, p in (providers.items() if isinstance(providers, dict) else ()):
+        if not isinstance(p, dict):
+            continue
+        headers = p.get("headers")
+        values = [(("providers", name, "api_key"), p.get("api_key"))] + [
+            (("providers", name, "headers", h), v)
+            for h, v in (headers.items() if isinstance(headers, dict) else ())]
+        for path, value in values:
+            if isinstance(value, str) and any(c in value for c in _CONTROL):
+                out.append(Diagnostic.at(
+                    doc.mark(path), "error", "E052",
+                    f"{dotted(path)} contains a line break or NUL character (its value is "
+                    "not shown)", "a CRLF .env file leaves a \\r at the end: strip it "
+                    "(dos2unix .env), then export the variable again"))
+    state = data.get("state")
+    if isinstance(state, dict):
+        out += _state_diagnostics(doc, state)
+    return out
+
+
+def _state_diagnostics(doc: Document, state: dict[str, Any]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    url, path = state.get("url"), state.get("path")
+    if isinstance(url, str):
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            out.append(Diagnostic.at(
+                doc.mark(("state", "url")), "error", "E053",
+                "state.url: its port is not a number from 1 to 65535",
+                "write it as redis://HOST:6379/0"))
+    if state.get("kind") == "sqlite" and isinstance(path, str) and path != ":memory:":
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):  # a fact of this machine: a warning, not an error
+            out.append(Diagnostic.at(
+                doc.mark(("state", "path")), "warning", "W110",
+                doc.redact(f"state.path: the directory {folder!r} does not exist"),
+                "create it (mkdir -p), or point path at a file in an existing directory"))
     return out
 
 
