@@ -6,7 +6,9 @@ stalled stream (idle), refuse a stream without its terminator (naming it), a str
 mid-way, a reply of the wrong shape and a reply that is not JSON as typed errors, never follow
 a redirect, refuse an oversized body, fail a refused connection as a retryable network error,
 re-send a request that met a stale keep-alive connection, and yield the final chunk without
-waiting on the body.
+waiting on the body. Through the Router, the same errors reach the chain: a wrong-shaped reply
+and a redirect fall back to the next target, and a stream cut after its first chunk is a
+StreamInterruptedError carrying every attempt.
 
 Each kind's wire shapes come from its server module (``tests/servers/``); ``KINDS`` says, per
 kind, which payload builders make a reply, a stream, a stream cut before its terminator, and a
@@ -24,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
+from router import Router
+from router.errors import (
+    ErrorClass,
+    LlmError,
+    NetworkError,
+    ServerError,
+    StreamInterruptedError,
+    TimeoutError_,
+)
 from router.providers.base import HttpPool, Provider, ProviderConfig, Timeouts
 from router.providers.registry import provider_class
 from router.secret import Secret
@@ -34,7 +44,7 @@ from tests.servers import azure as az
 from tests.servers import google as gg
 from tests.servers import ollama as ol
 from tests.servers import openai as oa
-from tests.servers.base import Reply, ScriptedServer, redirect_reply
+from tests.servers.base import Reply, ScriptedServer, json_reply, redirect_reply, stream_reply
 
 KEY = "sk-contract-0123456789abcdef0123"
 T = Timeouts(connect=5, first_token=5, total=10, idle=5)
@@ -328,3 +338,61 @@ async def test_final_chunk_does_not_wait_for_the_body_to_end(
     chunks = await collect(kind, server, http_pool)
     assert loop.time() - started < 0.5  # a drain of the open body would take a second
     assert chunks[-1].finish_reason == "stop"
+
+
+# -- the seam's typed errors reach the chain (through the Router) -----------------------------
+# Two providers of the kind on the same server: its reply queue is FIFO, so the first provider
+# gets the first scripted reply.
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def two_of(kind: Kind, server: ScriptedServer) -> Router:
+    """Providers ``a`` and ``b`` of ``kind`` on ``server``; route ``r`` is [a, b], one try each."""
+    spec: dict[str, Any] = {"kind": kind.kind, "base_url": server.base_url, **kind.options}
+    if kind.key:
+        spec["api_key"] = "${SEAM_KEY}"
+    return Router.from_dict({
+        "version": 1,
+        "defaults": {"retry": {"attempts": 1},
+                     "timeout": {"connect": "2s", "first_token": "2s", "total": "5s"}},
+        "providers": {"a": dict(spec), "b": dict(spec)},
+        "models": {"r": [f"a:{kind.model}", f"b:{kind.model}"]},
+    }, env={"SEAM_KEY": kind.key or ""})
+
+
+async def test_a_reply_of_the_wrong_shape_falls_back_to_the_next_target(
+        kind: Kind, server: ScriptedServer) -> None:
+    server.enqueue(Reply(json=kind.wrong_shape), json_reply(kind.reply("from b")))
+    async with two_of(kind, server) as router:
+        r = await router.chat("r", MSG)
+    assert (r.text, r.target) == ("from b", f"b:{kind.model}")
+    first = r.attempts[0]
+    assert (first.target, first.outcome, first.error_class) == (
+        f"a:{kind.model}", "error", ErrorClass.SERVER)
+
+
+async def test_a_redirect_falls_back_without_reaching_the_redirect_target(
+        kind: Kind, server: ScriptedServer) -> None:
+    async with kind.server() as elsewhere:
+        server.enqueue(redirect_reply(elsewhere.base_url + "/v1/anything"),
+                       json_reply(kind.reply("from b")))
+        async with two_of(kind, server) as router:
+            r = await router.chat("r", MSG)
+        assert elsewhere.request_count == 0
+    assert r.target == f"b:{kind.model}"
+    assert (r.attempts[0].error_class, r.attempts[0].status) == (ErrorClass.SERVER, 307)
+
+
+async def test_a_stream_cut_after_its_first_chunk_is_interrupted_with_every_attempt(
+        kind: Kind, server: ScriptedServer) -> None:
+    server.enqueue(stream_reply(kind.cut(["Hel", "lo"])))
+    seen: list[str] = []
+    async with two_of(kind, server) as router:
+        with pytest.raises(StreamInterruptedError) as info:
+            async for chunk in router.stream("r", MSG):
+                seen.append(chunk.delta or "")
+    err = info.value
+    assert "".join(seen) == "Hello" == err.partial_text
+    assert [(a.target, a.outcome, a.error_class) for a in err.attempts] == [
+        (f"a:{kind.model}", "error", ErrorClass.NETWORK)]
+    assert server.request_count == 1  # nothing already sent is repeated elsewhere
