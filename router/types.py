@@ -140,13 +140,16 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts of one call. ``input_tokens`` includes ``cached_tokens``; ``output_tokens``
-    includes ``reasoning_tokens``."""
+    """Token counts of one call, one convention whatever the provider: ``input_tokens`` counts
+    every prompt token, ``cached_tokens`` (read from the prompt cache) and
+    ``cache_write_tokens`` (written to it) included; ``output_tokens`` includes
+    ``reasoning_tokens``."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
