@@ -42,6 +42,7 @@ from router.plan.routes import (
 from router.plan.targets import (
     EMPTY_LAYER,
     build_target,
+    shared_max_tokens,
     timeout_contradictions,
 )
 from router.providers import catalog, registry
@@ -52,14 +53,15 @@ Path = tuple[str | int, ...]
 
 
 def _layer(timeout: TimeoutCfg | None, retry: RetryCfg | None, breaker: BreakerCfg | None,
-           on: Mapping[ErrorClass, Action] | None) -> Layer:
-    if not (timeout or retry or breaker or on):
+           on: Mapping[ErrorClass, Action] | None, max_tokens: int | None = None) -> Layer:
+    if not (timeout or retry or breaker or on or max_tokens is not None):
         return EMPTY_LAYER  # shared, so that targets of plain routes compile once
     return Layer(
         timeouts=freeze(timeout.model_dump(exclude_none=True)) if timeout else freeze({}),
         retry=freeze(retry.model_dump(exclude_none=True)) if retry else freeze({}),
         breaker=freeze(breaker.model_dump(exclude_none=True)) if breaker else freeze({}),
         actions=freeze(on or {}),
+        max_tokens=max_tokens,
     )
 
 
@@ -129,7 +131,8 @@ class _Compiler:
     def compile_providers(self) -> None:
         for name, p in (self.cfg.providers or {}).items():
             self.providers[name] = self._provider_spec(name, p)
-            self.provider_layers[name] = _layer(p.timeout, p.retry, p.breaker, None)
+            self.provider_layers[name] = _layer(p.timeout, p.retry, p.breaker, p.on,
+                                                p.max_tokens)
             self.model_overrides.update({
                 f"{name}:{m}": info.model_dump(exclude_none=True)
                 for m, info in (p.models or {}).items()
@@ -181,7 +184,7 @@ class _Compiler:
     def _compile_route(self, alias: str, raw: Sequence[Any] | RouteCfg) -> Route | None:
         rc = raw if isinstance(raw, RouteCfg) else RouteCfg(chain=list(raw))
         base: Path = ("models", alias, "chain") if isinstance(raw, RouteCfg) else ("models", alias)
-        route_layer = _layer(rc.timeout, rc.retry, None, rc.on)
+        route_layer = _layer(rc.timeout, rc.retry, None, rc.on, rc.max_tokens)
         steps: list[Step] = []
         seen: dict[str, Path] = {}
         for i, item in enumerate(rc.chain):
@@ -204,7 +207,7 @@ class _Compiler:
         route = Route(alias=alias, steps=tuple(steps),
                       deadline=rc.deadline if rc.deadline is not None else self.cfg_deadline,
                       requires=frozenset(rc.requires or ()), budgets=budgets,
-                      max_tokens=rc.max_tokens)
+                      max_tokens=shared_max_tokens([t for s in steps for t in s.targets]))
         self._check_route(route, seen, explicit_deadline=rc.deadline is not None)
         return route
 
@@ -246,17 +249,15 @@ class _Compiler:
             return []
         pname, model = resolved
         layers = [route_layer]
-        weight, max_tokens = 1.0, None
+        weight = 1.0
         if isinstance(item, TargetCfg):
-            layers.append(_layer(item.timeout, item.retry, None, item.on))
+            layers.append(_layer(item.timeout, item.retry, None, item.on, item.max_tokens))
             weight = item.weight if item.weight is not None else 1.0
-            max_tokens = item.max_tokens
         spec = self.providers[pname]
         self._check_model_name(ref_path, spec, model)
         return [build_target(self.defaults, spec, self.provider_layers[pname], model,
                              self.model_overrides.get(f"{pname}:{model}"), *layers,
-                             weight=weight, max_tokens=max_tokens,
-                             unknown_price=self.unknown_price, cache=self._targets)]
+                             weight=weight, unknown_price=self.unknown_price, cache=self._targets)]
 
     def _resolve_ref(self, path: Path, ref: str) -> tuple[str, str] | None:
         split = registry.split_target(ref)
@@ -412,7 +413,7 @@ def compile_plan(cfg: RouteFileCfg, doc: Document,
     c = _Compiler(cfg, doc, os.environ if env is None else env)
     d = cfg.defaults
     if d is not None:
-        c.defaults = _layer(d.timeout, d.retry, d.breaker, d.on)
+        c.defaults = _layer(d.timeout, d.retry, d.breaker, d.on, d.max_tokens)
     c.compile_providers()
     c.check_layer_timeouts()
     c.compile_routes()

@@ -219,6 +219,8 @@ class ProviderCfg(_Model):
     rate_limit: RateLimitCfg | None = None
     unknown_price: UnknownPrice | None = None
     max_connections: Annotated[Int, Field(ge=1)] | None = None
+    on: OnMap | None = None
+    max_tokens: Annotated[Int, Field(ge=1)] | None = None
     # kind-specific settings (see KIND_FIELDS)
     organization: StrictStr | None = None
     project: StrictStr | None = None

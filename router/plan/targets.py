@@ -103,6 +103,9 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
                   *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
                   unknown_price: Literal["fail", "zero"] | None = None) -> Target:
     all_layers = (plan_defaults, provider_layer, *layers)
+    if max_tokens is None:  # the most specific layer that sets one wins
+        max_tokens = next((la.max_tokens for la in reversed(all_layers)
+                           if la.max_tokens is not None), None)
     t = _merge_timeouts([la.timeouts for la in all_layers])
     r = _merge(*(la.retry for la in all_layers))
     b = _merge(*(la.breaker for la in all_layers))
@@ -127,7 +130,14 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
         price=Price(**price) if isinstance(price, Mapping) else None,
         rate_limits=tuple(limits),
         unknown_price=provider.unknown_price or unknown_price,
+        missing_env=provider.missing_env,
     )
+
+
+def shared_max_tokens(targets: Sequence[Target]) -> int | None:
+    """The output limit all ``targets`` share (a Route's), or None when they differ."""
+    limits = {t.max_tokens for t in targets}
+    return limits.pop() if len(limits) == 1 else None
 
 
 def _merge_timeouts(layers: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -198,7 +208,7 @@ def adhoc_route(plan: PlanView, model: str) -> Route:
     if not steps:
         raise NoRouteError(f"{model!r} names no target")
     return Route(alias=model, steps=tuple(steps), deadline=plan.default_deadline,
-                 max_tokens=plan.default_max_tokens)
+                 max_tokens=shared_max_tokens([t for s in steps for t in s.targets]))
 
 
 def _no_route_message(plan: PlanView, ref: str, kind: str | None, n: int) -> str:

@@ -94,10 +94,13 @@ class Target:
     actions: Mapping[ErrorClass, Action]
     capabilities: Capabilities
     weight: float = 1.0
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # effective: target entry < route < provider < defaults
     price: Price | None = None  # from the route file; else the price table is asked
     rate_limits: tuple[RateLimitSpec, ...] = ()
     unknown_price: Literal["fail", "zero"] | None = None  # None: fail when under a budget
+    #: Environment variables its provider needs and the environment lacked when the plan was
+    #: compiled (its key): the engine skips the target (``missing_key``), naming them.
+    missing_env: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Target({self.key})"
@@ -130,6 +133,8 @@ class Route:
     deadline: float | None = None
     requires: frozenset[str] = frozenset()
     budgets: tuple[BudgetSpec, ...] = ()
+    # The output limit every target of the route shares (sent when the caller gives none);
+    # None when there is none or the targets' own limits differ (each Target carries its own).
     max_tokens: int | None = None
 
     @property
@@ -203,6 +208,7 @@ class Layer:
     retry: Mapping[str, Any] = field(default_factory=dict)
     breaker: Mapping[str, Any] = field(default_factory=dict)
     actions: Mapping[ErrorClass, Action] = field(default_factory=dict)
+    max_tokens: int | None = None  # the output limit sent when the caller gives none
 
 
 BUILTIN_TIMEOUTS = Timeouts(connect=5.0, first_token=30.0, total=120.0, idle=30.0)

@@ -31,13 +31,20 @@ __all__ = [
 #: Settings every provider mapping accepts, whatever its kind.
 COMMON_SETTINGS = frozenset({
     "kind", "api_key", "base_url", "headers", "timeout", "retry", "breaker", "models",
-    "rate_limit", "unknown_price", "max_connections",
+    "rate_limit", "unknown_price", "max_connections", "on", "max_tokens",
 })
 #: The names of ``Capabilities`` fields (what a route file's ``models:`` entry may override).
 CAPABILITY_FIELDS = frozenset(f.name for f in dataclasses.fields(Capabilities))
 
 _ALL = Capabilities(tools=True, vision=True, json_object=True, json_schema=True,
-                    streaming=True, streaming_usage=True)
+                    streaming=True, streaming_usage=True, n=True, parallel_tool_calls=True)
+#: Anthropic: no ``n``; ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``.
+_ANTHROPIC = dataclasses.replace(_ALL, n=False)
+#: Gemini: no switch for parallel function calls.
+_GOOGLE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
+#: Ollama cannot fetch image URLs (images go inline only), has no n and no parallel switch.
+_OLLAMA = dataclasses.replace(_ALL, image_urls=False, n=False, parallel_tool_calls=False)
+_FAKE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +93,20 @@ KINDS: Mapping[str, KindSpec] = MappingProxyType({s.kind: s for s in (
                            "api_version": "OPENAI_API_VERSION"}),
     KindSpec("anthropic", "router.providers.anthropic:AnthropicProvider", "ANTHROPIC_API_KEY",
              True, "https://api.anthropic.com", False, "https://api.anthropic.com",
-             frozenset({"anthropic_version"}),
+             frozenset({"anthropic_version"}), capabilities=_ANTHROPIC,
              env_name="anthropic", env_settings={"base_url": "ANTHROPIC_BASE_URL"}),
     KindSpec("google", "router.providers.google:GoogleProvider", "GEMINI_API_KEY", True,
              "https://generativelanguage.googleapis.com", False,
-             "https://generativelanguage.googleapis.com",
+             "https://generativelanguage.googleapis.com", capabilities=_GOOGLE,
              env_name="google", key_env_aliases=("GOOGLE_API_KEY",),
              env_settings={"base_url": "GOOGLE_GEMINI_BASE_URL"}),
-    # Ollama cannot fetch image URLs: images go inline (data: URLs) only.
     KindSpec("ollama", "router.providers.ollama:OllamaProvider", None, False,
              "http://127.0.0.1:11434", False, "http://127.0.0.1:11434",
-             frozenset({"keep_alive"}),
-             capabilities=dataclasses.replace(_ALL, image_urls=False),
+             frozenset({"keep_alive"}), capabilities=_OLLAMA,
              env_name="ollama", env_settings={"base_url": "OLLAMA_HOST"}),
     KindSpec("fake", "router.providers.fake:FakeProvider", None, False, None, False,
-             "http://127.0.0.1:8080", frozenset({"script", "text", "latency"})),
+             "http://127.0.0.1:8080", frozenset({"script", "text", "latency"}),
+             capabilities=_FAKE),
 )})
 
 
