@@ -32,6 +32,7 @@ class ErrorClass(enum.StrEnum):
     NETWORK = "network"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED_LOCALLY = "rate_limited_locally"
+    STORE_UNAVAILABLE = "store_unavailable"
     NO_ROUTE = "no_route"
     STREAM_INTERRUPTED = "stream_interrupted"
 
@@ -66,6 +67,7 @@ DEFAULT_ACTIONS: dict[ErrorClass, Action] = {
     ErrorClass.INVALID_REQUEST: Action.FAIL,
     ErrorClass.BUDGET_EXCEEDED: Action.FALLBACK,
     ErrorClass.RATE_LIMITED_LOCALLY: Action.FALLBACK,
+    ErrorClass.STORE_UNAVAILABLE: Action.FALLBACK,
     ErrorClass.NO_ROUTE: Action.FAIL,
     ErrorClass.STREAM_INTERRUPTED: Action.FAIL,
 }
@@ -215,6 +217,13 @@ class RateLimitedLocallyError(LlmError):
     error_class = ErrorClass.RATE_LIMITED_LOCALLY
 
 
+class StoreUnavailableError(LlmError):
+    """The state store (budgets, rate limits, shared breakers) could not be reached or could
+    not be written, and ``on_store_error: fail_closed`` says not to call unaccounted."""
+
+    error_class = ErrorClass.STORE_UNAVAILABLE
+
+
 class NoRouteError(LlmError):
     """The model name resolves to no target, or every target was skipped."""
 
@@ -251,6 +260,7 @@ ERROR_TYPES: dict[ErrorClass, type[LlmError]] = {
     ErrorClass.NETWORK: NetworkError,
     ErrorClass.BUDGET_EXCEEDED: BudgetExceededError,
     ErrorClass.RATE_LIMITED_LOCALLY: RateLimitedLocallyError,
+    ErrorClass.STORE_UNAVAILABLE: StoreUnavailableError,
     ErrorClass.NO_ROUTE: NoRouteError,
     ErrorClass.STREAM_INTERRUPTED: StreamInterruptedError,
 }

@@ -80,7 +80,7 @@ async def test_target_whose_hold_would_pass_the_cap_is_skipped_and_the_chain_goe
         assert r.target == "b:m"
         skip = r.attempts[0]
         assert (skip.target, skip.outcome, skip.reason) == ("a:m", "skipped", "budget")
-        assert "provider:a" in (skip.detail or "") and "spent $0.0000" in (skip.detail or "")
+        assert "provider:a" in (skip.detail or "") and "spent $0.00," in (skip.detail or "")
         assert server.request_count == 1
 
 

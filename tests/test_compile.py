@@ -118,9 +118,9 @@ def test_provider_key_is_read_from_its_kind_variable_when_not_set() -> None:
     assert "sk-test-openai" not in repr(plan.providers["openai"])
 
 
-def test_router_build_fails_naming_the_missing_variable_of_a_used_provider() -> None:
+def test_strict_router_build_fails_naming_the_missing_variable_of_a_used_provider() -> None:
     with pytest.raises(ConfigError) as info:
-        Router.from_dict({**BASE, "models": {"r": ["openai:gpt-4o"]}}, env={})
+        Router.from_dict({**BASE, "models": {"r": ["openai:gpt-4o"]}}, env={}, strict=True)
     assert "OPENAI_API_KEY" in str(info.value)
     assert [d.code for d in info.value.diagnostics] == ["E060"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from router import Router
 from router.config.zeroconfig import env_route_file, ollama_base_url
-from router.errors import NoRouteError
+from router.errors import ErrorClass, NoRouteError, RouteFailed
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.openai import OpenAIServer
 
@@ -28,8 +28,13 @@ def test_every_provider_whose_key_is_set_is_configured() -> None:
         "azure": "azure-openai", "ollama": "ollama"}
 
 
-def test_only_ollama_when_no_key_is_set() -> None:
-    assert kinds(Router.from_env({})) == {"ollama": "ollama"}
+def test_with_no_key_set_the_keyed_kinds_are_there_naming_their_variable() -> None:
+    plan = Router.from_env({}).plan
+    assert {name: p.kind for name, p in plan.providers.items()} == {
+        "openai": "openai", "anthropic": "anthropic", "google": "google", "ollama": "ollama"}
+    assert {name: p.missing_env for name, p in plan.providers.items()} == {
+        "openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
+        "google": ("GEMINI_API_KEY",), "ollama": ()}
 
 
 def test_google_api_key_stands_in_for_gemini_api_key() -> None:
@@ -80,7 +85,45 @@ async def test_bare_names_and_ad_hoc_chains_route_without_a_route_file(
             r = await router.chat("openai:gpt-4o-mini, claude-haiku-4-5", MSG)
             assert r.target == "openai:gpt-4o-mini"
             with pytest.raises(NoRouteError):
-                await router.chat("gemini-2.5-flash", MSG)  # no google key: no provider
+                await router.chat("mistral-large", MSG)  # no kind of ours
+
+
+async def test_a_model_whose_kind_has_no_key_fails_naming_the_variable() -> None:
+    async with Router.from_env({"OPENAI_API_KEY": "sk-1"}) as router:
+        with pytest.raises(RouteFailed) as info:
+            await router.chat("gemini-2.5-flash", MSG)
+    assert info.value.error_class is ErrorClass.AUTH
+    assert "set GEMINI_API_KEY" in str(info.value)
+    assert [(a.target, a.reason) for a in info.value.attempts] == [
+        ("google:gemini-2.5-flash", "missing_key")]
+
+
+@pytest.mark.parametrize("chain", ["openai:gpt-4o-mini,anthropic:claude-haiku-4-5",
+                                   "anthropic:claude-haiku-4-5,openai:gpt-4o-mini"])
+async def test_an_ad_hoc_chain_through_a_kind_without_its_key_answers_from_the_others(
+        openai_server: OpenAIServer, chain: str) -> None:
+    env = {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": openai_server.base_url}
+    async with Router.from_env(env) as router:
+        r = await router.chat(chain, MSG)
+    assert r.target == "openai:gpt-4o-mini"
+    skipped = [(a.target, a.reason) for a in r.attempts if a.outcome == "skipped"]
+    assert skipped == ([] if chain.startswith("openai") else
+                       [("anthropic:claude-haiku-4-5", "missing_key")])
+    assert all("ANTHROPIC_API_KEY" in (a.detail or "") for a in r.attempts
+               if a.outcome == "skipped")
+    assert openai_server.request_count == 1
+
+
+async def test_router_with_no_arguments_answers_an_ad_hoc_chain_with_one_key_set(
+        openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("ROUTER_CONFIG", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-1")
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    async with Router() as router:
+        r = await router.chat("anthropic:claude-haiku-4-5,openai:gpt-4o-mini", MSG)
+    assert r.target == "openai:gpt-4o-mini"
+    assert r.attempts[0].reason == "missing_key"
 
 
 def test_router_with_no_arguments_reads_router_config(tmp_path: Path,

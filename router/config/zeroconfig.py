@@ -1,10 +1,13 @@
 """A route file made from the environment, for ``Router.from_env()`` and ``Router()``.
 
-Every provider whose key variable is set is configured, with base URLs and settings from the
-official SDKs' own variables (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``, ``OLLAMA_HOST``...),
-so a user's existing environment just works; which variables those are is the kinds table's
-(``router.providers.kinds``). There are no aliases: models are addressed as
-``provider:model``, by bare model name, or as a comma-separated ad-hoc chain.
+Every provider kind the environment can describe is configured, with base URLs and settings
+from the official SDKs' own variables (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``,
+``OLLAMA_HOST``...), so a user's existing environment just works; which variables those are
+is the kinds table's (``router.providers.kinds``). A kind whose key variable is unset is
+configured without a key: the plan flags it (W107) and the engine skips its targets naming
+the variable (``missing_key``), so an ad-hoc chain through it goes on to its next target.
+There are no aliases: models are addressed as ``provider:model``, by bare model name, or as
+a comma-separated ad-hoc chain.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ OLLAMA_DEFAULT = ollama_base_url(None)
 
 
 def _provider(spec: KindSpec, env: Mapping[str, str]) -> dict[str, Any] | None:
-    """The provider mapping of ``spec``'s kind that ``env`` describes, or None."""
+    """The provider mapping of ``spec``'s kind that ``env`` describes (without api_key when
+    its key variable is unset), or None."""
     key_var = next((v for v in (spec.key_env, *spec.key_env_aliases) if v and env.get(v)), None)
-    if spec.requires_key and key_var is None:
-        return None
     out: dict[str, Any] = {"kind": spec.kind}
     if key_var is not None:
         out["api_key"] = f"${{{key_var}}}"

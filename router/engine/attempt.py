@@ -44,31 +44,28 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
     rt = call.rt
     seat = rt.seats[target.provider]
     call.started = time.perf_counter()
-    if seat.missing_env:
-        error = rt.missing_key_error(seat, target)
-    else:
-        try:
-            with _NO_SPAN if call.span is None else call.attempt(target, d.attempt):
-                try:
-                    # Most calls send the request as built, under the target's own timeouts.
-                    sent = (request if request.max_tokens is not None
-                            or (target.max_tokens is None and call.hold is None)
-                            else rt.request_for(target, request, call.hold))
-                    timeouts = (target.timeouts if d.timeout == target.timeouts.total
-                                else rt.timeouts_for(d))
-                    if seat.enforces_timeouts and not d.timeout_is_deadline:
-                        return await opener(seat.provider, target.model, sent, timeouts)
-                    async with asyncio.timeout(d.timeout):
-                        return await opener(seat.provider, target.model, sent, timeouts)
-                except LlmError as e:
-                    error = rt.classify(target, e)
-                except TimeoutError:
-                    error = rt.timeout_error(d)
-                except Exception as e:  # a plugin provider's bug: interface 6
-                    error = rt.plugin_error(target, e)
-        except BaseException:
-            await abandon(call, d, billed=False)
-            raise
+    try:
+        with _NO_SPAN if call.span is None else call.attempt(target, d.attempt):
+            try:
+                # Most calls send the request as built, under the target's own timeouts.
+                sent = (request if request.max_tokens is not None
+                        or (target.max_tokens is None and call.hold is None)
+                        else rt.request_for(target, request, call.hold))
+                timeouts = (target.timeouts if d.timeout == target.timeouts.total
+                            else rt.timeouts_for(d))
+                if seat.enforces_timeouts and not d.timeout_is_deadline:
+                    return await opener(seat.provider, target.model, sent, timeouts)
+                async with asyncio.timeout(d.timeout):
+                    return await opener(seat.provider, target.model, sent, timeouts)
+            except LlmError as e:
+                error = rt.classify(target, e)
+            except TimeoutError:
+                error = rt.timeout_error(d)
+            except Exception as e:  # a plugin provider's bug: interface 6
+                error = rt.plugin_error(target, e)
+    except BaseException:
+        await abandon(call, d, billed=False)
+        raise
     await end_failed(call, d, error)
     return error
 

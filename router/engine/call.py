@@ -10,7 +10,8 @@ from typing import Any
 
 from router.engine.decision import Admit, Done, Skip, Wait, jittered_wait
 from router.engine.runtime import Runtime
-from router.errors import ErrorClass, LlmError, RouteFailed, TimeoutError_, make_error
+from router.engine.skips import missing_note, skip_error, skipped_message
+from router.errors import ErrorClass, LlmError, RouteFailed, TimeoutError_
 from router.obs import log
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.admission import CallScope
@@ -176,21 +177,16 @@ class Call:
             err = TimeoutError_("the call deadline passed before any target answered",
                                 timeout_kind="deadline")
         records = self.records
+        targets = self.route.targets
         if err is None:
-            reasons = {r.reason for r in records}
-            for reason, cls in (("budget", ErrorClass.BUDGET_EXCEEDED),
-                                ("rate_limited_locally", ErrorClass.RATE_LIMITED_LOCALLY)):
-                if reason in reasons:
-                    err = make_error(cls, "; ".join(
-                        f"{r.target}: {r.detail}" for r in records if r.reason == reason),
-                        retryable=False)
-                    break
-            msg = (f"no target of {self.alias!r} could be tried: "
-                   + "; ".join(f"{r.target} {r.reason}" for r in records))
+            skips = [r for r in records if r.outcome == "skipped"]
+            err = skip_error(skips, targets)
+            msg = skipped_message(self.alias, skips, targets)
         else:
             tried = sum(1 for r in records if r.outcome == "error")
             msg = (f"{self.alias!r} failed after {tried} attempt(s) "
-                   f"({done.reason.replace('_', ' ')}): {err}")
+                   f"({done.reason.replace('_', ' ')}): {err}"
+                   + missing_note(records, targets))
         log.emit("route_failed", level=log.WARNING, request_id=self.request_id, alias=self.alias,
                  error_class=(err.error_class.value if err else ErrorClass.NO_ROUTE.value),
                  attempts=len(records), reason=done.reason)

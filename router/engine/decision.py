@@ -16,6 +16,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from router.engine.skips import missing_key_skip
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.tokens import estimate_prompt_tokens
@@ -93,8 +94,8 @@ class Try:
 
 @dataclass(slots=True, frozen=True)
 class Skip:
-    """Do not attempt ``target``: ``reason`` is breaker_open, capability, context_window,
-    budget, rate_limited_locally or deadline."""
+    """Do not attempt ``target``: ``reason`` is missing_key, capability, context_window,
+    breaker_open, budget, rate_limited_locally, store_unavailable or deadline."""
 
     target: Target
     reason: str
@@ -175,6 +176,8 @@ def needed_tokens(error: LlmError) -> int | None:
 
 def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tuple[str, str] | None:
     """Why ``target`` cannot serve this request, from the plan alone (no state)."""
+    if target.missing_env:  # flagged once, when the plan was compiled
+        return missing_key_skip(target)
     caps = target.capabilities
     if needs.tools and not caps.tools:
         return "capability", f"{target.model} does not support tools"

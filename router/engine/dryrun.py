@@ -3,8 +3,9 @@ fed simulated outcomes instead of I/O.
 
 Simulated outcomes per target (``provider:model``, or a provider name for all its models):
 ``ok``, an error class (``rate_limit``), an error class with a Retry-After (``rate_limit@2s``),
-``breaker_open`` or ``budget``. A list (or ``a,b``) gives one outcome per try; the last repeats.
-Targets with no simulation answer ``ok``.
+``breaker_open``, ``budget``, ``rate_limited_locally`` or ``store_unavailable`` (skips). A
+list (or ``a,b``) gives one outcome per try; the last repeats. Targets with no simulation
+answer ``ok``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from router.engine.decision import (
     walk,
 )
 from router.engine.request import build_request
+from router.engine.skips import missing_note, skip_error
 from router.errors import ErrorClass, InvalidRequestError, LlmError, make_error
 from router.plan.routes import Plan, RetryPolicy, Route, Target
 from router.policy.admission import CallScope, Gate
@@ -39,8 +41,9 @@ from router.policy.pricing import price_of, worst_case_cost
 from router.state.base import Usage
 from router.types import Message
 
-_SKIPS = ("breaker_open", "budget", "rate_limited_locally")
+_SKIPS = ("breaker_open", "budget", "rate_limited_locally", "store_unavailable")
 _SPECIAL = ("ok", *_SKIPS)
+_GATED = frozenset(_SKIPS[1:])  # simulated refusals of admission
 _DEFAULT_MAX_OUTPUT = 4096
 
 
@@ -125,7 +128,7 @@ class _SimEnv:
         return True
 
     def gated(self, target: Target) -> bool:
-        if {"budget", "rate_limited_locally"} & set(self.outcomes(target)):
+        if _GATED.intersection(self.outcomes(target)):
             return True
         return self.usage is not None and self.gate is not None and bool(
             self.gate.specs(self.scope, target))
@@ -136,6 +139,8 @@ class _SimEnv:
             return "budget", "budget exceeded (simulated)"
         if "rate_limited_locally" in outcomes:
             return "rate_limited_locally", "rate limit reached (simulated)"
+        if "store_unavailable" in outcomes:
+            return "store_unavailable", "state store unavailable (simulated)"
         if self.usage is not None and self.gate is not None:
             return self.gate.simulate(self.scope, target, self.usage, self.now)
         return None
@@ -153,7 +158,7 @@ class _SimEnv:
         return seq[min(n, len(seq) - 1)]
 
 
-_CLASSES = [c.value for c in ErrorClass]
+_CLASSES = [c.value for c in ErrorClass if c.value not in _SPECIAL]
 
 
 def parse_outcome(text: str) -> tuple[str, float | None]:
@@ -277,8 +282,10 @@ def _finish(report: DryRunReport, done: Done, order: Sequence[Target],
     if report.deadline is not None:
         report.worst_latency_s = min(report.worst_latency_s, report.deadline)
     if not done.ok:
-        cls = done.error.error_class.value if done.error else "no_route"
-        report.failure = f"{cls} ({done.reason.replace('_', ' ')})"
+        skips = [e for e in report.events if e.kind == "skip"]
+        error = done.error or skip_error(skips, order)
+        cls = error.error_class.value if error else "no_route"
+        report.failure = f"{cls} ({done.reason.replace('_', ' ')})" + missing_note(skips, order)
     skipped = {e.target for e in report.events if e.kind == "skip"}
     worst: float | None = None
     for t in order:

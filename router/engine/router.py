@@ -113,27 +113,32 @@ class Router:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
-                  **kw: Any) -> Router:
-        """Load, check and compile a route file. Raises ConfigError listing every error."""
+                  strict: bool = False, **kw: Any) -> Router:
+        """Load, check and compile a route file. Raises ConfigError listing every error.
+
+        A provider whose key variable is unset does not stop the others: its targets are
+        skipped at call time (``missing_key``). ``strict=True`` refuses instead (E060)."""
         from router.config.validate import validate_file
 
         result = validate_file(Path(path), env=env)
-        return cls.from_result(result, **kw)
+        return cls.from_result(result, strict=strict, **kw)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
-                  **kw: Any) -> Router:
+                  strict: bool = False, **kw: Any) -> Router:
         """Like from_yaml, from a dict shaped like the route file."""
         from router.config.validate import validate_dict
 
-        return cls.from_result(validate_dict(data, env=env), **kw)
+        return cls.from_result(validate_dict(data, env=env), strict=strict, **kw)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kw: Any) -> Router:
-        """Every provider whose key variable is set (OPENAI_API_KEY, ANTHROPIC_API_KEY,
-        GEMINI_API_KEY or GOOGLE_API_KEY, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT) plus
-        Ollama at OLLAMA_HOST (or 127.0.0.1:11434), with default timeouts and retries. Address
-        models as "provider:model", a bare model name, or "a,b" for an ad-hoc fallback chain."""
+        """Providers from the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY
+        or GOOGLE_API_KEY, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT) plus Ollama at
+        OLLAMA_HOST (or 127.0.0.1:11434), with default timeouts and retries. Address models
+        as "provider:model", a bare model name, or "a,b" for an ad-hoc fallback chain; a
+        target whose key variable is unset is skipped (``missing_key``) and the chain goes
+        on."""
         from router.config.validate import validate_dict
         from router.config.zeroconfig import env_route_file
 
@@ -142,10 +147,11 @@ class Router:
         return cls.from_result(result, **kw)
 
     @classmethod
-    def from_result(cls, result: Any, **kw: Any) -> Router:
+    def from_result(cls, result: Any, *, strict: bool = False, **kw: Any) -> Router:
         """From a validation result (``router.config.validate.validate_*``): its Plan, or
-        ConfigError listing its errors and the environment variables routes need."""
-        return cls(_usable_plan(result), **kw)
+        ConfigError listing its errors (``strict``: and the environment variables that the
+        providers routes use lack, E060)."""
+        return cls(_usable_plan(result, strict=strict), **kw)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -288,17 +294,19 @@ class Router:
                 f"aliases={len(self.plan.routes)})")
 
 
-def _usable_plan(result: Any) -> Plan:
-    """The Plan of a validation result, or ConfigError listing its errors and the missing
-    environment variables of providers that routes use."""
+def _usable_plan(result: Any, *, strict: bool = False) -> Plan:
+    """The Plan of a validation result, or ConfigError listing its errors (``strict``: and
+    the missing environment variables of providers that routes use; otherwise their targets
+    are skipped at call time, each naming its variables)."""
     errors = [d for d in result.diagnostics if d.is_error]
     if errors or result.plan is None:
         raise ConfigError(f"{result.file}: {len(errors)} error(s) in the route file", errors)
-    used = {t.provider for r in result.plan.routes.values() for t in r.targets}
-    missing = result.missing_key_errors(used)
-    if missing:
-        raise ConfigError(f"{result.file}: environment variables missing for providers "
-                          "used by routes", missing)
+    if strict:
+        used = {t.provider for r in result.plan.routes.values() for t in r.targets}
+        missing = result.missing_key_errors(used)
+        if missing:
+            raise ConfigError(f"{result.file}: environment variables missing for providers "
+                              "used by routes", missing)
     plan: Plan = result.plan
     return plan
 

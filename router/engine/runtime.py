@@ -40,7 +40,6 @@ class Seat:
     #: The provider bounds connect, first token, idle and total itself (the HTTP template);
     #: otherwise (fakes, plugins) the engine wraps each attempt in a timer of its own.
     enforces_timeouts: bool
-    missing_env: tuple[str, ...] = ()
 
 
 def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
@@ -55,7 +54,7 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
                              api_key=spec.api_key, headers=spec.headers, options=spec.options,
                              max_connections=spec.max_connections)
         provider = registry.provider_class(spec.kind)(cfg, http)
-        seats[name] = Seat(provider, provider.enforces_timeouts, spec.missing_env)
+        seats[name] = Seat(provider, provider.enforces_timeouts)
         log.add_secrets(spec.secret_values())
     return seats
 
@@ -128,11 +127,6 @@ class Runtime:
                     return new
                 break
         return err.with_target(target.key)
-
-    def missing_key_error(self, seat: Seat, target: Target) -> LlmError:
-        return make_error(ErrorClass.AUTH, f"provider {target.provider!r} needs "
-                          f"{', '.join(seat.missing_env)} in the environment",
-                          target=target.key, retryable=False)
 
     @staticmethod
     def timeouts_for(d: Try) -> Timeouts:

@@ -83,7 +83,15 @@ class Gate:
     async def admit(self, scope: CallScope, target: Target, attempt: int,
                     remaining: float | None) -> tuple[tuple[str, str] | None, Hold | None]:
         """(None, hold) when the target may be tried (hold None when nothing is reserved);
-        ((reason, detail), None) when it must be skipped."""
+        ((reason, detail), None) when it must be skipped: ``store_unavailable`` when the
+        store is down and the policy is fail_closed."""
+        try:
+            return await self._admit(scope, target, attempt, remaining)
+        except StoreError as e:
+            return ("store_unavailable", f"state store unavailable ({e.message})"), None
+
+    async def _admit(self, scope: CallScope, target: Target, attempt: int,
+                     remaining: float | None) -> tuple[tuple[str, str] | None, Hold | None]:
         if self.share_breakers and await self._opened_elsewhere(target):
             return ("breaker_open", "circuit breaker opened by another replica"), None
         if target.rate_limits:
@@ -155,7 +163,7 @@ class Gate:
         try:
             _, opened_at = await self.store.breaker_get(target.key)
         except StoreError as e:
-            log.emit("store_error", operation="breaker_get", error=str(e))
+            log.emit("store_error", operation="breaker_get", error=e.message)
             return False
         return opened_at is not None and self.clock() - opened_at < target.breaker.cooldown
 
@@ -168,7 +176,7 @@ class Gate:
             await self.store.breaker_put(target.key, target.breaker.failures if opened else 0,
                                          self.clock() if opened else None, ttl)
         except StoreError as e:
-            log.emit("store_error", operation="breaker_put", error=str(e))
+            log.emit("store_error", operation="breaker_put", error=e.message)
             return
         if opened:
             self._shared_open.add(target.key)

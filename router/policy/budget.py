@@ -85,11 +85,25 @@ class Hold:
 
 
 def describe_refusal(r: Refusal, specs: Sequence[BudgetSpec], keys: Sequence[BudgetKey]) -> str:
-    """``alias:fast ($5.00/hour): spent $4.99, reserved $0.01, this call up to $0.02``."""
+    """``budget alias:fast $5.00/hour: spent $4.91, held $0.05, this call would reserve $0.32
+    ($0.28 over)``: what is spent, what other calls hold and this call's worst case."""
     spec = next((s for s, k in zip(specs, keys, strict=True) if k.key == r.key), None)
-    name = f"{spec.scope} (${spec.usd:.2f}/{spec.per})" if spec else r.key
-    return (f"{name}: spent ${r.spent_micro / 1e6:.4f}, reserved ${r.reserved_micro / 1e6:.4f}, "
-            f"this call up to ${r.wanted_micro / 1e6:.4f}")
+    if spec is None:
+        name = r.key
+    else:
+        per = " total" if spec.per == "total" else f"/{spec.per}"
+        name = f"{spec.scope} {_usd(to_micro(spec.usd))}{per}"
+    over = r.spent_micro + r.reserved_micro + r.wanted_micro - r.cap_micro
+    return (f"budget {name}: spent {_usd(r.spent_micro)}, held {_usd(r.reserved_micro)}, "
+            f"this call would reserve {_usd(r.wanted_micro)} ({_usd(over)} over)")
+
+
+def _usd(micro: int) -> str:
+    """Dollars to the cent; below 10 cents to the micro-dollar, so that small amounts (a
+    cheap model's call) do not all read $0.00."""
+    if micro >= 100_000 or micro == 0:
+        return f"${micro / 1e6:,.2f}"
+    return "$" + f"{micro / 1e6:.6f}".rstrip("0")
 
 
 class Budgets:
@@ -110,16 +124,19 @@ class Budgets:
     async def reserve(self, reservation_id: str, specs: Sequence[BudgetSpec], amount_usd: float,
                       hold_seconds: float, *, output_cap: int | None = None) -> Hold | str | None:
         """A Hold; or a refusal text (skip the target); or None when the store is down and the
-        policy is fail_open (the call goes on unaccounted)."""
+        policy is fail_open (the call goes on unaccounted). Raises StoreError when the store
+        is down and the policy is fail_closed."""
         now = self.clock()
         keys = tuple(budget_key(s, now) for s in specs)
         amount = to_micro(amount_usd)
         try:
             refusal = await self._reserve(reservation_id, keys, amount, hold_seconds)
         except StoreError as e:
-            log.emit("store_error", operation="reserve", error=str(e),
+            log.emit("store_error", operation="reserve", error=e.message,
                      policy="fail_open" if self.fail_open else "fail_closed")
-            return None if self.fail_open else f"state store unavailable ({e})"
+            if self.fail_open:
+                return None
+            raise
         if refusal is not None:
             return describe_refusal(refusal, specs, keys)
         return Hold(reservation_id, keys, tuple(specs), amount, output_cap)
@@ -179,13 +196,13 @@ class Budgets:
             await self.store.settle(hold.reservation_id, to_micro(actual_usd))
             await self._warn(hold)
         except StoreError as e:
-            log.emit("store_error", operation="settle", error=str(e))
+            log.emit("store_error", operation="settle", error=e.message)
 
     async def _release(self, reservation_id: str) -> None:
         try:
             await self.store.release(reservation_id)
         except StoreError as e:
-            log.emit("store_error", operation="release", error=str(e))
+            log.emit("store_error", operation="release", error=e.message)
 
     async def _warn(self, hold: Hold) -> None:
         for spec, key in zip(hold.specs, hold.keys, strict=True):

@@ -32,17 +32,18 @@ async def _take(store: StateStore, spec: RateLimitSpec, tokens: int) -> float:
 async def acquire(store: StateStore, limits: Sequence[RateLimitSpec], tokens: int,
                   remaining: float | None, *, fail_open: bool) -> str | None:
     """None when the request may go now (waiting first where a limit says ``wait`` and the
-    deadline allows); else why it may not."""
+    deadline allows); else why it may not. Raises StoreError when the store is down and the
+    policy is fail_closed (``fail_open``: that limit is not applied)."""
     for spec in limits:
         while True:
             try:
                 wait = await _take(store, spec, tokens)
             except StoreError as e:
-                log.emit("store_error", operation="rate_limit", error=str(e),
+                log.emit("store_error", operation="rate_limit", error=e.message,
                          policy="fail_open" if fail_open else "fail_closed")
                 if fail_open:
                     break
-                return f"state store unavailable ({e})"
+                raise
             if wait <= 0:
                 break
             what = (f"{spec.key}: {tokens} tokens exceed {spec.tpm} per minute"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Literal, Self
 
+from router.errors import StoreUnavailableError
+
 OnStoreError = Literal["fail_closed", "fail_open"]
 
 MICRO = 1_000_000  # micro-dollars per dollar
@@ -56,8 +58,11 @@ class Usage:
     reserved_micro: int
 
 
-class StoreError(Exception):
-    """The state store could not be reached or answered wrongly (policy: on_store_error)."""
+class StoreError(StoreUnavailableError):
+    """The state store could not be reached or answered wrongly (policy: on_store_error).
+
+    An LlmError of class ``store_unavailable``: one that reaches a caller (a budget report, a
+    dry-run reading the store) is a classified error like any other, never a bare exception."""
 
 
 class StateStore(abc.ABC):
