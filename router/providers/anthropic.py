@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from router.errors import ErrorClass, LlmError
 from router.providers._anthropic_stream import StreamAssembler
 from router.providers._anthropic_wire import build_body, parse_message
+from router.providers._compat_errors import map_compat_error
 from router.providers.base import (
     ErrorBody,
     HttpCall,
@@ -115,6 +116,8 @@ def map_anthropic_error(status: int | None, headers: Mapping[str, str], body: Er
     )
     if error_class is ErrorClass.CONTEXT_WINDOW:
         error.needed_tokens = _needed_tokens(message.lower())  # type: ignore[attr-defined]
+    if err_type not in _TYPE_CLASSES:  # not Anthropic's words: an engine's (llama-server...)
+        return map_compat_error(status, headers, body, fallback=error, secrets=secrets)
     return error
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from router.errors import ConfigError, LlmError
+from router.providers._compat_errors import map_compat_error
 from router.providers._openai_stream import StreamAssembler
 from router.providers._openai_wire import (
     build_body,
@@ -126,3 +127,10 @@ class OpenAICompatibleProvider(OpenAIProvider):
         self._max_field = field
         self._include_usage = config.options.get("stream_usage") is not False
         self._drop_sampling = False  # unknown server: send what the caller asked for
+
+    def map_error(self, status: int | None, headers: Mapping[str, str],
+                  body: ErrorBody) -> LlmError:
+        """OpenAI's mapping, refined by the table of how engines word their failures."""
+        return map_compat_error(status, headers, body, secrets=self._secrets,
+                                fallback=map_openai_error(status, headers, body,
+                                                          secrets=self._secrets))
