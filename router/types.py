@@ -40,13 +40,21 @@ class ImagePart:
 ContentPart = TextPart | ImagePart
 
 
+#: Opaque reasoning state a provider asks to get back unchanged in the next turn, tagged with
+#: the provider kind that made it (``{"kind": "anthropic", ...}``); only that kind reads it.
+ProviderState = dict[str, Any]
+
+
 @dataclass(slots=True, frozen=True)
 class ToolCall:
-    """A function call the model asked for; ``arguments`` is the parsed JSON object."""
+    """A function call the model asked for; ``arguments`` is the parsed JSON object.
+    ``provider_state``: the call's reasoning state (Gemini's thought signature), sent back
+    with the call to the kind that made it and dropped for any other."""
 
     id: str
     name: str
     arguments: dict[str, Any]
+    provider_state: ProviderState | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,6 +77,9 @@ class Message:
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None
+    #: An assistant turn's reasoning state (Anthropic's signed thinking blocks, ...), as the
+    #: response gave it: sent back only to the provider kind named in it.
+    provider_state: ProviderState | None = None
 
     def __post_init__(self) -> None:
         # A bad role fails here, where it was written; the other fields are checked per call
@@ -132,6 +143,7 @@ class ChatRequest:
     user: str | None = None
     reasoning_effort: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    n: int | None = None  # choices wanted, when more than one
 
     @property
     def has_images(self) -> bool:
@@ -189,6 +201,17 @@ class AttemptRecord:
 
 
 @dataclass(slots=True)
+class Choice:
+    """One of several answers to one call (``n`` > 1); ``index`` 0 is the response's own."""
+
+    index: int
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: FinishReason
+    refusal: str | None = None
+
+
+@dataclass(slots=True)
 class ChatResponse:
     """The answer of a call, in one shape whatever the provider."""
 
@@ -203,12 +226,18 @@ class ChatResponse:
     id: str | None = None
     request_id: str | None = None
     reasoning: str | None = None
+    #: A refusal the provider sent instead of (or after) content; None otherwise.
+    refusal: str | None = None
+    #: All choices when n > 1 (choice 0 is ``text``, ``tool_calls``...); empty otherwise.
+    choices: list[Choice] = field(default_factory=list)
+    #: Reasoning state to send back with this turn (``message`` carries it).
+    provider_state: ProviderState | None = None
 
     @property
     def message(self) -> Message:
         """The answer as an assistant Message, ready to append to a conversation."""
         return Message(role="assistant", content=self.text or None,
-                       tool_calls=self.tool_calls or None)
+                       tool_calls=self.tool_calls or None, provider_state=self.provider_state)
 
 
 @dataclass(slots=True)
@@ -225,3 +254,11 @@ class ChatChunk:
     final_tool_calls: list[ToolCall] | None = None
     attempts: list[AttemptRecord] | None = None
     reasoning_delta: str = ""
+    #: A piece of a refusal (the final chunk holds a provider's refusal notice, if any).
+    refusal: str = ""
+    #: The choice this chunk belongs to (n > 1).
+    index: int = 0
+    #: On the final chunk of an n > 1 stream: every choice, assembled.
+    final_choices: list[Choice] | None = None
+    #: On the final chunk: the turn's reasoning state (see ``ChatResponse.provider_state``).
+    provider_state: ProviderState | None = None
