@@ -55,6 +55,7 @@ class Price:
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None  # writing the prompt cache (Anthropic); None: input's
 
 
 @dataclass(frozen=True, slots=True)

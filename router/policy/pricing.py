@@ -46,7 +46,8 @@ def lookup_price(kind: str, model: str) -> Price | None:
         if mp is not None:
             inp, out = _number(mp.input_mtok), _number(mp.output_mtok)
             if inp is not None and out is not None:
-                price = Price(inp, out, _number(mp.cache_read_mtok))
+                price = Price(inp, out, _number(mp.cache_read_mtok),
+                              _number(mp.cache_write_mtok))
     if kind == "fake" or kind == "ollama":
         price = Price(0.0, 0.0, 0.0)  # local or scripted: free
     _cache[key] = price
@@ -59,13 +60,20 @@ def price_of(target: Target) -> Price | None:
 
 
 def cost_usd(price: Price | None, usage: Usage) -> float | None:
-    """US dollars for ``usage`` at ``price``; cached input tokens at the cached rate."""
+    """US dollars for ``usage`` at ``price``: input tokens read from the prompt cache at the
+    cached rate, those written to it at the cache-write rate (each at the input rate where the
+    price has none), output (reasoning included, as every provider bills it) at the output
+    rate. ``usage.input_tokens`` counts all of them, as genai-prices' ``input_tokens`` does."""
     if price is None:
         return None
     cached = min(usage.cached_tokens, usage.input_tokens)
     cached_rate = price.cached_input if price.cached_input is not None else price.input
-    return ((usage.input_tokens - cached) * price.input + cached * cached_rate
-            + usage.output_tokens * price.output) / 1_000_000
+    dollars = ((usage.input_tokens - cached) * price.input + cached * cached_rate
+               + usage.output_tokens * price.output)
+    if usage.cache_write_tokens and price.cache_write is not None:
+        written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+        dollars += written * (price.cache_write - price.input)
+    return dollars / 1_000_000
 
 
 def worst_case_cost(price: Price | None, prompt_tokens: int, max_tokens: int) -> float | None:
