@@ -172,3 +172,16 @@ def json_object_text(raw: str, path: str) -> dict[str, Any]:
         fail(path, f"must be a JSON object, not {describe(parsed)}")
     json_value(parsed, path)  # escapes such as "\ud800" parse into lone surrogates
     return parsed
+
+
+def provider_state(value: object, path: str) -> dict[str, Any] | None:
+    """A message's or tool call's ``provider_state``: None, or a JSON object whose ``kind``
+    names the provider kind that made it (only that kind reads it; the rest is opaque)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fail(path, f"must be an object, not {describe(value)}")
+    kind = value.get("kind")
+    if not isinstance(kind, str) or not kind:
+        fail(f"{path}.kind", f"must be a provider kind, not {describe(kind)}")
+    return json_value(value, path)  # type: ignore[no-any-return]

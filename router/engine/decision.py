@@ -33,6 +33,7 @@ class CallNeeds:
     json_schema: bool = False
     stream: bool = False
     image_urls: bool = False  # an image is given by http(s) URL, not inline
+    n: bool = False  # several choices (n > 1)
     prompt_tokens: int | None = None
     max_tokens: int | None = None
 
@@ -61,7 +62,7 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
         prompt_tokens = estimate_prompt_tokens(request)
     max_tokens = request.max_tokens or route.max_tokens
     if not (rf or images or tools or vision or request.tools or requires
-            or prompt_tokens is not None):
+            or prompt_tokens is not None or request.n is not None):
         key = (stream, max_tokens)
         needs = _PLAIN_NEEDS.get(key)
         if needs is None:
@@ -76,6 +77,7 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
         json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in requires,
         stream=stream,
         image_urls=url_images,
+        n=request.n is not None,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
     )
@@ -189,6 +191,8 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
         return "capability", f"{target.model} does not support JSON schema output"
     if needs.stream and not caps.streaming:
         return "capability", f"{target.model} does not stream"
+    if needs.n and not caps.n:
+        return "capability", f"{target.kind} returns one choice per call (n > 1 asked)"
     window = caps.context_window
     if window is not None:
         if min_window is not None and window < min_window:

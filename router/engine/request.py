@@ -21,6 +21,7 @@ from router.engine._checks import (
     json_value,
     number,
     optional_text,
+    provider_state,
     text,
 )
 from router.errors import InvalidRequestError
@@ -41,7 +42,7 @@ _PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 _KNOWN_PARAMS = frozenset({
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
     "tool_choice", "parallel_tool_calls", "response_format", "seed", "user",
-    "reasoning_effort",
+    "reasoning_effort", "n",
 })
 #: The params most calls give (then build_request takes its short way).
 _COMMON_PARAMS = frozenset({"max_tokens", "temperature"})
@@ -117,9 +118,12 @@ def to_message(m: Message | Mapping[str, Any], i: int = 0) -> Message:
             fail(f"messages[{i}]", f"has a key that is not a string ({describe(key)})")
     role = _role(m.get("role"), i)
     calls = m.get("tool_calls")
+    state = m.get("provider_state")
     return _message(role, _content(m.get("content"), i),
                     _tool_calls(calls, i) if calls is not None else None,
-                    m.get("tool_call_id"), m.get("name"), i)
+                    m.get("tool_call_id"), m.get("name"), i,
+                    None if state is None else provider_state(
+                        state, f"messages[{i}].provider_state"))
 
 
 def _role(role: object, i: int) -> str:
@@ -131,12 +135,13 @@ def _role(role: object, i: int) -> str:
 
 def _message(role: str, content: str | list[ContentPart] | None,
              tool_calls: list[ToolCall] | None, tool_call_id: object, name: object,
-             i: int) -> Message:
+             i: int, state: dict[str, Any] | None = None) -> Message:
     call_id = optional_text(tool_call_id, f"messages[{i}].tool_call_id")
     if role == "tool" and not call_id:
         fail(f"messages[{i}]", "has role tool but no tool_call_id")
     return Message(role=cast(Role, role), content=content, tool_calls=tool_calls,
-                   tool_call_id=call_id, name=optional_text(name, f"messages[{i}].name"))
+                   tool_call_id=call_id, name=optional_text(name, f"messages[{i}].name"),
+                   provider_state=state)
 
 
 def _checked_message(m: Message, i: int) -> Message:
@@ -145,7 +150,8 @@ def _checked_message(m: Message, i: int) -> Message:
     role = _role(m.role, i)
     content = _content(m.content, i)
     calls = _tool_calls(m.tool_calls, i) if m.tool_calls is not None else None
-    checked = _message(role, content, calls, m.tool_call_id, m.name, i)
+    checked = _message(role, content, calls, m.tool_call_id, m.name, i,
+                       provider_state(m.provider_state, f"messages[{i}].provider_state"))
     if (m.content is None or isinstance(m.content, str)) and m.tool_calls is None:
         return m  # nothing converted: keep the caller's object
     return checked
@@ -214,6 +220,7 @@ def _tool_call(c: object, i: int, j: int) -> ToolCall:
         if not isinstance(c.arguments, dict):
             fail(f"{where}.arguments", f"must be a dict, not {describe(c.arguments)}")
         json_value(c.arguments, f"{where}.arguments")
+        provider_state(c.provider_state, f"{where}.provider_state")
         return c
     if not isinstance(c, Mapping):
         fail(where, f"must be a dict or ToolCall, not {describe(c)}")
@@ -229,7 +236,10 @@ def _tool_call(c: object, i: int, j: int) -> ToolCall:
     else:
         fail(f"{fn_path}.arguments", f"must be a JSON object, not {describe(args)}")
     call_id = optional_text(c.get("id"), f"{where}.id")
-    return ToolCall(id=call_id or f"call_{i}_{j}", name=name, arguments=args)
+    state = c.get("provider_state")
+    return ToolCall(id=call_id or f"call_{i}_{j}", name=name, arguments=args,
+                    provider_state=None if state is None else provider_state(
+                        state, f"{where}.provider_state"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,8 +386,8 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
     max_tokens, temperature, top_p = _max_tokens(params), get("temperature"), get("top_p")
     stop, tools, choice, parallel = get("stop"), get("tools"), get("tool_choice"), get(
         "parallel_tool_calls")
-    rf, seed, user, effort = (get("response_format"), get("seed"), get("user"),
-                              get("reasoning_effort"))
+    rf, seed, user, effort, n = (get("response_format"), get("seed"), get("user"),
+                                 get("reasoning_effort"), get("n"))
     if tools is not None and not isinstance(tools, list | tuple):
         fail("tools", f"must be a list, not {describe(tools)}")
     return ChatRequest(
@@ -394,6 +404,8 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
         user=None if user is None else text(user, "user"),
         reasoning_effort=None if effort is None else text(effort, "reasoning_effort"),
         extra=_extra(params),
+        # n = 1 is the default answer: only more asks anything of a target
+        n=None if n is None or integer(n, "n", 1) == 1 else n,
     )
 
 

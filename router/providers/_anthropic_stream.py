@@ -14,6 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.providers._anthropic_thinking import (
+    provider_state,
+    refusal_error,
+    refusal_text,
+    thinking_state,
+)
 from router.providers._anthropic_wire import AnswerTool, finish_reason, parse_input, parse_usage
 from router.providers.base import reply_text
 from router.types import ChatChunk, ToolCall, ToolCallDelta
@@ -21,13 +27,15 @@ from router.types import ChatChunk, ToolCall, ToolCallDelta
 
 @dataclass(slots=True)
 class _Block:
-    """One content block in progress. ``kind``: text, thinking, tool, answer or other."""
+    """One content block in progress. ``kind``: text, thinking, redacted, tool, answer or
+    other. A thinking block keeps its text and ``signature`` to be sent back."""
 
     kind: str
     tool_index: int = -1
     id: str = ""
     name: str = ""
     fragments: list[str] = field(default_factory=list)
+    signature: str = ""
 
 
 class StreamAssembler:
@@ -38,8 +46,8 @@ class StreamAssembler:
     text and free text is held back: it is the answer only if the tool is never called.
     """
 
-    __slots__ = ("_answer", "_answered", "_blocks", "_held", "_tools", "_usage", "id", "model",
-                 "stop_reason", "stopped")
+    __slots__ = ("_answer", "_answered", "_blocks", "_emitted", "_held", "_signed", "_tools",
+                 "_usage", "id", "model", "stop_details", "stop_reason", "stopped")
 
     def __init__(self, answer: AnswerTool | None = None) -> None:
         self._answer = answer
@@ -47,7 +55,10 @@ class StreamAssembler:
         self._blocks: dict[int, _Block] = {}
         self._tools: list[_Block] = []
         self._held: list[str] = []
+        self._signed: list[_Block] = []  # thinking blocks, to go back with the turn
+        self._emitted = False  # a chunk went out
         self._usage: dict[str, Any] = {}
+        self.stop_details: Any = None
         self.stop_reason: str | None = None
         self.stopped = False  # message_stop arrived: the stream is complete
         self.model: str | None = None
@@ -68,12 +79,21 @@ class StreamAssembler:
         if not isinstance(data, dict):
             raise ValueError(f"event is {type(data).__name__}, not an object")
         kind = data.get("type")
+        chunk: ChatChunk | None
         if kind == "content_block_delta":
-            return self._delta(data)
-        if kind == "content_block_start":
-            return self._start(data)
-        if kind == "content_block_stop":
-            return self._stop(data)
+            chunk = self._delta(data)
+        elif kind == "content_block_start":
+            chunk = self._start(data)
+        elif kind == "content_block_stop":
+            chunk = self._stop(data)
+        else:
+            self._message_event(kind, data)
+            return None
+        if chunk is not None:
+            self._emitted = True
+        return chunk
+
+    def _message_event(self, kind: Any, data: Mapping[str, Any]) -> None:
         if kind == "message_start":
             message = data.get("message")
             if isinstance(message, dict):
@@ -84,10 +104,10 @@ class StreamAssembler:
             delta = data.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
                 self.stop_reason = delta["stop_reason"]
+                self.stop_details = delta.get("stop_details")
             self._merge_usage(data.get("usage"))  # cumulative counts: later values win
         elif kind == "message_stop":
             self.stopped = True
-        return None
 
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -108,9 +128,14 @@ class StreamAssembler:
             state = _Block("text")
             chunk = self._text(reply_text(block.get("text")))
         elif kind == "thinking":
-            state = _Block("thinking")
             thought = reply_text(block.get("thinking"))
+            state = _Block("thinking", fragments=[thought] if thought else [],
+                           signature=reply_text(block.get("signature")))
+            self._signed.append(state)
             chunk = ChatChunk(reasoning_delta=thought) if thought else None
+        elif kind == "redacted_thinking":
+            state = _Block("redacted", signature=reply_text(block.get("data")))
+            self._signed.append(state)
         elif kind == "tool_use":
             name = str(block.get("name") or "")
             if self._answer is not None and name == self._answer.name:
@@ -141,9 +166,14 @@ class StreamAssembler:
             return self._text(reply_text(delta.get("text")))
         if kind == "thinking_delta":
             thought = reply_text(delta.get("thinking"))
+            if block.kind == "thinking" and thought:
+                block.fragments.append(thought)
             return ChatChunk(reasoning_delta=thought) if thought else None
+        if kind == "signature_delta":  # sent just before the thinking block's stop
+            block.signature += reply_text(delta.get("signature"))
+            return None
         if kind != "input_json_delta":
-            return None  # signature_delta, citations_delta, future types
+            return None  # citations_delta, future types
         fragment = reply_text(delta.get("partial_json"))
         if not fragment or block.kind not in ("tool", "answer"):
             return None
@@ -171,8 +201,24 @@ class StreamAssembler:
         out: list[ChatChunk] = []
         if self._held and not self._answered:
             out.append(ChatChunk(delta="".join(self._held)))
+        refusal = ""
+        if self.stop_reason == "refusal":
+            refusal = refusal_text(self.stop_details)
+            if not (out or self._emitted):  # nothing came: the route's action decides
+                raise refusal_error(refusal)
         calls = self.tool_calls()
         out.append(ChatChunk(finish_reason=finish_reason(self.stop_reason, bool(calls)),
                              usage=parse_usage(self._usage) if self._usage else None,
-                             final_tool_calls=calls))
+                             final_tool_calls=calls, refusal=refusal,
+                             provider_state=self._state()))
         return out
+
+    def _state(self) -> dict[str, Any] | None:
+        if not self._signed:
+            return None
+        return provider_state([
+            thinking_state({"type": "redacted_thinking", "data": b.signature})
+            if b.kind == "redacted" else
+            thinking_state({"type": "thinking", "thinking": "".join(b.fragments),
+                            "signature": b.signature})
+            for b in self._signed])

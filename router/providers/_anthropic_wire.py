@@ -22,9 +22,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from router.errors import ServerError
+from router.errors import InvalidRequestError, ServerError
+from router.providers._anthropic_thinking import (
+    provider_state,
+    refusal_error,
+    refusal_text,
+    size_budget,
+    thinking_config,
+    thinking_state,
+)
 from router.providers.base import reply_text
-from router.providers.catalog import facts_for
 from router.types import (
     ChatRequest,
     ChatResponse,
@@ -42,10 +49,6 @@ from router.types import (
 #: convention as the OpenAI wire, so a replayed call is sent back unchanged).
 RAW_ARGUMENTS_KEY = "_raw"
 
-DEFAULT_MAX_TOKENS = 4096  # unknown model: the smallest output limit of any current Claude
-MAX_DEFAULT_MAX_TOKENS = 8192  # a known model's limit is capped here when the caller gave none
-MIN_THINKING_BUDGET = 1024  # the API rejects smaller budget_tokens
-EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 
 _ANSWER_TOOL = "json_response"
 _JSON_OBJECT_INSTRUCTION = ("Reply with a single valid JSON object and nothing else: no prose "
@@ -129,6 +132,11 @@ def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
         blocks = [b for b in blocks if b["type"] == "text"]  # assistant turns hold no images
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
                     "input": _tool_input(c.arguments)} for c in message.tool_calls or ()]
+        state = message.provider_state
+        if state is not None and state.get("kind") == "anthropic":
+            # Signed thinking blocks go back first and unchanged (another kind's state is
+            # never sent: the API rejects signatures it did not make).
+            blocks[:0] = [dict(b) for b in state.get("thinking") or ()]
     return ("assistant" if message.role == "assistant" else "user"), blocks
 
 
@@ -217,55 +225,15 @@ def _answer_tool(fmt: ResponseFormat) -> tuple[AnswerTool, dict[str, Any]]:
     return AnswerTool(name, wrapped), definition
 
 
-def thinking_config(request: ChatRequest) -> dict[str, Any] | None:
-    """``extra["thinking"]`` as given, else a budget from ``reasoning_effort`` (None: off)."""
-    given = request.extra.get("thinking")
-    if isinstance(given, dict):
-        return dict(given) if given.get("type") in ("enabled", "adaptive") else None
-    budget = EFFORT_BUDGETS.get(request.reasoning_effort or "")
-    return {"type": "enabled", "budget_tokens": budget} if budget else None
-
-
-def default_max_tokens(model: str) -> int:
-    """The model's output limit capped at 8192, or 4096 for a model the catalog lacks."""
-    facts = facts_for("anthropic", model)
-    return min(facts.max_output_tokens, MAX_DEFAULT_MAX_TOKENS) if facts else DEFAULT_MAX_TOKENS
-
-
-def _size_budget(model: str, request: ChatRequest,
-                 thinking: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
-    """(max_tokens, thinking). The API wants ``MIN_THINKING_BUDGET <= budget < max_tokens``:
-    with no max_tokens from the caller the budget is added on top of the default; a caller's
-    max_tokens is a cost cap, so a budget from ``reasoning_effort`` shrinks to fit it instead
-    (or thinking is dropped). An explicit ``extra["thinking"]`` is sent as given."""
-    budget = thinking.get("budget_tokens") if thinking else None
-    if not isinstance(budget, int) or thinking is None:
-        return request.max_tokens or default_max_tokens(model), thinking
-    explicit = "thinking" in request.extra
-    if request.max_tokens is None:
-        facts = facts_for("anthropic", model)
-        max_tokens = default_max_tokens(model) + budget
-        if facts is not None:
-            max_tokens = min(max_tokens, facts.max_output_tokens)
-        if budget >= max_tokens and not explicit:
-            thinking["budget_tokens"] = max(max_tokens // 2, MIN_THINKING_BUDGET)
-        return max_tokens, thinking
-    max_tokens = request.max_tokens
-    if explicit or budget < max_tokens:
-        return max_tokens, thinking
-    if max_tokens <= MIN_THINKING_BUDGET:
-        return max_tokens, None
-    thinking["budget_tokens"] = max(max_tokens // 2, MIN_THINKING_BUDGET)
-    return max_tokens, thinking
-
-
 def build_body(model: str, request: ChatRequest, *,
                stream: bool) -> tuple[dict[str, Any], AnswerTool | None]:
     """The request body and the answer tool (``json_schema`` only). ``request.extra`` is merged
     last and wins. ``seed`` has no Anthropic equivalent and is not sent."""
+    if request.n is not None:
+        raise InvalidRequestError("anthropic returns one choice per call (n > 1 asked)")
     system, messages = encode_messages(request.messages)
     thinking = thinking_config(request)
-    max_tokens, thinking = _size_budget(model, request, thinking)
+    max_tokens, thinking = size_budget(model, request, thinking)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     instructions = [system] if system else []
     if thinking is not None:
@@ -372,12 +340,15 @@ def parse_usage(data: Any) -> Usage | None:
 
 def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> ChatResponse:
     """A ``message`` object to ChatResponse: text blocks joined, tool_use blocks as calls,
-    thinking blocks as ``reasoning`` (never in ``text``); the answer tool's input as ``text``."""
+    thinking blocks as ``reasoning`` (never in ``text``; with their signatures in
+    ``provider_state``); the answer tool's input as ``text``. A refusal that left no content
+    raises ContentPolicyError; after content it is ``refusal``."""
     content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, list):
         raise ServerError("message has no content list")
     texts: list[str] = []
     thoughts: list[str] = []
+    signed: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     answer_text: str | None = None
     for block in content:
@@ -386,8 +357,10 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
         kind = block.get("type")
         if kind == "text":
             texts.append(reply_text(block.get("text")))
-        elif kind == "thinking":
-            thoughts.append(reply_text(block.get("thinking")))
+        elif kind == "thinking" or kind == "redacted_thinking":
+            if kind == "thinking":
+                thoughts.append(reply_text(block.get("thinking")))
+            signed.append(thinking_state(block))
         elif kind == "tool_use":
             raw = block.get("input")
             if raw is not None and not isinstance(raw, dict):
@@ -398,12 +371,20 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
             else:
                 calls.append(ToolCall(id=str(block.get("id") or ""),
                                       name=str(block.get("name") or ""), arguments=arguments))
+    text = "".join(texts) if answer_text is None else answer_text
+    refusal = None
+    if data.get("stop_reason") == "refusal":
+        refusal = refusal_text(data.get("stop_details"))
+        if not text and not calls:
+            raise refusal_error(refusal)
     return ChatResponse(
-        text="".join(texts) if answer_text is None else answer_text,
+        text=text,
         tool_calls=calls,
         finish_reason=finish_reason(data.get("stop_reason"), bool(calls)),
         usage=parse_usage(data.get("usage")) or Usage(),
         model=str(data.get("model") or model),
         id=data.get("id"),
         reasoning="".join(thoughts) or None,
+        refusal=refusal,
+        provider_state=provider_state(signed),
     )

@@ -80,6 +80,17 @@ def _block_error(feedback: Mapping[str, Any]) -> ContentPolicyError:
                               provider_code=reason, retryable=False)
 
 
+def filter_notice(finish: str | None) -> str | None:
+    """The refusal of an answer a filter cut short (after some content came)."""
+    return f"Gemini withheld the rest (finishReason {finish})" if finish in FILTER_FINISHES \
+        else None
+
+
+def text_state(signature: str | None) -> dict[str, Any] | None:
+    """The turn's state when its text part carried a thought signature."""
+    return None if signature is None else {"kind": "google", "text_signature": signature}
+
+
 def empty_answer_error(finish: str | None, candidate: Mapping[str, Any]) -> LlmError | None:
     """The error for an answer with no text and no calls, by finish reason (None: none)."""
     message = candidate.get("finishMessage")
@@ -94,12 +105,16 @@ def empty_answer_error(finish: str | None, candidate: Mapping[str, Any]) -> LlmE
 
 
 class _Parts:
-    """The parts of one candidate: visible text, thought text, function calls."""
+    """The parts of one candidate: visible text, thought text, function calls, and the thought
+    signatures to send back (https://ai.google.dev/gemini-api/docs/thought-signatures): a
+    function call's on the call, the one of a text part (maybe empty, at a stream's end)
+    as ``signature``."""
 
     def __init__(self, content: Any, first_index: int) -> None:
         self.text: list[str] = []
         self.thoughts: list[str] = []
         self.calls: list[ToolCall] = []
+        self.signature: str | None = None
         if content is not None and not isinstance(content, dict):
             raise ValueError(f"content is {type(content).__name__}, not an object")
         parts = _map(content).get("parts")
@@ -114,6 +129,9 @@ class _Parts:
             if text:
                 (self.thoughts if part.get("thought") is True else self.text).append(text)
             fc = part.get("functionCall")
+            signature = part.get("thoughtSignature")
+            if signature is not None and not isinstance(fc, dict):
+                self.signature = str(signature)
             if isinstance(fc, dict):
                 name = str(fc.get("name") or "")
                 args = fc.get("args")
@@ -124,7 +142,10 @@ class _Parts:
                 self.calls.append(ToolCall(id=str(fc.get("id") or call_id(index, name)),
                                            name=name,
                                            arguments=dict(args) if isinstance(args, dict)
-                                           else {}))
+                                           else {},
+                                           provider_state=None if signature is None else
+                                           {"kind": "google",
+                                            "thought_signature": str(signature)}))
 
 
 def parse_response(data: Any, model: str) -> ChatResponse:
@@ -147,6 +168,8 @@ def parse_response(data: Any, model: str) -> ChatResponse:
         if error is not None:
             raise error
     return ChatResponse(
+        refusal=filter_notice(finish),
+        provider_state=text_state(parts.signature),
         text=text,
         tool_calls=parts.calls,
         finish_reason=normalize_finish_reason(finish, bool(parts.calls)),
@@ -166,10 +189,13 @@ class StreamAssembler:
     after that the final chunk says ``content_filter``.
     """
 
-    __slots__ = ("_calls", "emitted", "finish_reason", "model", "response_id", "usage")
+    __slots__ = ("_calls", "_signature", "emitted", "finish_reason", "model", "refusal",
+                 "response_id", "usage")
 
     def __init__(self) -> None:
         self._calls: list[ToolCall] = []
+        self._signature: str | None = None
+        self.refusal = ""  # a prompt block after content came
         self.emitted = False
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -204,10 +230,14 @@ class StreamAssembler:
         candidate = _candidate(data)
         if candidate is None:
             feedback = _map(data.get("promptFeedback"))
-            if feedback.get("blockReason") and not self.emitted:
-                raise _block_error(feedback)
+            if feedback.get("blockReason"):
+                if not self.emitted:
+                    raise _block_error(feedback)
+                self.refusal = _block_error(feedback).message
             return None
         parts = _Parts(candidate.get("content"), len(self._calls))
+        if parts.signature is not None:
+            self._signature = parts.signature
         finish = candidate.get("finishReason")
         if isinstance(finish, str):
             self.finish_reason = finish
@@ -231,5 +261,8 @@ class StreamAssembler:
     def final_chunk(self) -> ChatChunk:
         """The last chunk: finish_reason, usage (None if the server sent none), the calls."""
         calls = list(self._calls)
-        return ChatChunk(finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),
-                         usage=self.usage, final_tool_calls=calls)
+        finish = normalize_finish_reason(self.finish_reason, bool(calls))
+        return ChatChunk(finish_reason="content_filter" if self.refusal else finish,
+                         usage=self.usage, final_tool_calls=calls,
+                         refusal=self.refusal or filter_notice(self.finish_reason) or "",
+                         provider_state=text_state(self._signature))

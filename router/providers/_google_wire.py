@@ -104,8 +104,18 @@ def _user_parts(message: Message) -> list[dict[str, Any]]:
 
 def _model_parts(message: Message) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = [{"text": message.text}] if message.text else []
-    parts += [{"functionCall": {"name": c.name, "args": dict(c.arguments)}}
-              for c in message.tool_calls or ()]
+    state = message.provider_state
+    if parts and state is not None and state.get("kind") == "google" \
+            and "text_signature" in state:
+        parts[0]["thoughtSignature"] = state["text_signature"]
+    for c in message.tool_calls or ():
+        part: dict[str, Any] = {"functionCall": {"name": c.name, "args": dict(c.arguments)}}
+        call_state = c.provider_state
+        # Signatures go back where they came, unchanged; another kind's state never goes.
+        if call_state is not None and call_state.get("kind") == "google" \
+                and "thought_signature" in call_state:
+            part["thoughtSignature"] = call_state["thought_signature"]
+        parts.append(part)
     return parts
 
 
@@ -288,6 +298,8 @@ def build_body(model: str, request: ChatRequest) -> dict[str, Any]:
     """The ``generateContent`` / ``streamGenerateContent`` body. ``request.extra``: the keys in
     ``_EXTRA_READ`` are read above (``safety_settings`` becomes ``safetySettings``); any other
     key is an API field merged into the body as given (``cachedContent``, ...)."""
+    if request.n is not None:  # candidateCount is not offered: see the README's table
+        raise InvalidRequestError("google targets return one choice per call (n > 1 asked)")
     system, contents = encode_contents(request.messages,
                                        sign_calls=is_gemini3_or_later(model))
     if not contents:

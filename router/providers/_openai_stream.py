@@ -5,16 +5,16 @@ reply helpers are ``_openai_wire``'s.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from router.providers._openai_choices import ChoiceStates, add_call_delta, assembled_calls
 from router.providers._openai_wire import (
     first_choice,
     normalize_finish_reason,
-    parse_arguments,
     parse_usage,
     reasoning_text,
+    refusal_error,
 )
 from router.providers.base import reply_text
 from router.types import ChatChunk, ToolCall, ToolCallDelta, Usage
@@ -22,20 +22,25 @@ from router.types import ChatChunk, ToolCall, ToolCallDelta, Usage
 __all__ = ["StreamAssembler"]
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 class StreamAssembler:
-    """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk."""
+    """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk.
 
-    __slots__ = ("_calls", "finish_reason", "model", "usage")
+    ``delta.refusal`` pieces are held back until something else has been sent: a stream that
+    is nothing but a refusal is a ContentPolicyError before its first chunk (so the route's
+    content_policy action applies); after content they pass as ``ChatChunk.refusal``. With
+    ``n`` > 1 the choices are assembled apart (``_openai_choices``).
+    """
+
+    __slots__ = ("_calls", "_choices", "_emitted", "_held", "finish_reason", "model", "usage")
 
     #: ``[DONE]`` ends the reading (the template stops at it); nothing else does.
     finished = False
 
-    def __init__(self) -> None:
+    def __init__(self, n: int | None = None) -> None:
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
+        self._choices = ChoiceStates(n) if n is not None else None
+        self._emitted = False  # a chunk went out
+        self._held: list[str] = []  # refusal pieces not sent yet
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
@@ -52,6 +57,8 @@ class StreamAssembler:
             if usage is not None:
                 self.usage = usage
         choices = get("choices")
+        if self._choices is not None:
+            return self._choices.feed(choices)
         choice: Mapping[str, Any]
         if type(choices) is list and choices and type(choices[0]) is dict:
             choice = choices[0]  # the common shape, checked as first_choice checks it
@@ -78,47 +85,60 @@ class StreamAssembler:
             deltas.append(self._add({"index": 0, "function": fc}))
         text = delta.get("content")
         if type(text) is not str or not text:
-            text = reply_text(text) or reply_text(delta.get("refusal"))
+            text = reply_text(text)
         reasoning = reasoning_text(delta) or ""
-        if not (text or deltas or reasoning):
+        refusal = delta.get("refusal")
+        if refusal or self._held:  # (a refusal-free stream never comes here)
+            refusal = self._refusal(reply_text(refusal), bool(text or deltas or reasoning))
+        else:
+            refusal = ""
+        if not (text or deltas or reasoning or refusal):
             return None
-        return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=reasoning)
+        self._emitted = True
+        return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=reasoning,
+                         refusal=refusal)
+
+    def _refusal(self, piece: str, with_content: bool) -> str:
+        """The refusal text to send now: held pieces and ``piece`` once something else goes
+        out (or went out), else nothing (``piece`` is held)."""
+        held = self._held
+        if piece:
+            held.append(piece)
+        if not (with_content or self._emitted) or not held:
+            return ""
+        out = "".join(held)
+        held.clear()
+        return out
 
     def _add(self, d: Mapping[str, Any]) -> ToolCallDelta:
-        index = _int(d.get("index"))
-        raw_fn = d.get("function")
-        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
-        call = self._calls.setdefault(index, [None, None, []])
-        if d.get("id"):
-            call[0] = d["id"]
-        if fn.get("name"):
-            call[1] = fn["name"]
-        args = fn.get("arguments") or ""
-        if isinstance(args, dict):  # a whole object in one delta (some compatible servers)
-            args = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
-        elif not isinstance(args, str):
-            raise ValueError(f"tool-call arguments are {type(args).__name__}, not a string")
-        if args:
-            call[2].append(args)
-        return ToolCallDelta(index=index, id=d.get("id"), name=fn.get("name"), arguments=args)
+        return add_call_delta(d, self._calls)
 
     def tool_calls(self) -> list[ToolCall]:
         """The streamed calls in index order, arguments joined and parsed."""
-        return [
-            ToolCall(id=str(cid or ""), name=str(name or ""),
-                     arguments=parse_arguments("".join(fragments)))
-            for _, (cid, name, fragments) in sorted(self._calls.items())
-        ]
+        return assembled_calls(self._calls)
 
     @property
     def complete(self) -> bool:
-        """A choice carried ``finish_reason``: the answer is whole."""
+        """A choice carried ``finish_reason`` (with n > 1: every choice did)."""
+        if self._choices is not None:
+            return self._choices.complete
         return self.finish_reason is not None
 
     def final_chunks(self) -> list[ChatChunk]:
         return [self.final_chunk()]
 
     def final_chunk(self) -> ChatChunk:
+        """The last chunk; a stream that sent nothing but a refusal raises ContentPolicyError."""
+        if self._held and not self._emitted:
+            raise refusal_error("".join(self._held))
+        if self._choices is not None:
+            choices = self._choices.choices()
+            first = choices[0] if choices else None
+            return ChatChunk(
+                finish_reason=first.finish_reason if first is not None else "stop",
+                usage=self.usage,
+                final_tool_calls=first.tool_calls if first is not None else [],
+                final_choices=choices)
         calls = self.tool_calls()
         return ChatChunk(
             finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),

@@ -13,11 +13,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from router.errors import ErrorClass, LlmError, QuotaExhaustedError, ServerError
+from router.errors import (
+    ContentPolicyError,
+    ErrorClass,
+    LlmError,
+    QuotaExhaustedError,
+    ServerError,
+)
 from router.providers.base import ErrorBody, classify_status, make_status_error, reply_text
 from router.types import (
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishReason,
     ImagePart,
     Message,
@@ -165,6 +172,8 @@ def build_body(
         body["user"] = r.user
     if r.reasoning_effort is not None:
         body["reasoning_effort"] = r.reasoning_effort
+    if r.n is not None:
+        body["n"] = r.n
     if r.tools:
         body["tools"] = [encode_tool(t) for t in r.tools]
         if r.parallel_tool_calls is not None:
@@ -297,11 +306,13 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
     calls = _calls(message) if has_calls else []
     content = message.get("content")
     if type(content) is not str or not content:
-        content = reply_text(content) or reply_text(message.get("refusal"))
+        content = reply_text(content)
+    # Structured-output refusals come as message.refusal with null content: never text.
+    refusal = message.get("refusal")
     reason = choice.get("finish_reason")
     finish = _FINISH_REASONS.get(reason) if type(reason) is str else None
     rid = data.get("id")
-    return ChatResponse(
+    response = ChatResponse(
         text=content,
         tool_calls=calls,
         finish_reason=finish or normalize_finish_reason(reason, bool(calls)),
@@ -309,7 +320,35 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
         model=str(data.get("model") or model),
         id=rid if type(rid) is str else None,
         reasoning=reasoning_text(message),
+        refusal=reply_text(refusal) or None if refusal is not None else None,
     )
+    if type(choices) is list and len(choices) > 1:
+        response.choices = sorted((_choice(c) for c in choices), key=lambda c: c.index)
+    if response.refusal is not None and not content and not calls and not any(
+            c.text or c.tool_calls for c in response.choices):
+        raise refusal_error(response.refusal)
+    return response
+
+
+def refusal_error(refusal: str) -> ContentPolicyError:
+    """A refusal with no content: the route's content_policy action decides what follows."""
+    return ContentPolicyError(f"the model refused: {refusal}", provider_message=refusal,
+                              provider_code="refusal", retryable=False)
+
+
+def _choice(choice: Any) -> Choice:
+    """One choice of an n > 1 completion."""
+    if not isinstance(choice, dict):
+        raise ValueError(f"choice is {type(choice).__name__}, not an object")
+    message = choice.get("message") or {}
+    if not isinstance(message, dict):
+        raise ValueError(f"message is {type(message).__name__}, not an object")
+    calls = _calls(message)
+    index = choice.get("index")
+    return Choice(index=index if type(index) is int else 0,
+                  text=reply_text(message.get("content")), tool_calls=calls,
+                  finish_reason=normalize_finish_reason(choice.get("finish_reason"), bool(calls)),
+                  refusal=reply_text(message.get("refusal")) or None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
             return HttpCall(self.url(model), self.body(model, request, stream=True),
-                            self._stream_headers, model, _FilteredStream())
+                            self._stream_headers, model, _FilteredStream(request.n))
         return HttpCall(self.url(model), self.body(model, request, stream=False),
                         self._headers, model)
 

@@ -108,6 +108,8 @@ def _keep_alive(config: ProviderConfig) -> str | None:
 def build_body(model: str, request: ChatRequest, *, stream: bool,
                keep_alive: str | None = None) -> dict[str, Any]:
     """The ``/api/chat`` request body; ``request.extra`` is merged last and wins."""
+    if request.n is not None:  # /api/chat answers once per call
+        raise InvalidRequestError("ollama returns one choice per call (n > 1 asked)")
     body: dict[str, Any] = {"model": model, "messages": encode_messages(request.messages),
                             "stream": stream}
     # Ollama has no tool_choice: "none" is honoured by not offering the tools.

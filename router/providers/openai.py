@@ -93,7 +93,7 @@ class OpenAIProvider(HttpProvider):
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
             return HttpCall(self._url, self.body(model, request, stream=True),
-                            self._stream_headers, model, StreamAssembler())
+                            self._stream_headers, model, StreamAssembler(request.n))
         return HttpCall(self._url, self.body(model, request, stream=False), self._headers,
                         model)
 
