@@ -4,6 +4,7 @@ and the memory store (the shared stores have their own tests and a multi-process
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,8 +13,9 @@ import pytest
 
 from router import Router
 from router.errors import ErrorClass, RouteFailed
-from router.policy.budget import budget_key, window_bounds
-from router.state import MemoryStore
+from router.plan.routes import BudgetSpec
+from router.policy.budget import budget_key, describe_refusal, window_bounds
+from router.state import BudgetKey, MemoryStore, Refusal
 from tests.servers.openai import OpenAIServer, Reply, completion, text_events, usage
 
 # 1,000 bytes of prompt: the hold's bound is >= 1,000 tokens, as the server's usage reports
@@ -93,6 +95,44 @@ async def test_when_every_target_is_over_budget_the_error_is_budget_exceeded(
     assert info.value.error_class is ErrorClass.BUDGET_EXCEEDED
     assert [a.reason for a in info.value.attempts] == ["budget", "budget"]
     assert server.request_count == 0
+
+
+async def test_a_refused_hold_says_what_is_spent_held_and_what_this_call_would_reserve(
+        server: OpenAIServer) -> None:
+    now = 1764086400.0  # 2025-11-25T16:00:00Z, a fixed clock: one hourly window throughout
+    store = MemoryStore(clock=lambda: now)
+    d = doc(url(server), budgets=[{"scope": "alias:solo", "usd": 5, "per": "hour"}])
+    d["providers"]["a"]["models"]["m"] = {"price": {"input": 150, "output": 150}}
+    async with Router.from_dict(d, store=store, clock=lambda: now) as router:
+        key = budget_key(router.plan.budgets[0], now)
+        await store.add_spend(key, 4_910_000)
+        assert await store.reserve("another-call", [key], 50_000, 600) is None
+        with pytest.raises(RouteFailed) as info:
+            await router.chat("solo", MSG, max_tokens=1000)
+    assert info.value.error_class is ErrorClass.BUDGET_EXCEEDED
+    detail = info.value.attempts[0].detail or ""
+    m = re.fullmatch(r"budget alias:solo \$5\.00/hour: spent \$4\.91, held \$0\.05, this call "
+                     r"would reserve \$(0\.\d\d) \(\$(0\.\d\d) over\)", detail)
+    assert m, detail
+    wanted, over = float(m[1]), float(m[2])
+    assert 0.3 <= wanted < 0.4 and over == pytest.approx(4.91 + 0.05 + wanted - 5, abs=0.011)
+    assert detail in str(info.value)  # the call's error says it too, not only the record
+    assert server.request_count == 0
+
+
+@pytest.mark.parametrize(("refusal", "spec", "text"), [
+    (Refusal("k", 1_000, 0, 0, 1_100), BudgetSpec("target:a:m", 0.001),
+     "budget target:a:m $0.001 total: spent $0.00, held $0.00, this call would reserve "
+     "$0.0011 ($0.0001 over)"),
+    (Refusal("k", 50_000_000, 49_990_000, 12_345, 250_000),
+     BudgetSpec("tag:team=search", 50, "day"),
+     "budget tag:team=search $50.00/day: spent $49.99, held $0.012345, this call would "
+     "reserve $0.25 ($0.25 over)"),
+])
+def test_a_refusal_shows_cents_and_small_amounts_exactly(refusal: Refusal, spec: BudgetSpec,
+                                                          text: str) -> None:
+    key = BudgetKey("k", refusal.cap_micro, None)
+    assert describe_refusal(refusal, [spec], [key]) == text
 
 
 async def test_spend_accumulates_until_the_cap_refuses(server: OpenAIServer) -> None:

@@ -92,6 +92,34 @@ def test_breaker_open_and_budget_are_skips(plan: Plan) -> None:
                         ("try", "local:llama3.2", "ok")]
 
 
+def test_a_store_that_is_down_is_a_skip_and_names_the_class_the_call_would_raise(
+        plan: Plan) -> None:
+    r = dry_run(plan, "strict", None, simulate={"openai": "store_unavailable",
+                                                "local": "budget"})
+    assert story(r) == [("skip", "openai:gpt-4o-mini", "store_unavailable"),
+                        ("skip", "local:llama3.2", "budget")]
+    assert r.failure == "store_unavailable (exhausted)"
+    assert "skipped: store_unavailable (state store unavailable (simulated))" in str(r)
+
+
+def test_every_target_over_budget_fails_budget_exceeded_not_no_route(plan: Plan) -> None:
+    r = dry_run(plan, "strict", None, simulate={"openai": "budget", "local": "budget"})
+    assert r.failure == "budget_exceeded (exhausted)"
+
+
+def test_a_provider_without_its_key_is_skipped_naming_the_variable() -> None:
+    result = validate_dict(DOC, env={"OPENAI_API_KEY": "sk-dry-DISTINCT-123"})
+    assert result.plan is not None and not result.errors
+    r = dry_run(result.plan, "fast", None, simulate={"openai": "server"})
+    assert [s[2] for s in story(r)] == ["server", None, "server", "missing_key", "ok"]
+    skip = r.events[3]
+    assert (skip.target, skip.detail) == ("anthropic:claude-haiku-4-5", "provider 'anthropic' "
+                                          "needs ANTHROPIC_API_KEY, which is not set in the "
+                                          "environment")
+    assert r.answered_by == "local:llama3.2"
+    assert "sk-dry-DISTINCT-123" not in str(r) + r.to_json()
+
+
 def test_capability_skips_follow_the_request(plan: Plan) -> None:
     r = dry_run(plan, "fast", None, simulate={"openai": "server", "anthropic": "server"},
                 params={"need_images": True})

@@ -306,6 +306,30 @@ def test_secrets_never_in_reprs(run: Run) -> None:
                  *(repr(p) for p in plan.providers.values()))
 
 
+async def test_a_missing_key_is_named_never_valued_in_records_errors_and_logs(
+        upstream: int, events: Events) -> None:
+    doc = routes(upstream)
+    doc["providers"]["oa_nokey"] = {**doc["providers"]["oa_auth"], "api_key": "${RT_UNSET_KEY}"}
+    doc["models"]["keyless"] = ["oa_nokey:gpt-4o-mini", "oa_auth:gpt-4o-mini"]
+    doc["models"]["only_keyless"] = ["oa_nokey:gpt-4o-mini"]
+    async with Router.from_dict(doc, env=ENV) as router:
+        failures = []
+        for model in ("keyless", "only_keyless"):
+            with pytest.raises(RouteFailed) as info:
+                await router.chat(model, PROMPT)
+            failures.append(info.value)
+    skip = failures[0].attempts[0]
+    assert (skip.reason, skip.detail) == ("missing_key", "provider 'oa_nokey' needs "
+                                          "RT_UNSET_KEY, which is not set in the environment")
+    assert failures[1].error_class is ErrorClass.AUTH
+    assert all("RT_UNSET_KEY" in str(f) for f in failures)
+    skipped = [e for e in events if e["event"] == "target_skipped"]
+    assert [e["reason"] for e in skipped] == ["missing_key", "missing_key"]
+    assert_clean(*(str(f) + repr(f) + repr(f.last_error) for f in failures),
+                 *(str(a.as_dict()) + repr(a) for f in failures for a in f.attempts),
+                 *(repr(e) + json.dumps(e, default=str) for e in events))
+
+
 # -- short keys and errors: rules -----------------------------------------------------------------
 
 
