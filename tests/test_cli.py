@@ -45,14 +45,20 @@ def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "router: internal error:" not in result.stderr, result.stderr
 
 
-async def run_cli_async(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+async def run_cli_async(*args: str, env: dict[str, str], cwd: Path = ROOT,
+                        stdin: str | None = None, merged: bool = False
+                        ) -> subprocess.CompletedProcess[str]:
     """``router ARGS`` as a subprocess while this loop goes on (serving a loopback upstream);
-    its output never holds a traceback."""
+    its output never holds a traceback. ``stdin`` is its standard input (else none: an empty
+    pipe); ``merged`` sends stderr into stdout, in the order the command wrote them."""
     proc = await asyncio.create_subprocess_exec(
-        *cli_command(*args), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *cli_command(*args), cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merged else asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        out, err = await asyncio.wait_for(
+            proc.communicate(None if stdin is None else stdin.encode()), 60)
     except TimeoutError:
         proc.kill()  # our own child: never leave it running after a failed test
         await proc.wait()
@@ -60,16 +66,18 @@ async def run_cli_async(*args: str, env: dict[str, str]) -> subprocess.Completed
     assert proc.returncode is not None
     result = subprocess.CompletedProcess(list(args), proc.returncode,
                                          out.decode("utf-8", "replace"),
-                                         err.decode("utf-8", "replace"))
+                                         (err or b"").decode("utf-8", "replace"))
     assert_no_traceback(result)
     return result
 
 
-def run_cli(*args: str, cwd: Path = FILES, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path = FILES, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``router ARGS`` with ``stdin`` as its standard input (else an empty one)."""
     result = subprocess.run(cli_command(*args), cwd=cwd, env=env or cli_env(),
                             capture_output=True, text=True, encoding="utf-8",
-                            errors="replace", timeout=60, check=False)
+                            errors="replace", timeout=60, check=False, input=stdin,
+                            stdin=subprocess.DEVNULL if stdin is None else None)
     assert_no_traceback(result)
     return result
 

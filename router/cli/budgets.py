@@ -4,10 +4,12 @@ read from the route file's state store."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from router.plan.routes import BudgetSpec, Plan
+from router.plan.routes import BudgetSpec, Plan, StateSpec
 from router.policy.budget import budget_key
 
 
@@ -57,3 +59,27 @@ def render(rows: list[dict[str, Any]], fmt: str, store_kind: str) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in table]
     return "\n".join([f"store: {store_kind}", *lines])
+
+
+def store_unavailable(state: StateSpec, error: Exception) -> str:
+    """One line naming the state store and why it cannot be used (never its URL, which may
+    hold a password: the store's error names host, port and database only)."""
+    cause = (getattr(error, "message", None) or str(error)).rstrip(".")
+    if state.kind == "sqlite" and state.path:
+        cause += _sqlite_reason(Path(state.path))
+    return f"state store unavailable: {cause}"
+
+
+def _sqlite_reason(path: Path) -> str:
+    """What is wrong with an SQLite file's directory, where sqlite only says "unable to open"."""
+    parent = path.parent
+    for p in (parent, *parent.parents):
+        if p.exists() and not p.is_dir():
+            return f" ({p} is a file, not a directory)"
+    if not parent.exists():
+        return f" (the directory {parent} does not exist)"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f" (the directory {parent} is not writable)"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f" ({path} is not writable)"
+    return ""

@@ -1,4 +1,5 @@
-"""The ``router`` command: validate | dry-run | budgets | schema | providers | chat | demo.
+"""The ``router`` command: validate | dry-run | budgets | routes | schema | providers | chat |
+demo.
 
 Exit codes: 0 success, 1 problems found (or a failed call), 2 usage error. Never a traceback:
 every failure is one clear line on stderr.
@@ -12,18 +13,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from router.version import __version__
-
-DEFAULT_FILE = "routes.yaml"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+from router.cli.chat_input import DEFAULT_FILE, UsageError, parse_tags
+from router.cli.parser import Commands, build_parser, parse
 
 
 def _default_file(value: str | None) -> Path:
@@ -49,7 +42,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return exit_code(diags, args.strict)
 
 
-def _load_plan(path: Path) -> Any:
+def _load_result(path: Path) -> Any:
+    """The validation result of a route file that compiles (else its errors, exit 1)."""
     from router.config.report import format_diagnostics
     from router.config.validate import validate_file
 
@@ -57,12 +51,18 @@ def _load_plan(path: Path) -> Any:
     if result.errors or result.plan is None:
         print(format_diagnostics(result.errors, "text"), file=sys.stderr)
         raise SystemExit(1)
-    return result.plan
+    return result
+
+
+def _load_plan(path: Path) -> Any:
+    return _load_result(path).plan
 
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
+    from router.cli.budgets import store_unavailable
     from router.engine.dryrun import dry_run
     from router.errors import InvalidRequestError
+    from router.state import StoreError
 
     plan = _load_plan(_default_file(args.file))
     simulate: dict[str, list[str]] = {}
@@ -85,10 +85,13 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     if args.prompt_tokens is not None and args.prompt_tokens < 0:
         print("router dry-run: --prompt-tokens cannot be negative", file=sys.stderr)
         return 2
-    tags = _tags(args.tag)
-    gate, usage, now = None, None, time.time()
+    tags = parse_tags(args.tag)
+    gate, usage, now, store_error = None, None, time.time(), None
     if not args.no_state:
-        gate, usage = asyncio.run(_budget_snapshot(plan, args.model, tags, now))
+        try:
+            gate, usage = asyncio.run(_budget_snapshot(plan, args.model, tags, now))
+        except StoreError as e:  # show the decision anyway, budgets unchecked (README)
+            store_error = store_unavailable(plan.state, e)
     try:
         report = dry_run(plan, args.model, [{"role": "user", "content": content}],
                          simulate=simulate, params=params, prompt_tokens=args.prompt_tokens,
@@ -96,8 +99,27 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     except InvalidRequestError as e:  # a bad --simulate: a usage error, like a bad flag
         print(f"router dry-run: {e.message}", file=sys.stderr)
         return 2
-    print(report.to_json() if args.format == "json" else str(report))
-    return 0 if report.answered_by else 1
+    if store_error is None:
+        print(report.to_json() if args.format == "json" else str(report))
+        return 0 if report.answered_by else 1
+    return _unchecked_report(report, store_error, args.format)
+
+
+def _unchecked_report(report: Any, store_error: str, fmt: str) -> int:
+    """A dry-run whose budgets could not be read: the decision as if they had room, one line
+    on stderr saying so, exit 1 (--no-state is the way to ask for this on purpose)."""
+    import json
+
+    if fmt == "json":
+        out = report.as_dict()
+        out["budgets_checked"] = False
+        out["state_error"] = store_error
+        print(json.dumps(out, indent=2))
+    else:
+        print(str(report))
+    print(f"router dry-run: budgets not checked: {store_error} (--no-state skips the store)",
+          file=sys.stderr)
+    return 1
 
 
 async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
@@ -119,23 +141,25 @@ async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
-    from router.cli.budgets import read_budgets, render
+    from router.cli.budgets import read_budgets, render, store_unavailable
+    from router.state import StoreError
 
     plan = _load_plan(_default_file(args.file))
-    rows = asyncio.run(read_budgets(plan))
+    try:
+        rows = asyncio.run(read_budgets(plan))
+    except StoreError as e:
+        print(f"router budgets: {store_unavailable(plan.state, e)}", file=sys.stderr)
+        return 1
     print(render(rows, args.format, plan.state.kind))
     return 0
 
 
-def _tags(items: list[str] | None) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"router: --tag takes KEY=VALUE, got {item!r}", file=sys.stderr)
-            raise SystemExit(2)
-        tags[key] = value
-    return tags
+def cmd_routes(args: argparse.Namespace) -> int:
+    from router.cli.routes import describe, render
+
+    result = _load_result(_default_file(args.file))
+    print(render(describe(result), args.format))
+    return 0
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
@@ -176,11 +200,12 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from router.cli.chat import run_chat
-    from router.obs import log
+    from router.cli.chat_input import find_source, read_prompt, split_words
 
-    if args.verbose:
-        log.configure_output(args.log_format)
-    return asyncio.run(run_chat(_default_file(args.file), args))
+    file, prompt = split_words(args.words)
+    args.prompt = read_prompt(prompt)
+    args.tags = parse_tags(args.tag)
+    return asyncio.run(run_chat(find_source(file), args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -189,74 +214,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(fast=args.fast))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="router", description="Route LLM calls across providers from one YAML file.")
-    p.add_argument("--version", action="version", version=f"router {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    v = sub.add_parser("validate", help="check route files; exit 1 on errors")
-    v.add_argument("files", nargs="*", help=f"route files (default ./{DEFAULT_FILE})")
-    v.add_argument("--format", choices=["text", "json", "github"], default="text")
-    v.add_argument("--strict", action="store_true", help="warnings fail too")
-    v.set_defaults(func=cmd_validate)
-
-    d = sub.add_parser("dry-run", help="show what the router would do for one call")
-    d.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")
-    d.add_argument("--model", "-m", required=True, help="alias, provider:model or model name")
-    d.add_argument("--simulate", action="append", metavar="TARGET=OUTCOME",
-                   help="e.g. openai:gpt-4o-mini=rate_limit@2s,ok (repeatable)")
-    d.add_argument("--tools", action="store_true", help="the request carries tools")
-    d.add_argument("--images", action="store_true", help="the request carries images")
-    d.add_argument("--json-mode", action="store_true", help="the request asks for JSON output")
-    d.add_argument("--stream", action="store_true", help="the request streams")
-    d.add_argument("--prompt-tokens", type=int, help="prompt size in tokens")
-    d.add_argument("--max-tokens", type=int, help="output limit in tokens")
-    d.add_argument("--tag", action="append", metavar="KEY=VALUE",
-                   help="a caller tag, for tag:KEY=VALUE budgets (repeatable)")
-    d.add_argument("--no-state", action="store_true",
-                   help="do not read budgets from the state store")
-    d.add_argument("--format", choices=["text", "json"], default="text")
-    d.set_defaults(func=cmd_dry_run)
-
-    b = sub.add_parser("budgets", help="show each budget's spend, holds and what is left")
-    b.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")
-    b.add_argument("--format", choices=["text", "json"], default="text")
-    b.set_defaults(func=cmd_budgets)
-
-    s = sub.add_parser("schema", help="print the route file's JSON Schema (plugin kinds "
-                                      "included)")
-    s.set_defaults(func=cmd_schema)
-
-    pk = sub.add_parser("providers", help="list provider kinds, built-in and from plugins")
-    pk.add_argument("--format", choices=["text", "json"], default="text")
-    pk.set_defaults(func=cmd_providers)
-
-    c = sub.add_parser("chat", help="send one prompt and stream the answer")
-    c.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")
-    c.add_argument("prompt", help="the user message")
-    c.add_argument("--model", "-m", required=True)
-    c.add_argument("--system", help="a system message")
-    c.add_argument("--max-tokens", type=int)
-    c.add_argument("--temperature", type=float)
-    c.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
-    c.add_argument("-v", "--verbose", action="store_true", help="print every attempt")
-    c.add_argument("--log-format", choices=["console", "json"], default="console")
-    c.set_defaults(func=cmd_chat)
-
-    m = sub.add_parser("demo", help="a live demo on fake providers: no keys, no network")
-    m.add_argument("--fast", action="store_true", help="no pauses")
-    m.set_defaults(func=cmd_demo)
-    return p
+def _commands() -> Commands:
+    return build_parser({
+        "validate": cmd_validate, "dry-run": cmd_dry_run, "budgets": cmd_budgets,
+        "routes": cmd_routes, "schema": cmd_schema, "providers": cmd_providers,
+        "chat": cmd_chat, "demo": cmd_demo})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``router`` console script."""
     from router.errors import ConfigError, LlmError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(_commands(), list(sys.argv[1:] if argv is None else argv))
     try:
         code: int = args.func(args)
+    except UsageError as e:
+        print(f"router {args.command}: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"router: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,112 @@
+"""What ``router chat`` was asked: its route file and prompt, from positionals in any order,
+standard input and the environment.
+
+A positional that names an existing file, or ends in ``.yaml``/``.yml`` (and holds no space), is
+the route file, never the prompt. Without one, routes come from ``$ROUTER_CONFIG``, then
+``./routes.yaml``, then the environment (as ``Router()`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+DEFAULT_FILE = "routes.yaml"
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class UsageError(Exception):
+    """A command line that cannot be understood (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the routes come from: a route file, or the environment (``path`` None)."""
+
+    path: Path | None
+    how: str  # "argument", "ROUTER_CONFIG", "./routes.yaml" or "environment"
+
+    def describe(self) -> str:
+        """A short phrase for ``-v``: which routes were used and why."""
+        if self.path is None:
+            return "the environment (no FILE, no $ROUTER_CONFIG, no ./routes.yaml)"
+        if self.how == "ROUTER_CONFIG":
+            return f"{self.path} (from $ROUTER_CONFIG)"
+        if self.how == "argument":
+            return str(self.path)
+        return f"./{DEFAULT_FILE} (no FILE given)"
+
+
+def looks_like_file(word: str) -> bool:
+    """Whether a positional is a route file rather than a prompt."""
+    if word == "-" or "\n" in word:
+        return False
+    if word.lower().endswith(_YAML_SUFFIXES) and not any(c.isspace() for c in word):
+        return True
+    try:
+        return Path(word).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with NUL
+        return False
+
+
+def split_words(words: Sequence[str]) -> tuple[str | None, str | None]:
+    """(FILE, PROMPT) from chat's positionals, whatever their order; either may be None."""
+    files = [w for w in words if looks_like_file(w)]
+    prompts = [w for w in words if not looks_like_file(w)]
+    if len(files) > 1:
+        raise UsageError(f"two route files given ({files[0]}, {files[1]}): pass one FILE "
+                         "and one PROMPT")
+    if len(prompts) > 1:
+        raise UsageError(f"more than one prompt given ({len(prompts)} words): quote the "
+                         'prompt, e.g. router chat -m MODEL "a prompt with spaces"')
+    return (files[0] if files else None), (prompts[0] if prompts else None)
+
+
+def read_prompt(prompt: str | None, stdin: TextIO | None = None) -> str:
+    """The prompt: the argument, or standard input for ``-`` or when no prompt was given and
+    standard input is not a terminal."""
+    stdin = sys.stdin if stdin is None else stdin
+    if prompt is not None and prompt != "-":
+        return prompt
+    if prompt is None and (stdin is None or stdin.isatty()):
+        raise UsageError('no prompt: give one (router chat -m MODEL "hello"), or pipe it in '
+                         "(echo hello | router chat -m MODEL)")
+    if stdin is None:
+        raise UsageError("the prompt '-' reads standard input, which is closed")
+    text = stdin.read().rstrip()
+    if not text:
+        raise UsageError("the prompt read from standard input is empty")
+    return text
+
+
+def find_source(file: str | None, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> Source:
+    """The routes to use: FILE, else $ROUTER_CONFIG, else ./routes.yaml, else the environment."""
+    env = os.environ if env is None else env
+    if file is not None:
+        return Source(Path(file), "argument")
+    if env.get("ROUTER_CONFIG"):
+        return Source(Path(env["ROUTER_CONFIG"]), "ROUTER_CONFIG")
+    local = (cwd or Path.cwd()) / DEFAULT_FILE
+    if local.is_file():
+        return Source(Path(DEFAULT_FILE), "./routes.yaml")
+    return Source(None, "environment")
+
+
+def parse_tags(items: Sequence[str] | None) -> dict[str, str]:
+    """``--tag KEY=VALUE`` options as a dict (a malformed one is a usage error)."""
+    tags: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag takes KEY=VALUE, got {item!r}")
+        tags[key] = value
+    return tags
+
+
+__all__ = ["DEFAULT_FILE", "Source", "UsageError", "find_source", "looks_like_file",
+           "parse_tags", "read_prompt", "split_words"]
