@@ -7,6 +7,11 @@ bodies and SSE bytes (named events), scripted per request.
         server.requests[0].json["max_tokens"]
         server.open_connections                  # sockets open right now
 
+With ``AnthropicServer(signed=True)`` it also holds thinking blocks to what it served: each
+thinking block a request sends back must carry a signature this server issued, with its thinking
+text unchanged, and each redacted_thinking block data it issued (else a 400, as the API answers
+a modified block); ``server.returned`` lists the blocks that came back.
+
 Like the real API, the server checks every request it gets (``validate_request``: alternating
 roles, no system role, tool_result after tool_use, image sources, max_tokens, known fields...)
 and answers an invalid one with a 400 ``invalid_request_error`` naming the problems, before any
@@ -78,11 +83,14 @@ MODEL = "claude-haiku-4-5-20251001"
 class AnthropicServer(ScriptedServer):
     """The scripted server; an async context manager (see the module docstring)."""
 
-    def __init__(self, *, seed: int = 0, validate: bool = True) -> None:
+    def __init__(self, *, seed: int = 0, validate: bool = True, signed: bool = False) -> None:
         super().__init__(seed=seed)
         self.problems: list[list[str]] = []  # per rejected request
         self.default = json_reply(message([text_block("Hello!")]))
         self.validate = validate
+        self.signed = signed
+        self.issued: dict[str, str] = {}  # signature (or redacted data) -> thinking text
+        self.returned: list[dict[str, Any]] = []  # thinking blocks requests sent back
         self._ids = itertools.count(1)
 
     def reply_for(self, recorded: RecordedRequest) -> Reply:
@@ -90,13 +98,55 @@ class AnthropicServer(ScriptedServer):
             problems = validate_headers(recorded.headers)
             try:
                 problems += validate_request(recorded.json)
+                if self.signed:
+                    problems += self._check_signatures(recorded.json)
             except ValueError:
                 problems.append("body is not JSON")
             if problems:
                 self.problems.append(problems)
                 return json_reply(error_body("invalid_request_error", "; ".join(problems)),
                                   status=400)
-        return self.next_reply(recorded)
+        reply = self.next_reply(recorded)
+        if self.signed:
+            self._issue(reply)
+        return reply
+
+    def _issue(self, reply: Reply) -> None:
+        """Remember the thinking blocks a reply hands out (whole or streamed)."""
+        blocks = list(reply.json.get("content") or ()) if isinstance(reply.json, dict) else []
+        thinking: dict[int, list[str]] = {}
+        for event in reply.events or ():
+            if not isinstance(event, dict):
+                continue
+            block, delta = event.get("content_block") or {}, event.get("delta") or {}
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                blocks.append(block)
+                thinking[event["index"]] = [block.get("thinking") or ""]
+            elif delta.get("type") == "thinking_delta":
+                thinking[event["index"]].append(delta["thinking"])
+            elif delta.get("type") == "signature_delta":
+                self.issued[delta["signature"]] = "".join(thinking[event["index"]])
+        for b in blocks:
+            if b.get("type") == "thinking" and b.get("signature"):
+                self.issued[b["signature"]] = b.get("thinking") or ""
+            elif b.get("type") == "redacted_thinking":
+                self.issued[b["data"]] = ""
+
+    def _check_signatures(self, body: Any) -> list[str]:
+        problems = []
+        for i, m in enumerate(body.get("messages") or ()):
+            content = m.get("content") if isinstance(m, dict) else None
+            for j, b in enumerate(content if isinstance(content, list) else ()):
+                kind = b.get("type") if isinstance(b, dict) else None
+                if kind not in ("thinking", "redacted_thinking"):
+                    continue
+                self.returned.append(b)
+                key = b.get("signature") if kind == "thinking" else b.get("data")
+                if key not in self.issued or (
+                        kind == "thinking" and self.issued[key] != b.get("thinking")):
+                    problems.append(f"messages.{i}.content.{j}: Invalid `signature` in "
+                                    f"`{kind}` block")
+        return problems
 
     def reply_headers(self, reply: Reply) -> dict[str, str]:
         return {"request-id": f"req_011Test{next(self._ids):06d}",
