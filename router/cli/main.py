@@ -208,6 +208,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(run_chat(find_source(file), args))
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from router.cli.serve import cmd_serve as run_serve
+
+    return run_serve(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from router.cli.demo import run_demo
 
@@ -218,7 +224,7 @@ def _commands() -> Commands:
     return build_parser({
         "validate": cmd_validate, "dry-run": cmd_dry_run, "budgets": cmd_budgets,
         "routes": cmd_routes, "schema": cmd_schema, "providers": cmd_providers,
-        "chat": cmd_chat, "demo": cmd_demo})
+        "chat": cmd_chat, "demo": cmd_demo, "serve": cmd_serve})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

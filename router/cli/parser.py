@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from router.cli import serve
 from router.cli.chat_input import DEFAULT_FILE
 from router.version import __version__
 
@@ -105,6 +106,7 @@ def build_parser(commands: dict[str, Command]) -> Commands:
     pk = add("providers", "list provider kinds, built-in and from plugins")
     pk.add_argument("--format", choices=["text", "json"], default="text")
     _chat(add("chat", "send one prompt and stream the answer"))
+    serve.add_arguments(add("serve", "run the OpenAI- and Anthropic-compatible proxy"))
     m = add("demo", "a live demo on fake providers: no keys, no network")
     m.add_argument("--fast", action="store_true", help="no pauses")
     return Commands(p, by_name)

@@ -1,0 +1,227 @@
+"""An Anthropic Messages body as a router call: OpenAI-shaped messages (the router's input)
+and parameters. Parameter paths in errors follow Anthropic's (``messages.1.content.0.type``).
+
+- ``system`` (a string or text blocks) becomes a system message;
+- user blocks: text, image (base64 or url source) become parts; each ``tool_result`` becomes
+  a ``tool`` message (before the user's other parts, as the Messages API requires them first);
+- assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking blocks are left
+  out (their pass-through to Anthropic targets is not built yet);
+- ``stop_sequences`` -> ``stop``, ``tools`` -> functions, ``tool_choice`` (auto, any, tool,
+  none; ``disable_parallel_tool_use``), ``metadata.user_id`` -> ``user``; any other field is
+  passed to the provider as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from router.server.errors import invalid
+
+_ROLES = ("user", "assistant")
+
+
+@dataclass(slots=True)
+class MessagesCall:
+    """A Messages body, split into what the router takes and how to reply."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    stream: bool
+
+
+def _kind(block: Any, path: str) -> str:
+    if not isinstance(block, dict):
+        raise invalid(path, f"{path}: each content block must be an object")
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise invalid(f"{path}.type", f"{path}.type: Field required")
+    return kind
+
+
+def _text(block: dict[str, Any], path: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise invalid(f"{path}.text", f"{path}.text: must be a string")
+    return text
+
+
+def _image(block: dict[str, Any], path: str) -> dict[str, Any]:
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+        raise invalid(f"{path}.source", f"{path}.source: the source type must be base64 or "
+                                        "url")
+    if source["type"] == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise invalid(f"{path}.source.url", f"{path}.source.url: must be an http(s) URL")
+        return {"type": "image_url", "image_url": {"url": url}}
+    media, data = source.get("media_type"), source.get("data")
+    if not isinstance(media, str) or not isinstance(data, str) or not data:
+        raise invalid(f"{path}.source", f"{path}.source: a base64 source needs media_type "
+                                        "and data strings")
+    return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+
+
+def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise invalid(f"{path}.tool_use_id", f"{path}.tool_use_id: Field required")
+    content = block.get("content", "")
+    if isinstance(content, list):
+        texts = []
+        for k, inner in enumerate(content):
+            where = f"{path}.content.{k}"
+            if _kind(inner, where) != "text":
+                raise invalid(f"{where}.type", f"{where}.type: only text blocks are supported "
+                                               "in a tool_result by this proxy")
+            texts.append(_text(inner, where))
+        content = "\n".join(texts)
+    elif not isinstance(content, str):
+        raise invalid(f"{path}.content", f"{path}.content: must be a string or blocks")
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        where = f"{path}.{j}"
+        kind = _kind(block, where)
+        if kind == "text":
+            parts.append({"type": "text", "text": _text(block, where)})
+        elif kind == "image":
+            parts.append(_image(block, where))
+        elif kind == "tool_result":
+            results.append(_tool_result(block, where))
+        else:
+            raise invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported "
+                                           "in user messages by this proxy")
+    return results + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _assistant(content: list[Any], path: str) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        where = f"{path}.{j}"
+        kind = _kind(block, where)
+        if kind == "text":
+            texts.append(_text(block, where))
+        elif kind == "tool_use":
+            args = block.get("input", {})
+            if not isinstance(args, dict):
+                raise invalid(f"{where}.input", f"{where}.input: must be an object")
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"), "arguments": args}})
+        elif kind not in ("thinking", "redacted_thinking"):
+            raise invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported "
+                                           "in assistant messages by this proxy")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _messages(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid("messages", "messages: Field required (a non-empty array)")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(raw):
+        where = f"messages.{i}"
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            raise invalid(f"{where}.role", f"{where}.role: must be user or assistant")
+        content = m.get("content")
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+        elif not isinstance(content, list):
+            raise invalid(f"{where}.content", f"{where}.content: must be a string or blocks")
+        elif m["role"] == "user":
+            out.extend(_user(content, f"{where}.content"))
+        else:
+            out.append(_assistant(content, f"{where}.content"))
+    return out
+
+
+def _system(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [{"role": "system", "content": raw}] if raw else []
+    if not isinstance(raw, list):
+        raise invalid("system", "system: must be a string or text blocks")
+    parts = []
+    for j, block in enumerate(raw):
+        where = f"system.{j}"
+        if _kind(block, where) != "text":
+            raise invalid(f"{where}.type", f"{where}.type: system blocks must be text")
+        parts.append({"type": "text", "text": _text(block, where)})
+    return [{"role": "system", "content": parts}] if parts else []
+
+
+def _tools(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise invalid("tools", "tools: must be an array")
+    out = []
+    for k, t in enumerate(raw):
+        where = f"tools.{k}"
+        if not isinstance(t, dict):
+            raise invalid(where, f"{where}: must be an object")
+        if t.get("type", "custom") != "custom":
+            raise invalid(f"{where}.type", f"{where}.type: server tools are not supported by "
+                                           "this proxy")
+        fn: dict[str, Any] = {"name": t.get("name"),
+                              "parameters": t.get("input_schema") or {"type": "object"}}
+        if t.get("description") is not None:
+            fn["description"] = t["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(raw: Any, params: dict[str, Any]) -> None:
+    if not isinstance(raw, dict):
+        raise invalid("tool_choice", "tool_choice: must be an object")
+    kind = raw.get("type")
+    if kind == "tool":
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid("tool_choice.name", "tool_choice.name: Field required")
+        params["tool_choice"] = {"type": "function", "function": {"name": name}}
+    elif kind in ("auto", "any", "none"):
+        params["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    else:
+        raise invalid("tool_choice.type", "tool_choice.type: must be auto, any, tool or none")
+    if raw.get("disable_parallel_tool_use") is True:
+        params["parallel_tool_calls"] = False
+
+
+def parse_messages(body: dict[str, Any]) -> MessagesCall:
+    """A Messages body as a router call; 400 naming the parameter when the shape is wrong."""
+    model = body.pop("model", None)
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "model: Field required (a model name or alias of this "
+                               "proxy's route file)")
+    messages = _system(body.pop("system", None)) + _messages(body.pop("messages", None))
+    stream = body.pop("stream", False)
+    if not isinstance(stream, bool):
+        raise invalid("stream", "stream: must be a boolean")
+    params: dict[str, Any] = {}
+    if "stop_sequences" in body:
+        params["stop"] = body.pop("stop_sequences")
+    if "tools" in body:
+        params["tools"] = _tools(body.pop("tools"))
+    if "tool_choice" in body:
+        _tool_choice(body.pop("tool_choice"), params)
+    metadata = body.pop("metadata", None)
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        params["user"] = metadata["user_id"]
+    for name in ("timeout", "tags", "request_id"):
+        if name in body:
+            raise invalid(name, f"{name}: not a Messages parameter (x-router-* headers set "
+                                "the router's call options)")
+    params.update(body)  # max_tokens, temperature, top_p and fields the router passes on
+    return MessagesCall(model, messages, params, stream)
+
+
+__all__ = ["MessagesCall", "parse_messages"]

@@ -1,0 +1,124 @@
+"""Router answers in Anthropic's Messages shapes (anthropic-sdk-python's ``Message`` and
+``RawMessageStreamEvent``): the whole message, and the SSE event sequence of a stream:
+message_start, ping, per block content_block_start / content_block_delta (text_delta,
+input_json_delta) / content_block_stop, then message_delta and message_stop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from router.server.context import served_model
+from router.server.errors import ApiError, anthropic_error_body
+from router.types import ChatChunk, ChatResponse, ToolCall, Usage
+
+#: The router's finish reasons as Anthropic stop reasons.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "content_filter": "refusal"}
+
+
+def usage_body(u: Usage) -> dict[str, Any]:
+    """Anthropic counts cache reads apart from ``input_tokens``; the router's input count
+    includes them."""
+    return {"input_tokens": u.input_tokens - u.cached_tokens, "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cached_tokens, "cache_creation_input_tokens": 0}
+
+
+def _tool_use(tc: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_use", "id": tc.id, "name": tc.name, "input": tc.arguments}
+
+
+def message_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
+    """The ``message`` object of a router answer; ``model`` names the model that served."""
+    content: list[dict[str, Any]] = []
+    if resp.text or not resp.tool_calls:
+        content.append({"type": "text", "text": resp.text})
+    content += [_tool_use(tc) for tc in resp.tool_calls]
+    return {"id": f"msg_{request_id}", "type": "message", "role": "assistant",
+            "model": resp.model or served_model(resp.target), "content": content,
+            "stop_reason": STOP_REASONS.get(resp.finish_reason, "end_turn"),
+            "stop_sequence": None, "usage": usage_body(resp.usage)}
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    data = json.dumps(obj, separators=(",", ":"))
+    return f"event: {obj['type']}\ndata: {data}\n\n".encode()
+
+
+class EventEncoder:
+    """A router stream as Messages stream events. Text and each tool call are blocks in the
+    order they start; a tool call's arguments stream as ``input_json_delta``."""
+
+    def __init__(self, request_id: str, model: str) -> None:
+        self._id, self._model = f"msg_{request_id}", model
+        self._index = -1  # the open block's index (-1: none yet)
+        self._open: str | None = None  # "text" or "tool"
+        self._tools: dict[int, int] = {}  # the router's tool index -> block index
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    def start(self) -> list[bytes]:
+        message: dict[str, Any] = {
+            "id": self._id, "type": "message", "role": "assistant", "model": self._model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return [_event({"type": "message_start", "message": message}),
+                _event({"type": "ping"})]
+
+    def _close_block(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [_event({"type": "content_block_stop", "index": self._index})]
+
+    def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = self._close_block()
+        self._index += 1
+        self._open = kind
+        out.append(_event({"type": "content_block_start", "index": self._index,
+                           "content_block": block}))
+        return out
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return _event({"type": "content_block_delta", "index": index, "delta": delta})
+
+    def chunk(self, c: ChatChunk) -> list[bytes]:
+        out: list[bytes] = []
+        if c.delta:
+            if self._open != "text":
+                out += self._open_block("text", {"type": "text", "text": ""})
+            out.append(self._delta(self._index, {"type": "text_delta", "text": c.delta}))
+        for d in c.tool_calls:
+            if d.index not in self._tools:
+                out += self._open_block("tool", {"type": "tool_use", "id": d.id or "",
+                                                 "name": d.name or "", "input": {}})
+                self._tools[d.index] = self._index
+            if d.arguments:
+                out.append(self._delta(self._tools[d.index], {"type": "input_json_delta",
+                                                              "partial_json": d.arguments}))
+        if c.final_tool_calls and not self._tools:  # calls only known at the end
+            for tc in c.final_tool_calls:
+                out += self._open_block("tool", {**_tool_use(tc), "input": {}})
+                out.append(self._delta(self._index, {"type": "input_json_delta",
+                                                     "partial_json": json.dumps(tc.arguments)}))
+        if c.finish_reason is not None:
+            self._finish = c.finish_reason
+        if c.usage is not None:
+            self._usage = c.usage
+        return out
+
+    def end(self) -> list[bytes]:
+        out = self._close_block()
+        stop = STOP_REASONS.get(self._finish or "stop", "end_turn")
+        usage = usage_body(self._usage) if self._usage is not None else {"output_tokens": 0}
+        out.append(_event({"type": "message_delta",
+                           "delta": {"stop_reason": stop, "stop_sequence": None},
+                           "usage": usage}))
+        out.append(_event({"type": "message_stop"}))
+        return out
+
+    def error(self, err: ApiError) -> bytes:
+        return _event(anthropic_error_body(err))
+
+
+__all__ = ["STOP_REASONS", "EventEncoder", "message_body", "usage_body"]

@@ -1,0 +1,57 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: Anthropic's Messages API over
+the router, for Anthropic-SDK clients and coding agents (conversion in ``_anthropic_in``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.engine.request import build_request
+from router.policy.tokens import estimate_prompt_tokens
+from router.server._anthropic_in import parse_messages
+from router.server._anthropic_shapes import EventEncoder, message_body
+from router.server.context import (
+    ALIAS,
+    ID_HEADER,
+    REQUEST_ID,
+    call_headers,
+    proxy_of,
+    served_model,
+)
+from router.server.inbound import call_options, read_json
+from router.server.sse import relay
+
+#: Says that count_tokens answers from the router's estimate, not a provider's tokenizer.
+ESTIMATE_HEADER = "x-router-token-count"
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """One message, whole or streamed."""
+    proxy = proxy_of(request)
+    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes))
+    request[ALIAS] = call.model
+    rid = request[REQUEST_ID]
+    options = call_options(request.headers, rid).kwargs()
+    if call.stream:
+        chunks = proxy.router.stream(call.model, call.messages, **options, **call.params)
+        return await relay(request, chunks,
+                           lambda first: EventEncoder(rid, served_model(first.target)))
+    resp = await proxy.router.chat(call.model, call.messages, **options, **call.params)
+    return web.json_response(message_body(resp, rid),
+                             headers=call_headers(request, resp.target, len(resp.attempts)))
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """``{"input_tokens": N}`` from the router's prompt estimate (~4 characters a token plus
+    per-message and per-image figures), marked as an estimate by a header."""
+    proxy = proxy_of(request)
+    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes))
+    request[ALIAS] = call.model
+    proxy.router.plan.resolve(call.model)  # an unknown model is a 404, as for messages
+    tools = call.params.get("tools")
+    chat_request = build_request(call.messages, {"tools": tools} if tools else {})
+    return web.json_response({"input_tokens": estimate_prompt_tokens(chat_request)},
+                             headers={ESTIMATE_HEADER: "estimate",
+                                      ID_HEADER: request[REQUEST_ID]})
+
+
+__all__ = ["ESTIMATE_HEADER", "count_tokens", "messages"]

@@ -1,0 +1,79 @@
+"""What every handler reads from a request (the Proxy, the request id) and the replies they
+share: the ``x-router-*`` headers and an error in the shape of the API that was called."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from aiohttp import web
+
+from router.obs import log
+from router.server.errors import ApiError, anthropic_error_body, openai_error_body
+from router.server.proxy import Proxy
+
+PROXY = web.AppKey("proxy", Proxy)
+REQUEST_ID = web.RequestKey("request_id", str)
+#: The model the caller asked for and the target that served (for the request's log event).
+ALIAS = web.RequestKey("alias", str)
+TARGET = web.RequestKey("target", str)
+
+ID_HEADER = "x-router-request-id"
+TARGET_HEADER = "x-router-target"
+ATTEMPTS_HEADER = "x-router-attempts"
+ALIAS_HEADER = "x-router-alias"
+_NO_TARGET = "-"
+
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
+               "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def proxy_of(request: web.Request) -> Proxy:
+    return request.app[PROXY]
+
+
+def is_anthropic(request: web.Request) -> bool:
+    """Whether the request is to Anthropic's API (its errors take Anthropic's shape)."""
+    return request.path.startswith("/v1/messages")
+
+
+def call_headers(request: web.Request, target: str | None, attempts: int | None,
+                 ) -> dict[str, str]:
+    """The ``x-router-*`` headers of a call's reply: request id, requested model, serving
+    target (``-`` when none served), attempts (left out where not known yet: a stream's
+    headers go out at its first chunk, before the engine reports its attempts)."""
+    headers = {ID_HEADER: request[REQUEST_ID], TARGET_HEADER: target or _NO_TARGET}
+    alias = request.get(ALIAS)
+    if alias is not None:
+        headers[ALIAS_HEADER] = alias
+    if attempts is not None:
+        headers[ATTEMPTS_HEADER] = str(attempts)
+    if target:
+        request[TARGET] = target
+    return headers
+
+
+def error_response(request: web.Request, err: ApiError) -> web.Response:
+    """``err`` as the called API's error body, status and headers."""
+    body: dict[str, Any] = (anthropic_error_body(err, request[REQUEST_ID])
+                            if is_anthropic(request) else openai_error_body(err))
+    headers = {**err.headers(), **call_headers(request, err.target, len(err.attempts))}
+    return web.json_response(body, status=err.status, headers=headers)
+
+
+def served_model(target: str) -> str:
+    """The model part of a ``provider:model`` target (the model may hold colons)."""
+    return target.partition(":")[2] or target
+
+
+def log_bug(request: web.Request, e: BaseException) -> None:
+    """Log an unexpected exception with its traceback (the client gets a 500 body only)."""
+    log.emit("proxy_bug", level=logging.ERROR, request_id=request[REQUEST_ID],
+             path=request.path, error=type(e).__name__,
+             traceback="".join(traceback.format_exception(e)))
+
+
+__all__ = ["ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ID_HEADER", "PROXY", "REQUEST_ID",
+           "SSE_HEADERS", "TARGET", "TARGET_HEADER", "call_headers", "error_response",
+           "is_anthropic", "log_bug", "proxy_of", "served_model"]

@@ -1,0 +1,88 @@
+"""``POST /v1/chat/completions``: OpenAI's Chat Completions API over the router.
+
+The body's ``model`` is a route (alias, ``provider:model``...); ``messages``, tools, images,
+``response_format`` and every other field go to the router as they are (fields it does not
+know are sent to the provider as extra parameters). ``stream`` and ``stream_options`` shape
+the reply; ``n`` > 1 is refused until the router serves several choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from router.server._openai_shapes import ChunkEncoder, completion_body
+from router.server.context import ALIAS, REQUEST_ID, call_headers, proxy_of, served_model
+from router.server.errors import invalid
+from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER, call_options, read_json
+from router.server.sse import relay
+
+#: Router.chat's own keywords: set by headers, never by a body field.
+_RESERVED = {"timeout": TIMEOUT_HEADER, "tags": TAG_HEADER, "request_id": "x-router-request-id"}
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """A chat completions body, split into what the router takes and how to reply."""
+
+    model: str
+    messages: list[Any]
+    params: dict[str, Any]
+    stream: bool
+    include_usage: bool
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.pop(name, None)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise invalid(name, f"{name} must be a boolean")
+    return value
+
+
+def parse_chat(body: dict[str, Any]) -> ChatCall:
+    """Split a chat completions body; 400 naming the parameter when the shape is wrong."""
+    model = body.pop("model", None)
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "model is required: a model name or alias of this proxy's "
+                               "route file (GET /v1/models lists them)")
+    messages = body.pop("messages", None)
+    if not isinstance(messages, list):
+        raise invalid("messages", "messages is required and must be an array")
+    stream = _flag(body, "stream")
+    options = body.pop("stream_options", None)
+    if options is not None and not stream:
+        raise invalid("stream_options", "stream_options is only allowed when stream is true")
+    if options is not None and not isinstance(options, dict):
+        raise invalid("stream_options", "stream_options must be an object")
+    include_usage = bool(options and options.get("include_usage"))
+    n = body.pop("n", None)
+    if n is not None and n != 1:
+        raise invalid("n", "n other than 1 is not supported by this proxy")
+    for name, header in _RESERVED.items():
+        if name in body:
+            raise invalid(name, f"{name} is not a chat completions parameter (use the "
+                                f"{header} header)")
+    return ChatCall(model, messages, body, stream, include_usage)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """One chat completion, whole or streamed."""
+    proxy = proxy_of(request)
+    call = parse_chat(await read_json(request, proxy.settings.max_body_bytes))
+    request[ALIAS] = call.model
+    rid = request[REQUEST_ID]
+    options = call_options(request.headers, rid).kwargs()
+    if call.stream:
+        chunks = proxy.router.stream(call.model, call.messages, **options, **call.params)
+        return await relay(request, chunks, lambda first: ChunkEncoder(
+            rid, served_model(first.target), call.include_usage))
+    resp = await proxy.router.chat(call.model, call.messages, **options, **call.params)
+    return web.json_response(completion_body(resp, rid),
+                             headers=call_headers(request, resp.target, len(resp.attempts)))
+
+
+__all__ = ["ChatCall", "chat_completions", "parse_chat"]

@@ -1,0 +1,77 @@
+"""Running the proxy: build the Router and its store from a route file, listen, and on
+SIGTERM (or SIGINT) drain: stop accepting, let in-flight calls and streams finish up to the
+drain timeout, then close the Router's connections and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from router.config.validate import validate_file
+from router.engine.router import Router
+from router.errors import ConfigError
+from router.obs import log
+from router.server.app import create_app
+from router.server.proxy import Proxy, Settings
+from router.state import make_store
+
+
+async def open_proxy(path: Path, settings: Settings) -> Proxy:
+    """The Proxy of route file ``path``: a Router sharing one state store with /readyz.
+    Raises ConfigError listing the file's errors."""
+    result = validate_file(path)
+    if result.plan is None:
+        raise ConfigError(f"{path}: errors in the route file", result.errors)
+    st = result.plan.state
+    store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
+    try:
+        router = Router.from_result(result, store=store)
+    except BaseException:
+        await store.aclose()
+        raise
+    log.add_secrets(settings.keys)  # an access key never appears in a log line
+    return Proxy(router, store, settings, path)
+
+
+async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
+    """Serve ``proxy`` until SIGTERM or SIGINT, then drain; ``announce`` gets each URL the
+    proxy listens on. The proxy is closed on return, whatever happened."""
+    settings = proxy.settings
+    runner = web.AppRunner(create_app(proxy), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=settings.drain_timeout, handle_signals=False)
+    try:
+        await runner.setup()
+    except BaseException:
+        await proxy.aclose()
+        raise
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        for host, port, *_ in runner.addresses:
+            announce(f"http://{_bracketed(host)}:{port}")
+        log.emit("proxy_started", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses],
+                 file=str(proxy.file), aliases=len(proxy.router.plan.routes),
+                 access_keys=proxy.keys.required)
+        await stop.wait()
+        proxy.draining = True
+        log.emit("proxy_draining", in_flight=proxy.in_flight,
+                 drain_timeout_s=settings.drain_timeout)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stop listening, drain, then close the proxy (on_cleanup)
+        log.emit("proxy_stopped")
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+__all__ = ["open_proxy", "serve"]
