@@ -175,7 +175,7 @@ async def test_restart_keeps_the_spend(state: dict[str, Any], server: OpenAIServ
         with pytest.raises(RouteFailed) as info:
             await second.chat("solo", MSG, max_tokens=OUTPUT_TOKENS)
     assert info.value.error_class is ErrorClass.BUDGET_EXCEEDED
-    assert "spent $0.0100" in (info.value.attempts[0].detail or "")
+    assert "spent $0.01, held $0.00," in (info.value.attempts[0].detail or "")
     assert server.request_count == 2
 
 
@@ -203,7 +203,7 @@ async def test_a_killed_process_hold_expires(state: dict[str, Any],
         with pytest.raises(RouteFailed) as info:
             await now.chat("solo", MSG, max_tokens=OUTPUT_TOKENS)
     assert info.value.error_class is ErrorClass.BUDGET_EXCEEDED
-    assert "spent $0.0000, reserved $0.0050" in (info.value.attempts[0].detail or "")
+    assert "spent $0.00, held $0.005" in (info.value.attempts[0].detail or "")
 
     # An hour on, far past the hold (the call's 10 s timeout plus admission's margin).
     hour_later = {"clock": lambda: time.time() + 3600}
