@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from router import Router
-from router.config.validate import validate_dict
+from router.config.validate import validate_dict, validate_file
 from router.errors import Action, ErrorClass
 from router.plan.routes import BUILTIN_BREAKER, BUILTIN_RETRY, BUILTIN_TIMEOUTS, Plan, Route, Target
 
@@ -200,3 +201,23 @@ def test_dry_run_worst_case_assumes_the_defaults_max_tokens() -> None:
     # 1,000 output tokens at $10 per million, plus a few prompt tokens at $1 per million
     assert report.worst_cost_usd is not None
     assert 0.01 <= report.worst_cost_usd < 0.0101
+
+
+EXAMPLE = Path(__file__).parent.parent / "routes.example.yaml"
+EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-a", "ANTHROPIC_API_KEY": "sk-b", "GEMINI_API_KEY": "sk-c",
+               "GROQ_API_KEY": "sk-d"}
+
+
+def test_the_example_file_validates_clean() -> None:
+    result = validate_file(EXAMPLE, env=EXAMPLE_ENV)
+    assert result.diagnostics == []
+
+
+def test_the_example_worst_cases_assume_its_defaults_max_tokens() -> None:
+    # Before issue 10 the aliases ignored defaults.max_tokens: each model's whole output
+    # (16,384 tokens for gpt-4o-mini) was the worst case, $0.32 a call for "fast".
+    router = Router.from_yaml(EXAMPLE, env=EXAMPLE_ENV)
+    for alias in router.plan.routes:
+        assert router.plan.routes[alias].max_tokens == 1024
+        report = router.dry_run(alias, messages=[{"role": "user", "content": "hi"}])
+        assert report.worst_cost_usd is not None and report.worst_cost_usd < 0.02, alias

@@ -4,11 +4,14 @@ every target (compile.py calls these once the routes are compiled)."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from router.config.model import RouteFileCfg
 from router.plan.routes import BudgetSpec, ErrorRule, Plan, ProviderSpec, Route
+
+if TYPE_CHECKING:
+    from router.config._salvage import Dropped
 
 Path = tuple[str | int, ...]
 
@@ -21,12 +24,21 @@ class Report(Protocol):
 
 
 def compile_budgets(cfg: RouteFileCfg, providers: Mapping[str, ProviderSpec],
-                    routes: Mapping[str, Route], error: Report) -> list[BudgetSpec]:
-    """The file's budgets; E040 for a scope that names nothing in the file."""
+                    routes: Mapping[str, Route], error: Report, dropped: Dropped,
+                    unsure: Collection[str] = ()) -> list[BudgetSpec]:
+    """The file's budgets; E040 for a scope that names nothing in the file (unless it may
+    name what salvage left out of a file with structural errors)."""
     out: list[BudgetSpec] = []
     targets = {t.key for r in routes.values() for t in r.targets}
     for i, b in enumerate(cfg.budgets or []):
+        if dropped.lost_entry("budgets", i):
+            continue
         kind, _, rest = b.scope.partition(":")
+        if ((kind == "provider" and dropped.lost_provider(rest))
+                or (kind == "alias" and dropped.lost_alias(rest))
+                or (kind == "target" and (unsure or dropped.providers or dropped.aliases
+                                          or dropped.all_providers or dropped.all_aliases))):
+            continue
         known: Sequence[str] = ()
         if kind == "provider":
             known = list(providers)
@@ -66,11 +78,14 @@ def check_prices(plan: Plan, warn: Report) -> None:
                       "zero", key=True)
 
 def compile_error_rules(cfg: RouteFileCfg, providers: Mapping[str, ProviderSpec],
-                        error: Report) -> list[ErrorRule]:
+                        error: Report, dropped: Dropped) -> list[ErrorRule]:
     """The file's ``errors:`` rules; E042 for a rule naming an undefined provider."""
     rules = []
     for i, r in enumerate(cfg.errors or []):
-        if r.provider is not None and r.provider not in providers:
+        if dropped.lost_entry("errors", i):
+            continue
+        if (r.provider is not None and r.provider not in providers
+                and not dropped.lost_provider(r.provider)):
             error(("errors", i, "provider"), "E042",
                        f"error rule names provider {r.provider!r}, which is not defined",
                        f"defined providers: {', '.join(providers) or 'none'}")

@@ -7,12 +7,14 @@ overrides, capabilities, budget scopes.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.config._tables import check_prices, compile_budgets, compile_error_rules
+from router.config._checks import check_layer_timeouts, check_route
+from router.config._names import check_model_name, resolve_ref
+from router.config._salvage import PLACEHOLDER, Dropped
+from router.config._tables import Path, check_prices, compile_budgets, compile_error_rules
 from router.config.load import Document
 from router.config.model import (
     BreakerCfg,
@@ -24,7 +26,6 @@ from router.config.model import (
     TargetCfg,
     TimeoutCfg,
 )
-from router.config.units import format_duration
 from router.diagnostics import Diagnostic
 from router.errors import Action, ErrorClass
 from router.plan.routes import (
@@ -39,17 +40,9 @@ from router.plan.routes import (
     Target,
     freeze,
 )
-from router.plan.targets import (
-    EMPTY_LAYER,
-    build_target,
-    shared_max_tokens,
-    timeout_contradictions,
-)
+from router.plan.targets import EMPTY_LAYER, build_target, shared_max_tokens
 from router.providers import catalog, registry
 from router.secret import Secret
-from router.specs import Capabilities
-
-Path = tuple[str | int, ...]
 
 
 def _layer(timeout: TimeoutCfg | None, retry: RetryCfg | None, breaker: BreakerCfg | None,
@@ -77,41 +70,9 @@ class _Compiler:
     routes: dict[str, Route] = field(default_factory=dict)
     defaults: Layer = field(default_factory=Layer)
 
-    def check_layer_timeouts(self) -> None:
-        """E030 where one block sets a timeout longer than its own total."""
-        blocks: list[tuple[Path, TimeoutCfg | None]] = []
-        if self.cfg.defaults:
-            blocks.append((("defaults", "timeout"), self.cfg.defaults.timeout))
-        for name, p in (self.cfg.providers or {}).items():
-            blocks.append((("providers", name, "timeout"), p.timeout))
-        for alias, raw in (self.cfg.models or {}).items():
-            if isinstance(raw, RouteCfg):
-                blocks.append((("models", alias, "timeout"), raw.timeout))
-                items: Sequence[Any] = raw.chain
-                base: Path = ("models", alias, "chain")
-            else:
-                items, base = raw, ("models", alias)
-            for i, item in enumerate(items):
-                if isinstance(item, TargetCfg):
-                    blocks.append(((*base, i, "timeout"), item.timeout))
-        for path, block in blocks:
-            if block is None:
-                continue
-            values = block.model_dump(exclude_none=True)
-            for name, v in values.items():
-                if v == 0:
-                    self.error((*path, name), "E032",
-                               f"timeout {name} is 0s: every call would time out at once",
-                               f"give {name} a positive duration such as 30s, or remove it "
-                               "to use the default")
-            for name, v, total in timeout_contradictions(values):
-                self.error((*path, name), "E030",
-                           f"timeout {name} ({format_duration(v)}) is longer than total "
-                           f"({format_duration(total)})",
-                           f"make total at least {format_duration(v)} or lower {name}")
-                self._contradicting.add(name)
-
-    _contradicting: set[str] = field(default_factory=set)
+    dropped: Dropped = field(default_factory=Dropped)  # what salvage left out of the file
+    contradicting: set[str] = field(default_factory=set)
+    unsure: set[str] = field(default_factory=set)  # routes whose settings lost a part
     _targets: dict[tuple[Any, ...], tuple[tuple[Any, ...], Target]] = field(
         default_factory=dict)
 
@@ -208,8 +169,19 @@ class _Compiler:
                       deadline=rc.deadline if rc.deadline is not None else self.cfg_deadline,
                       requires=frozenset(rc.requires or ()), budgets=budgets,
                       max_tokens=shared_max_tokens([t for s in steps for t in s.targets]))
-        self._check_route(route, seen, explicit_deadline=rc.deadline is not None)
+        if not self._is_unsure(alias, route):
+            check_route(route, seen, self.contradicting, explicit_deadline=rc.deadline
+                        is not None, error=self.error, warn=self.warn)
         return route
+
+    def _is_unsure(self, alias: str, route: Route) -> bool:
+        """Whether ``route`` lost a part of its settings or chain to salvage (checks of its
+        effective values would judge settings that are not the ones written)."""
+        d = self.dropped
+        if alias in self.unsure or d.touches("models", alias) or d.touches("defaults") or any(
+                d.touches("providers", p) for p in {t.provider for t in route.targets}):
+            self.unsure.add(alias)
+        return alias in self.unsure
 
     @property
     def unknown_price(self) -> Literal["fail", "zero"] | None:
@@ -233,6 +205,9 @@ class _Compiler:
                 allow_alias: bool) -> list[Target]:
         ref = item if isinstance(item, str) else item.target
         ref_path = path if isinstance(item, str) else (*path, "target")
+        if self._lost(ref):
+            self.unsure.add(path_alias(path))
+            return []
         if ":" not in ref and ref in (self.cfg.models or {}):
             if not allow_alias or isinstance(item, TargetCfg):
                 self.error(ref_path, "E026",
@@ -243,8 +218,11 @@ class _Compiler:
             # Compiled before this alias (alias_order), or not at all: a reference that closes
             # a cycle (E021) finds nothing.
             sub = self.routes.get(ref)
+            if ref in self.unsure:
+                self.unsure.add(path_alias(path))
             return list(sub.targets) if sub else []
-        resolved = self._resolve_ref(ref_path, ref)
+        resolved = resolve_ref(ref_path, ref, self.providers, list(self.cfg.models or {}),
+                               self.error)
         if resolved is None:
             return []
         pname, model = resolved
@@ -254,118 +232,27 @@ class _Compiler:
             layers.append(_layer(item.timeout, item.retry, None, item.on, item.max_tokens))
             weight = item.weight if item.weight is not None else 1.0
         spec = self.providers[pname]
-        self._check_model_name(ref_path, spec, model)
+        check_model_name(ref_path, spec, model, self.warn)
         return [build_target(self.defaults, spec, self.provider_layers[pname], model,
                              self.model_overrides.get(f"{pname}:{model}"), *layers,
                              weight=weight, unknown_price=self.unknown_price, cache=self._targets)]
 
-    def _resolve_ref(self, path: Path, ref: str) -> tuple[str, str] | None:
+    def _lost(self, ref: str) -> bool:
+        """Whether ``ref`` names what salvage left out: a chain entry, an alias, a provider,
+        or a bare model name whose provider may be one that was left out."""
+        d = self.dropped
+        if ref == PLACEHOLDER or d.lost_alias(ref):
+            return True
         split = registry.split_target(ref)
         if split is not None:
-            pname, model = split
-            if pname in self.providers:
-                return pname, model
-            names = list(self.providers)
-            close = difflib.get_close_matches(pname, names, n=1)
-            hint = (f"did you mean {close[0]!r}?" if close else
-                    f"define it under providers: {pname}: {{kind: ...}}"
-                    + (f" (defined: {', '.join(names)})" if names else ""))
-            self.error(path, "E020", f"target {ref!r} names provider {pname!r}, "
-                       "which is not defined", hint)
-            return None
-        kind = catalog.detect_kind(ref)
-        aliases = list(self.cfg.models or {})
-        if kind is None:
-            close = difflib.get_close_matches(ref, aliases, n=1)
-            self.error(path, "E024", f"{ref!r} is neither an alias nor provider:model, and "
-                       "its provider cannot be told from the name",
-                       f"did you mean the alias {close[0]!r}?" if close else
-                       "write it as provider:model, e.g. local:llama3.2")
-            return None
-        of_kind = [n for n, p in self.providers.items() if p.kind == kind]
-        if len(of_kind) == 1:
-            return of_kind[0], ref
-        if not of_kind:
-            self.error(path, "E024", f"{ref!r} looks like a model of kind {kind}, but no "
-                       f"provider of kind {kind} is defined",
-                       f"add providers: {kind}: {{kind: {kind}}} or write provider:model")
-        else:
-            self.error(path, "E025", f"{ref!r} is a model of kind {kind} and several "
-                       f"providers have that kind ({', '.join(of_kind)})",
-                       f"write it as provider:model, e.g. {of_kind[0]}:{ref}")
-        return None
-
-    def _check_model_name(self, path: Path, spec: ProviderSpec, model: str) -> None:
-        if not catalog.looks_like(spec.kind, model):
-            other = catalog.detect_kind(model)
-            close = catalog.closest_model(spec.kind, model)
-            self.warn(path, "W102",
-                      f"model {model!r} does not look like a model of kind {spec.kind} "
-                      f"(provider {spec.name!r})",
-                      f"it looks like a model of kind {other}: use a provider of that kind"
-                      if other else f"closest known {spec.kind} model: {close}" if close else "")
-            return
-        family = catalog.family_of(spec.kind, model)
-        if family != model.removeprefix("models/"):
-            # Unknown, or a known family plus a suffix that may itself be a typo of a longer
-            # family (gpt-4o-mnii is gpt-4o plus "-mnii": nearer to gpt-4o-mini).
-            close = catalog.closest_model(spec.kind, model, cutoff=0.85)
-            if close is not None and (family is None or len(close) > len(family)):
-                self.warn(path, "W104", f"model {model!r} is not a known {spec.kind} model",
-                          f"did you mean {close!r}? (if {model!r} is new, ignore this)")
-
-    # -- checks of effective values ---------------------------------------------------------
-    def _check_route(self, route: Route, paths: Mapping[str, Path], *,
-                     explicit_deadline: bool) -> None:
-        alias_path: Path = ("models", route.alias)
-        for t in route.targets:
-            to = t.timeouts
-            where = paths.get(t.key, alias_path)
-            for name in ("first_token", "connect", "idle"):
-                v = getattr(to, name)
-                if v > to.total and name not in self._contradicting:
-                    self.error(where, "E030",
-                               f"{t.key}: timeout {name} ({format_duration(v)}) is longer "
-                               f"than total ({format_duration(to.total)}) in route "
-                               f"{route.alias!r} once defaults and overrides are merged",
-                               f"make total at least {format_duration(v)} or lower {name}")
-            for cap in sorted(route.requires):
-                if not _has(t.capabilities, cap):
-                    self.error(where, "E051", f"route {route.alias!r} requires {cap}, but "
-                               f"{t.key} does not support it",
-                               f"remove {t.key} from the chain, or declare it under "
-                               f"providers.{t.provider}.models.{t.model}.{cap}: true "
-                               "if the model does support it")
-        if route.deadline is None or not route.targets:
-            return
-        if route.deadline <= 0:
-            where = (("models", route.alias, "deadline") if explicit_deadline
-                     else ("defaults", "deadline"))
-            self.error(where, "E032", "deadline is 0s: every call would fail before its "
-                       "first attempt", "give deadline a positive duration such as 30s, or "
-                       "remove it for no deadline")
-            return
-        first = route.targets[0]
-        waits = first.retry.worst_case_waits()
-        if waits >= route.deadline:
-            self.error(alias_path, "E031",
-                       f"the retry backoff of {first.key} alone ({format_duration(waits)} for "
-                       f"{first.retry.attempts} attempts) does not fit the deadline "
-                       f"({format_duration(route.deadline)}) of {route.alias!r}",
-                       "lower retry.attempts or retry.max, or raise the deadline", key=True)
-        worst = first.retry.attempts * first.timeouts.total + waits
-        if explicit_deadline and worst > route.deadline and len(route.targets) > 1:
-            self.warn(alias_path, "W103",
-                      f"if {first.key} times out on every try ({first.retry.attempts} x "
-                      f"{format_duration(first.timeouts.total)} plus backoff = "
-                      f"{format_duration(worst)}), the deadline of {route.alias!r} "
-                      f"({format_duration(route.deadline)}) passes before any fallback",
-                      f"lower timeout.total or retry.attempts of {first.key}, or raise "
-                      "the deadline")
+            return d.lost_provider(split[0])
+        return (bool(d.providers or d.all_providers) and ref not in (self.cfg.models or {})
+                and catalog.detect_kind(ref) is not None)
 
 
-def _has(caps: Capabilities, cap: str) -> bool:
-    return bool(getattr(caps, cap, False))
+def path_alias(path: Path) -> str:
+    """The alias a path under ``models`` belongs to."""
+    return str(path[1])
 
 
 def alias_order(models: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -404,21 +291,22 @@ def alias_order(models: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return order, cycles
 
 
-def compile_plan(cfg: RouteFileCfg, doc: Document,
-                 env: Mapping[str, str] | None = None) -> tuple[Plan, list[Diagnostic]]:
+def compile_plan(cfg: RouteFileCfg, doc: Document, env: Mapping[str, str] | None = None, *,
+                 dropped: Dropped | None = None) -> tuple[Plan, list[Diagnostic]]:
     """Compile a structurally valid route file; the diagnostics say what is wrong in meaning.
-    The Plan is only usable when no diagnostic is an error."""
+    The Plan is only usable when no diagnostic is an error. ``dropped``: what salvage left
+    out of a file with structural errors (nothing is said about what it cannot know)."""
     import os
 
-    c = _Compiler(cfg, doc, os.environ if env is None else env)
+    c = _Compiler(cfg, doc, os.environ if env is None else env, dropped=dropped or Dropped())
     d = cfg.defaults
     if d is not None:
         c.defaults = _layer(d.timeout, d.retry, d.breaker, d.on, d.max_tokens)
     c.compile_providers()
-    c.check_layer_timeouts()
+    c.contradicting = check_layer_timeouts(cfg, c.error)
     c.compile_routes()
-    budgets = compile_budgets(cfg, c.providers, c.routes, c.error)
-    rules = compile_error_rules(cfg, c.providers, c.error)
+    budgets = compile_budgets(cfg, c.providers, c.routes, c.error, c.dropped, c.unsure)
+    rules = compile_error_rules(cfg, c.providers, c.error, c.dropped)
     by_scope: dict[str, list[BudgetSpec]] = {}
     for b in budgets:
         by_scope.setdefault(b.scope, []).append(b)

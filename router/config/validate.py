@@ -64,11 +64,19 @@ def _finish(doc: Document | None, diags: list[Diagnostic],
     cfg, structural = check_structure(doc)
     diags = diags + structural
     plan = None
-    if cfg is not None and not any(d.is_error for d in diags):
-        from router.config.compile import compile_plan
+    from router.config.compile import compile_plan
 
+    if cfg is not None and not any(d.is_error for d in diags):
         plan, meaning = compile_plan(cfg, doc, env)
         diags += meaning
+    else:
+        # Every problem in one run: the meaning of the well-formed parts is checked too; no
+        # Plan comes of it.
+        from router.config._salvage import salvage
+
+        salvaged, dropped = salvage(doc.data)
+        if salvaged is not None:
+            diags += compile_plan(salvaged, doc, env, dropped=dropped)[1]
     unique = list(dict.fromkeys(diags))
     return ValidationResult(doc.file, doc, cfg, plan, sorted(unique, key=sort_key))
 
