@@ -16,6 +16,11 @@ would; either way the problems are kept in ``violations``. When the queue is emp
 ``server.default`` answers ("Hello!", streamed if asked). The rest (queues, recorded requests,
 connection counting, misbehaviours) is the scripted server of ``tests/servers/base.py``;
 stream events are framed with ``\\r\\n\\r\\n`` as Google does, with no ``[DONE]``.
+
+``GoogleServer(signed=True)`` holds thought signatures to what it served: every
+``thoughtSignature`` a request sends must be one this server issued (or the documented
+``skip_thought_signature_validator``), else 400 as for a corrupted signature; ``server.returned``
+lists the signatures that came back, in order.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ __all__ = [
 ]
 
 MODEL_VERSION = "gemini-2.5-flash"
+#: https://ai.google.dev/gemini-api/docs/thought-signatures: for history without signatures.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
 _PATH = re.compile(
     r"^/v1beta/(models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent)$")
 
@@ -87,19 +94,42 @@ class GoogleServer(ScriptedServer):
 
     request_class = GoogleRequest
 
-    def __init__(self, *, seed: int = 0, strict: bool = True) -> None:
+    def __init__(self, *, seed: int = 0, strict: bool = True, signed: bool = False) -> None:
         super().__init__(seed=seed)
         self.violations: list[str] = []
         self.strict = strict
+        self.signed = signed
+        self.issued: set[str] = {SKIP_SIGNATURE}
+        self.returned: list[str] = []
         self.default: Script = _hello
 
     def reply_for(self, recorded: RecordedRequest) -> Reply:
         problems = validate_request(recorded)
+        if self.signed and not problems:
+            problems = self._check_signatures(recorded.json)
         self.violations += problems
         if problems and self.strict:
             return json_reply({"error": {"code": 400, "message": "; ".join(problems),
                                          "status": "INVALID_ARGUMENT"}}, status=400)
-        return self.next_reply(recorded)
+        reply = self.next_reply(recorded)
+        if self.signed:
+            bodies = [reply.json] if reply.json is not None else list(reply.events or ())
+            self.issued |= {p["thoughtSignature"] for b in bodies if isinstance(b, dict)
+                            for c in b.get("candidates") or ()
+                            for p in (c.get("content") or {}).get("parts") or ()
+                            if "thoughtSignature" in p}
+        return reply
+
+    def _check_signatures(self, body: Mapping[str, Any]) -> list[str]:
+        problems = []
+        for i, content in enumerate(body.get("contents") or ()):
+            for j, part in enumerate(content.get("parts") or ()):
+                if "thoughtSignature" in part:
+                    self.returned.append(part["thoughtSignature"])
+                    if part["thoughtSignature"] not in self.issued:
+                        problems.append(f"contents[{i}].parts[{j}]: Corrupted thought "
+                                        "signature.")
+        return problems
 
     def frame(self, event: Any) -> bytes:
         return sse_frame(event)
