@@ -16,7 +16,7 @@ import yaml
 
 from router import Router
 from router.config.validate import validate_dict
-from router.errors import ConfigError, ErrorClass, RouteFailed
+from router.errors import ConfigError, ErrorClass, NoRouteError, RouteFailed
 from tests.engine_helpers import MSG, collect, provider, route_file
 from tests.servers.openai import OpenAIServer, Reply, error_reply, text_events
 
@@ -118,10 +118,10 @@ async def test_every_target_keyless_fails_saying_which_variables_to_set(
     with pytest.raises(RouteFailed) as info:
         await make().chat("keyless", MSG)
     failed = info.value
-    assert failed.error_class is ErrorClass.AUTH and not failed.retryable
+    assert failed.error_class is ErrorClass.NO_ROUTE and not failed.retryable
     assert reasons(failed.attempts) == [(GEMINI, "skipped", "missing_key"),
                                         (CLAUDE, "skipped", "missing_key")]
-    assert failed.last_error is not None
+    assert isinstance(failed.last_error, NoRouteError)
     assert failed.last_error.message.startswith(
         "set GEMINI_API_KEY, ANTHROPIC_API_KEY in the environment")
     assert str(failed).startswith("no target of 'keyless' could be tried: ")
@@ -168,7 +168,7 @@ def test_dry_run_shows_the_skip_and_what_the_call_would_raise(make: Make) -> Non
     assert "skipped: missing_key (provider 'google' needs GEMINI_API_KEY" in str(report)
     failed = router.dry_run("keyless")
     assert failed.answered_by is None
-    assert failed.failure == ("auth (exhausted); set GEMINI_API_KEY, ANTHROPIC_API_KEY to try "
+    assert failed.failure == ("no_route (exhausted); set GEMINI_API_KEY, ANTHROPIC_API_KEY to try "
                               "the targets skipped for a missing key")
 
 

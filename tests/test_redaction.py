@@ -321,7 +321,7 @@ async def test_a_missing_key_is_named_never_valued_in_records_errors_and_logs(
     skip = failures[0].attempts[0]
     assert (skip.reason, skip.detail) == ("missing_key", "provider 'oa_nokey' needs "
                                           "RT_UNSET_KEY, which is not set in the environment")
-    assert failures[1].error_class is ErrorClass.AUTH
+    assert failures[1].error_class is ErrorClass.NO_ROUTE
     assert all("RT_UNSET_KEY" in str(f) for f in failures)
     skipped = [e for e in events if e["event"] == "target_skipped"]
     assert [e["reason"] for e in skipped] == ["missing_key", "missing_key"]

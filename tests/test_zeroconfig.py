@@ -92,7 +92,7 @@ async def test_a_model_whose_kind_has_no_key_fails_naming_the_variable() -> None
     async with Router.from_env({"OPENAI_API_KEY": "sk-1"}) as router:
         with pytest.raises(RouteFailed) as info:
             await router.chat("gemini-2.5-flash", MSG)
-    assert info.value.error_class is ErrorClass.AUTH
+    assert info.value.error_class is ErrorClass.NO_ROUTE
     assert "set GEMINI_API_KEY" in str(info.value)
     assert [(a.target, a.reason) for a in info.value.attempts] == [
         ("google:gemini-2.5-flash", "missing_key")]

@@ -15,12 +15,14 @@ MISSING_KEY = "missing_key"
 STORE_UNAVAILABLE = "store_unavailable"
 
 #: The class of a call whose every target was skipped, by the first reason found in this
-#: order: the store is down, a budget or a local rate limit refused, a key is missing.
+#: order: the store is down, a budget or a local rate limit refused; else no_route (a key is
+#: missing, no target can serve the request: our configuration, not the provider's answer,
+#: so never ``auth``, which says a provider refused a key).
 _CLASS_OF_SKIP = (
     (STORE_UNAVAILABLE, ErrorClass.STORE_UNAVAILABLE),
     ("budget", ErrorClass.BUDGET_EXCEEDED),
     ("rate_limited_locally", ErrorClass.RATE_LIMITED_LOCALLY),
-    (MISSING_KEY, ErrorClass.AUTH),
+    (MISSING_KEY, ErrorClass.NO_ROUTE),
 )
 
 
@@ -55,8 +57,9 @@ def missing_variables(skips: Iterable[SkipLike], targets: Iterable[Target]) -> l
 
 def skip_error(skips: Sequence[SkipLike], targets: Iterable[Target]) -> LlmError | None:
     """The error of a call that tried no target: its class from the skip reasons (see
-    ``_CLASS_OF_SKIP``), its message each such skip's detail; None when the skips were of
-    other kinds (capability, context window, breaker open: no_route)."""
+    ``_CLASS_OF_SKIP``), its message each such skip's detail (for missing keys: which
+    variables to set); None when the skips were of other kinds (capability, context window,
+    breaker open: no_route)."""
     reasons = {s.reason for s in skips}
     for reason, cls in _CLASS_OF_SKIP:
         if reason in reasons:
