@@ -85,36 +85,32 @@ class Gate:
         """(None, hold) when the target may be tried (hold None when nothing is reserved);
         ((reason, detail), None) when it must be skipped: ``store_unavailable`` when the
         store is down and the policy is fail_closed."""
-        try:
-            return await self._admit(scope, target, attempt, remaining)
+        try:  # one frame: a budgeted call pays no extra coroutine for the store-error policy
+            if self.share_breakers and await self._opened_elsewhere(target):
+                return ("breaker_open", "circuit breaker opened by another replica"), None
+            if target.rate_limits:
+                # As providers count it: the prompt (estimated) plus the output limit asked.
+                tokens = estimate_prompt_tokens(scope.request) + (scope.request.max_tokens or 0)
+                why = await ratelimit.acquire(self.store, target.rate_limits, tokens,
+                                              remaining, fail_open=self.fail_open)
+                if why is not None:
+                    return ("rate_limited_locally", why), None
+            specs = self.specs(scope, target)
+            if not specs:
+                return None, None
+            amount = self.worst_case(scope, target)
+            if isinstance(amount, str):
+                return ("budget", amount), None
+            hold_for = target.timeouts.total if remaining is None else min(
+                target.timeouts.total, remaining)
+            # The id must be unique across processes: request ids are not (a caller may pass
+            # its own; forked workers inherit the engine's id prefix), and a store treats a live
+            # id as "already held", so a shared id would let a second call through unheld.
+            rid = f"{scope.request_id}:{attempt}:{os.urandom(8).hex()}"
+            result = await self.budgets.reserve(rid, specs, amount, hold_for + _HOLD_MARGIN,
+                                                output_cap=self._max_output(scope, target))
         except StoreError as e:
             return ("store_unavailable", f"state store unavailable ({e.message})"), None
-
-    async def _admit(self, scope: CallScope, target: Target, attempt: int,
-                     remaining: float | None) -> tuple[tuple[str, str] | None, Hold | None]:
-        if self.share_breakers and await self._opened_elsewhere(target):
-            return ("breaker_open", "circuit breaker opened by another replica"), None
-        if target.rate_limits:
-            # As providers count it: the prompt (estimated) plus the output limit asked for.
-            tokens = estimate_prompt_tokens(scope.request) + (scope.request.max_tokens or 0)
-            why = await ratelimit.acquire(self.store, target.rate_limits, tokens, remaining,
-                                          fail_open=self.fail_open)
-            if why is not None:
-                return ("rate_limited_locally", why), None
-        specs = self.specs(scope, target)
-        if not specs:
-            return None, None
-        amount = self.worst_case(scope, target)
-        if isinstance(amount, str):
-            return ("budget", amount), None
-        hold_for = target.timeouts.total if remaining is None else min(
-            target.timeouts.total, remaining)
-        # The id must be unique across processes: request ids are not (a caller may pass its
-        # own; forked workers inherit the engine's id prefix), and a store treats a live id as
-        # "already held", so a shared id would let a second call through with no hold.
-        rid = f"{scope.request_id}:{attempt}:{os.urandom(8).hex()}"
-        result = await self.budgets.reserve(rid, specs, amount, hold_for + _HOLD_MARGIN,
-                                            output_cap=self._max_output(scope, target))
         if isinstance(result, str):
             return ("budget", result), None
         return None, result
