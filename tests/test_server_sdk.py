@@ -1,0 +1,353 @@
+"""``router serve`` driven by the official OpenAI and Anthropic SDKs, unchanged but for their
+base URL: whole and streamed answers, tools, images, models, and errors raised as the SDKs'
+own exception classes. One proxy process serves the module; its providers are loopback
+servers speaking OpenAI's and Anthropic's real wire (tests/servers/) and offline fakes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import pytest_asyncio
+import yaml
+
+from tests.servers import anthropic as an_wire
+from tests.servers import openai as oa_wire
+from tests.servers.anthropic import AnthropicServer
+from tests.servers.openai import OpenAIServer
+from tests.servers.proxy import ProxyProcess
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+KEY = "proxy-key-for-tests"
+UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+       "RU5ErkJggg==")
+USER = [{"role": "user", "content": "hi"}]
+
+
+class Upstreams:
+    def __init__(self, oa: OpenAIServer, an: AnthropicServer) -> None:
+        self.oa, self.an = oa, an
+
+
+def route_file(oa: OpenAIServer, an: AnthropicServer) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "defaults": {"retry": {"attempts": 1}},
+        "providers": {
+            "oa": {"kind": "openai", "base_url": oa.base_url,
+                   "api_key": "${TEST_UPSTREAM_KEY}"},
+            "an": {"kind": "anthropic", "base_url": an.base_url,
+                   "api_key": "${TEST_UPSTREAM_KEY}"},
+            "down": {"kind": "fake", "script": ["server"]},
+            "cut": {"kind": "fake", "script": ["stream_interrupted"],
+                    "text": "one two three four five six seven eight"},
+        },
+        "models": {
+            "gpt": ["oa:gpt-4o-mini"],
+            "claude": ["an:claude-haiku-4-5"],
+            "down": ["down:m"],
+            "cut": ["cut:m"],
+            "capped": {"chain": ["oa:gpt-4o-mini"], "budget": {"usd": 0.0000001, "per": "day"}},
+        },
+    }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def upstreams() -> AsyncIterator[Upstreams]:
+    async with OpenAIServer() as oa, AnthropicServer() as an:
+        yield Upstreams(oa, an)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def proxy(upstreams: Upstreams,
+                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ProxyProcess]:
+    path = tmp_path_factory.mktemp("proxy") / "routes.yaml"
+    path.write_text(yaml.safe_dump(route_file(upstreams.oa, upstreams.an)))
+    env = {"ROUTER_PROXY_KEYS": f"other-key,{KEY}", "TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    async with ProxyProcess(path, env=env) as p:
+        yield p
+    assert UPSTREAM_KEY not in p.log() and KEY not in p.log()
+
+
+@pytest.fixture
+def oai(proxy: ProxyProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=KEY, max_retries=0)
+
+
+@pytest.fixture
+def claude(proxy: ProxyProcess) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=proxy.base_url, api_key=KEY, max_retries=0)
+
+
+# -- OpenAI ------------------------------------------------------------------------------------
+
+async def test_openai_chat_names_served_model_and_router_headers(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    upstreams.oa.enqueue(oa_wire.json_reply(oa_wire.completion("Hello!")))
+    raw = await oai.chat.completions.with_raw_response.create(model="gpt", messages=USER)
+    resp = raw.parse()
+    assert resp.choices[0].message.content == "Hello!"
+    assert resp.model == oa_wire.MODEL  # the model that served, as the provider named it
+    assert resp.usage is not None and resp.usage.total_tokens == 17
+    assert raw.headers["x-router-alias"] == "gpt"
+    assert raw.headers["x-router-target"] == "oa:gpt-4o-mini"
+    assert raw.headers["x-router-attempts"] == "1"
+    assert raw.headers["x-router-request-id"].startswith("req_")
+
+
+async def test_openai_stream_ends_with_usage_chunk(oai: openai.AsyncOpenAI,
+                                                   upstreams: Upstreams) -> None:
+    upstreams.oa.enqueue(oa_wire.stream_reply(oa_wire.text_events(["Hel", "lo", "!"])))
+    stream = await oai.chat.completions.create(
+        model="gpt", messages=USER, stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello!"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+    assert {c.model for c in chunks} == {"gpt-4o-mini"}
+
+
+async def test_openai_tools_call_comes_back_parsed(oai: openai.AsyncOpenAI,
+                                                   upstreams: Upstreams) -> None:
+    call = oa_wire.tool_call("call_1", "get_weather", '{"city": "Paris"}')
+    upstreams.oa.enqueue(oa_wire.json_reply(oa_wire.completion(
+        None, tool_calls=[call], finish_reason="tool_calls")))
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object",
+                                              "properties": {"city": {"type": "string"}}}}}]
+    resp = await oai.chat.completions.create(model="gpt", messages=USER, tools=tools)
+    tc = resp.choices[0].message.tool_calls
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert tc is not None and tc[0].function.name == "get_weather"
+    assert json.loads(tc[0].function.arguments) == {"city": "Paris"}
+    assert upstreams.oa.requests[-1].json["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_openai_streamed_tool_call_reassembles(oai: openai.AsyncOpenAI,
+                                                     upstreams: Upstreams) -> None:
+    upstreams.oa.enqueue(oa_wire.stream_reply(oa_wire.tool_call_events(
+        [("call_7", "lookup", '{"q": "router serve"}')])))
+    stream = await oai.chat.completions.create(
+        model="gpt", messages=USER, stream=True,
+        tools=[{"type": "function", "function": {"name": "lookup", "parameters": {}}}])
+    args, names = "", []
+    async for c in stream:
+        for d in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            args += d.function.arguments or "" if d.function else ""
+            if d.function and d.function.name:
+                names.append(d.function.name)
+    assert names == ["lookup"] and json.loads(args) == {"q": "router serve"}
+
+
+async def test_openai_image_format_and_unknown_fields_reach_provider(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    upstreams.oa.enqueue(oa_wire.json_reply(oa_wire.completion('{"ok": true}')))
+    content = [{"type": "text", "text": "what is this?"},
+               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]
+    schema = {"name": "answer", "schema": {"type": "object",
+                                           "properties": {"ok": {"type": "boolean"}}}}
+    await oai.chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": content}],
+        response_format={"type": "json_schema", "json_schema": schema},
+        extra_body={"logit_bias": {"50256": -100}})
+    sent = upstreams.oa.requests[-1].json
+    assert sent["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/png")
+    assert sent["response_format"]["json_schema"]["name"] == "answer"
+    assert sent["logit_bias"] == {"50256": -100}
+
+
+async def test_openai_models_lists_aliases(oai: openai.AsyncOpenAI) -> None:
+    ids = [m.id async for m in oai.models.list()]
+    assert ids == ["capped", "claude", "cut", "down", "gpt"]
+    assert (await oai.models.retrieve("gpt")).id == "gpt"
+
+
+async def test_openai_unknown_model_is_not_found(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as e:
+        await oai.chat.completions.create(model="no-such-alias", messages=USER)
+    assert e.value.code == "model_not_found" and e.value.param == "model"
+
+
+async def test_openai_invalid_request_names_param(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        await oai.chat.completions.create(model="gpt", messages=[{"role": "wizard",
+                                                                  "content": "hi"}])
+    assert e.value.param == "messages[0].role"
+
+
+async def test_openai_budget_is_rate_limit_with_retry_after(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as e:
+        await oai.chat.completions.create(model="capped", messages=USER)
+    assert e.value.code == "budget_exceeded"
+    assert int(e.value.response.headers["retry-after"]) > 0
+
+
+async def test_openai_chain_exhausted_is_502_with_attempts(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as e:
+        await oai.chat.completions.create(model="down", messages=USER)
+    assert e.value.status_code == 502
+    assert "down:m: server HTTP 500" in e.value.message
+    assert e.value.response.headers["x-router-attempts"] == "1"
+
+
+async def test_provider_key_never_in_reply(oai: openai.AsyncOpenAI,
+                                           upstreams: Upstreams) -> None:
+    body = {"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}.",
+                      "type": "invalid_request_error", "param": None,
+                      "code": "invalid_api_key"}}
+    upstreams.oa.enqueue(oa_wire.json_reply(body, status=401))
+    with pytest.raises(openai.InternalServerError) as e:
+        await oai.chat.completions.create(model="gpt", messages=USER)
+    assert e.value.status_code == 502  # the upstream's key failed, not the caller's
+    assert UPSTREAM_KEY not in e.value.response.text and "auth" in e.value.message
+
+
+async def test_openai_missing_or_bad_key_is_authentication_error(proxy: ProxyProcess) -> None:
+    for key in ("", "wrong-key"):
+        client = openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=key or "x",
+                                    max_retries=0,
+                                    default_headers={} if key else {"Authorization": ""})
+        with pytest.raises(openai.AuthenticationError) as e:
+            await client.chat.completions.create(model="gpt", messages=USER)
+        assert e.value.code == "invalid_api_key"
+
+
+async def test_openai_failure_after_first_chunk_raises_mid_stream(
+        oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(model="cut", messages=USER, stream=True)
+    text = ""
+    with pytest.raises(openai.APIError) as e:
+        async for c in stream:
+            text += c.choices[0].delta.content or "" if c.choices else ""
+    assert text.startswith("one") and "stream_interrupted" in str(e.value.code)
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+async def test_anthropic_message_names_served_model(claude: anthropic.AsyncAnthropic,
+                                                    upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("Hi there")])))
+    raw = await claude.messages.with_raw_response.create(
+        model="claude", max_tokens=100, system="be brief", messages=USER,
+        stop_sequences=["END"])
+    msg = await raw.parse()
+    assert msg.content[0].type == "text" and msg.content[0].text == "Hi there"
+    assert msg.model == an_wire.MODEL and msg.stop_reason == "end_turn"
+    assert msg.usage.input_tokens == 12 and msg.usage.output_tokens == 5
+    assert raw.headers["x-router-target"] == "an:claude-haiku-4-5"
+    sent = upstreams.an.requests[-1].json
+    assert sent["stop_sequences"] == ["END"] and "be brief" in json.dumps(sent["system"])
+
+
+async def test_anthropic_stream_event_sequence(claude: anthropic.AsyncAnthropic,
+                                               upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.stream_reply(an_wire.text_events(["Hel", "lo"])))
+    async with claude.messages.stream(model="claude", max_tokens=50, messages=USER) as s:
+        kinds = [e.type async for e in s]
+        final = await s.get_final_message()
+    assert final.content[0].type == "text" and final.content[0].text == "Hello"
+    assert final.usage.output_tokens == 15
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_start" in kinds and "content_block_stop" in kinds
+
+
+async def test_anthropic_tool_use_and_result_round_trip(claude: anthropic.AsyncAnthropic,
+                                                        upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message(
+        [an_wire.tool_use_block("toolu_1", "get_weather", {"city": "Oslo"})],
+        stop_reason="tool_use")))
+    tools = [{"name": "get_weather", "description": "weather",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    first = await claude.messages.create(model="claude", max_tokens=100, tools=tools,
+                                         messages=USER)
+    use = first.content[0]
+    assert first.stop_reason == "tool_use" and use.type == "tool_use"
+    assert use.input == {"city": "Oslo"}
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("Sunny")])))
+    second = await claude.messages.create(model="claude", max_tokens=100, tools=tools, messages=[
+        *USER, {"role": "assistant", "content": [use.model_dump()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                      "content": "sunny, 21C"}]}])
+    assert second.content[0].type == "text" and second.content[0].text == "Sunny"
+    assert upstreams.an.problems == []  # the real API's checks of the converted request
+    sent = upstreams.an.requests[-1].json["messages"]
+    assert sent[-1]["content"][0]["type"] == "tool_result"
+
+
+async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
+                                             upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(
+        [("toolu_9", "lookup", '{"q": "proxy"}')])))
+    async with claude.messages.stream(
+            model="claude", max_tokens=50, messages=USER,
+            tools=[{"name": "lookup", "input_schema": {"type": "object"}}]) as s:
+        final = await s.get_final_message()
+    block = final.content[-1]
+    assert block.type == "tool_use" and block.name == "lookup"
+    assert block.input == {"q": "proxy"} and final.stop_reason == "tool_use"
+
+
+async def test_anthropic_images_base64_and_url(claude: anthropic.AsyncAnthropic,
+                                               upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("2 images")])))
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "text", "text": "compare"}]
+    await claude.messages.create(model="claude", max_tokens=100,
+                                 messages=[{"role": "user", "content": content}])
+    assert upstreams.an.problems == []
+    sent = upstreams.an.requests[-1].json["messages"][0]["content"]
+    sources = [b["source"] for b in sent if b["type"] == "image"]
+    assert sources[0] == {"type": "base64", "media_type": "image/png", "data": PNG}
+    assert sources[1] == {"type": "url", "url": "https://example.com/a.png"}
+
+
+async def test_anthropic_count_tokens_is_an_estimate(claude: anthropic.AsyncAnthropic) -> None:
+    raw = await claude.messages.with_raw_response.count_tokens(
+        model="claude", messages=[{"role": "user", "content": "x" * 400}])
+    assert (await raw.parse()).input_tokens >= 100
+    assert raw.headers["x-router-token-count"] == "estimate"
+
+
+async def test_anthropic_models_lists_aliases(claude: anthropic.AsyncAnthropic) -> None:
+    ids = [m.id async for m in claude.models.list()]
+    assert ids == ["capped", "claude", "cut", "down", "gpt"]
+
+
+async def test_anthropic_errors_are_sdk_classes(claude: anthropic.AsyncAnthropic,
+                                                proxy: ProxyProcess) -> None:
+    async def call(model: str, client: anthropic.AsyncAnthropic = claude) -> Any:
+        return await client.messages.create(model=model, max_tokens=10, messages=USER)
+
+    with pytest.raises(anthropic.NotFoundError):
+        await call("no-such-alias")
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        await call("capped")
+    assert int(limited.value.response.headers["retry-after"]) > 0
+    with pytest.raises(anthropic.InternalServerError) as failed:
+        await call("down")
+    assert failed.value.status_code == 502 and failed.value.type == "api_error"
+    stranger = anthropic.AsyncAnthropic(base_url=proxy.base_url, api_key="nope", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        await call("claude", stranger)
+    with pytest.raises(anthropic.BadRequestError):
+        await claude.messages.create(model="claude", max_tokens=10, messages=[
+            {"role": "user", "content": [{"type": "video", "source": {}}]}])
+
+
+async def test_anthropic_failure_after_first_chunk_is_error_event(
+        claude: anthropic.AsyncAnthropic) -> None:
+    text = ""
+    with pytest.raises(anthropic.APIStatusError) as e:
+        async with claude.messages.stream(model="cut", max_tokens=50, messages=USER) as s:
+            async for delta in s.text_stream:
+                text += delta
+    assert text.startswith("one") and "stream" in str(e.value)
