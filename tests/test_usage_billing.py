@@ -107,6 +107,26 @@ async def test_stream_usage_false_sends_no_stream_options() -> None:
         assert "stream_options" not in server.requests[0].json
 
 
+#: DeepSeek's usage (api-docs.deepseek.com/guides/kv_cache; recorded shape in public client
+#: tests): cache hits beside prompt_tokens, no prompt_tokens_details.
+DEEPSEEK_USAGE = {"prompt_tokens": 320, "completion_tokens": 180, "total_tokens": 500,
+                  "prompt_cache_hit_tokens": 256, "prompt_cache_miss_tokens": 64}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deepseek_cache_hit_tokens_are_cached_tokens(stream: bool) -> None:
+    async with oai.OpenAIServer(seed=6) as server:
+        if stream:
+            server.enqueue(oai.stream_reply(oai.text_events(["o", "k"], usage_=DEEPSEEK_USAGE),
+                                            piece_sizes=(1, 9)))
+        else:
+            server.enqueue(oai.json_reply(oai.completion("ok", usage_=DEEPSEEK_USAGE)))
+        async with router_for("openai-compatible", server.base_url, "m") as router:
+            usage = ((await last(router.stream("m", messages=MSG))).usage if stream
+                     else (await router.chat("m", messages=MSG)).usage)
+    assert usage == Usage(input_tokens=320, output_tokens=180, cached_tokens=256)
+
+
 async def test_openai_reply_cached_tokens_are_priced_at_the_cached_rate() -> None:
     async with oai.OpenAIServer() as server:
         server.enqueue(oai.json_reply(oai.completion("hi", usage_=oai.usage(2000, 50,

@@ -228,13 +228,16 @@ def normalize_finish_reason(value: Any, has_tool_calls: bool) -> FinishReason:
 
 def parse_usage(data: Any) -> Usage | None:
     """``usage`` to Usage; missing ``*_tokens_details`` count as 0 (so does any count that is
-    not a JSON integer)."""
+    not a JSON integer). ``prompt_tokens`` includes the cached tokens, as ours does."""
     if type(data) is not dict:
         return None
     get = data.get
     prompt, completion = get("prompt_tokens_details"), get("completion_tokens_details")
     inp, out = get("prompt_tokens"), get("completion_tokens")
-    cached = prompt.get("cached_tokens") if type(prompt) is dict else 0
+    # DeepSeek's own field when it sends no details (api-docs.deepseek.com/guides/kv_cache:
+    # prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens).
+    cached = (prompt.get("cached_tokens") if type(prompt) is dict
+              else get("prompt_cache_hit_tokens", 0))
     reasoning = completion.get("reasoning_tokens") if type(completion) is dict else 0
     return Usage(  # ``type(x) is int`` leaves out bools, as JSON does
         input_tokens=inp if type(inp) is int else 0,
