@@ -5,7 +5,7 @@ to one and checks that the compiled Target (or Route) carries that layer's value
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,13 @@ import pytest
 
 from router import Router
 from router.config.validate import validate_dict, validate_file
-from router.errors import Action, ErrorClass
+from router.errors import Action, ErrorClass, LlmError
 from router.plan.routes import BUILTIN_BREAKER, BUILTIN_RETRY, BUILTIN_TIMEOUTS, Plan, Route, Target
+from tests.servers.openai import OpenAIServer, Reply, completion, usage
 
 LAYERS = ("defaults", "provider", "route", "target")
 ENV = {"OPENAI_API_KEY": "sk-test"}
+MSG = [{"role": "user", "content": "hi"}]
 
 
 @dataclass(frozen=True)
@@ -221,3 +223,31 @@ def test_the_example_worst_cases_assume_its_defaults_max_tokens() -> None:
         assert router.plan.routes[alias].max_tokens == 1024
         report = router.dry_run(alias, messages=[{"role": "user", "content": "hi"}])
         assert report.worst_cost_usd is not None and report.worst_cost_usd < 0.02, alias
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[OpenAIServer]:
+    async with OpenAIServer() as s:
+        s.default = Reply(json=completion("ok", usage_=usage(10, 5)))
+        yield s
+
+
+@pytest.mark.parametrize(("caller", "sent"), [(None, [300, 50, 300, 300, 70]), (7, [7] * 5)])
+async def test_the_effective_max_tokens_is_what_each_target_is_sent(
+        server: OpenAIServer, caller: int | None, sent: list[int]) -> None:
+    base = f"{server.base_url.removesuffix('/v1')}/v1"
+    doc = {"version": 1, "defaults": {"max_tokens": 300, "retry": {"attempts": 1}},
+           "providers": {"a": {"kind": "openai-compatible", "base_url": base},
+                         "b": {"kind": "openai-compatible", "base_url": base,
+                               "max_tokens": 70}},
+           "models": {"plain": ["a:m"], "entry": [{"target": "a:m", "max_tokens": 50}],
+                      "mixed": ["a:m", "b:m"]}}
+    params = {} if caller is None else {"max_tokens": caller}
+    async with Router.from_dict(doc, env=ENV) as router:
+        await router.chat("plain", MSG, **params)
+        await router.chat("entry", MSG, **params)
+        await router.chat("mixed", MSG, **params)  # a answers
+        server.default = Reply(status=500, json={"error": {"message": "down"}})
+        with pytest.raises(LlmError):
+            await router.chat("mixed", MSG, **params)  # a fails, then b
+    assert [r.json["max_tokens"] for r in server.requests] == sent
