@@ -251,3 +251,15 @@ async def test_the_effective_max_tokens_is_what_each_target_is_sent(
         with pytest.raises(LlmError):
             await router.chat("mixed", MSG, **params)  # a fails, then b
     assert [r.json["max_tokens"] for r in server.requests] == sent
+
+
+def test_dry_run_worst_case_uses_each_targets_own_max_tokens() -> None:
+    price = {"price": {"input": 0.0, "output": 10.0}}  # $10 per 1M output tokens
+    doc = {"version": 1, "defaults": {"max_tokens": 1000},
+           "providers": {"p": {"kind": "openai", "models": {"m": price}},
+                         "q": {"kind": "openai", "max_tokens": 3000, "models": {"m": price}}},
+           "models": {"mixed": ["p:m", "q:m"]}}
+    router = Router.from_dict(doc, env=ENV)
+    assert router.plan.routes["mixed"].max_tokens is None  # the targets' limits differ
+    report = router.dry_run("mixed", messages=MSG)
+    assert report.worst_cost_usd == pytest.approx(0.03)  # q's 3,000 tokens

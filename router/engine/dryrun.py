@@ -291,7 +291,8 @@ def _finish(report: DryRunReport, done: Done, order: Sequence[Target],
     for t in order:
         if t.key in skipped:
             continue
-        out = needs.max_tokens or t.capabilities.max_output_tokens or _DEFAULT_MAX_OUTPUT
+        out = (needs.max_tokens or t.max_tokens or t.capabilities.max_output_tokens
+               or _DEFAULT_MAX_OUTPUT)  # the limit each target is sent (runtime.request_for)
         c = worst_case_cost(price_of(t), needs.prompt_tokens or 0, out)
         if c is None:
             report.unpriced.append(t.key)
