@@ -58,20 +58,14 @@ def _load_plan(path: Path) -> Any:
     return _load_result(path).plan
 
 
-def cmd_dry_run(args: argparse.Namespace) -> int:
-    from router.cli.budgets import store_unavailable
-    from router.engine.dryrun import dry_run
-    from router.errors import InvalidRequestError
-    from router.state import StoreError
-
-    plan = _load_plan(_default_file(args.file))
+def _dry_run_call(args: argparse.Namespace
+                  ) -> tuple[dict[str, list[str]], list[dict[str, Any]], dict[str, Any]]:
+    """The simulated outcomes, messages and params that dry-run's flags describe."""
     simulate: dict[str, list[str]] = {}
     for item in args.simulate or []:
         target, sep, outcome = item.rpartition("=")
         if not sep or not target:
-            print(f"router dry-run: --simulate takes TARGET=OUTCOME, got {item!r}",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"--simulate takes TARGET=OUTCOME, got {item!r}")
         simulate.setdefault(target, []).extend(outcome.split(","))
     content: Any = "(dry run)"
     if args.images:
@@ -83,8 +77,18 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     if args.json_mode:
         params["response_format"] = {"type": "json_object"}
     if args.prompt_tokens is not None and args.prompt_tokens < 0:
-        print("router dry-run: --prompt-tokens cannot be negative", file=sys.stderr)
-        return 2
+        raise UsageError("--prompt-tokens cannot be negative")
+    return simulate, [{"role": "user", "content": content}], params
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    from router.cli.budgets import store_unavailable
+    from router.engine.dryrun import dry_run
+    from router.errors import InvalidRequestError
+    from router.state import StoreError
+
+    plan = _load_plan(_default_file(args.file))
+    simulate, messages, params = _dry_run_call(args)
     tags = parse_tags(args.tag)
     gate, usage, now, store_error = None, None, time.time(), None
     if not args.no_state:
@@ -93,9 +97,9 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
         except StoreError as e:  # show the decision anyway, budgets unchecked (README)
             store_error = store_unavailable(plan.state, e)
     try:
-        report = dry_run(plan, args.model, [{"role": "user", "content": content}],
-                         simulate=simulate, params=params, prompt_tokens=args.prompt_tokens,
-                         gate=gate, budget_usage=usage, tags=tags, now=now)
+        report = dry_run(plan, args.model, messages, simulate=simulate, params=params,
+                         prompt_tokens=args.prompt_tokens, gate=gate, budget_usage=usage,
+                         tags=tags, now=now)
     except InvalidRequestError as e:  # a bad --simulate: a usage error, like a bad flag
         print(f"router dry-run: {e.message}", file=sys.stderr)
         return 2
