@@ -203,3 +203,23 @@ def test_a_long_alias_cycle_is_one_e021_with_a_short_message() -> None:
     (d,) = [d for d in result.errors if d.code == "E021"]
     assert d.message.startswith("alias cycle: a0 -> a1 -> a2 -> a3 -> ... 2995 more -> ")
     assert d.message.endswith("a2999 -> a3000 -> a0")
+
+
+@pytest.mark.parametrize(("ref", "hint"), [
+    ("fsat", "did you mean the alias 'fast'?"),
+    ("openai/gpt-4o", "did you mean 'openai:gpt-4o'?"),
+    ("opnai/gpt-4o", "did you mean 'openai:gpt-4o'?"),
+    ("o4mini", "did you mean 'openai:o4-mini'?"),
+    ("llama3.2", "did you mean 'local:llama3.2'?"),
+])
+def test_e024_says_what_the_name_most_likely_meant(ref: str, hint: str) -> None:
+    result = validate_dict({**BASE, "models": {"fast": ["openai:gpt-4o-mini"], "r": [ref]}},
+                           env=KEY_ENV)
+    [d] = result.errors
+    assert (d.code, d.hint) == ("E024", hint)
+
+
+def test_e024_without_anything_close_shows_the_form() -> None:
+    doc = {**BASE, "providers": {"openai": {"kind": "openai"}}, "models": {"r": ["zzzzzz"]}}
+    [d] = validate_dict(doc, env=KEY_ENV).errors
+    assert (d.code, d.hint) == ("E024", "write it as provider:model, e.g. local:llama3.2")

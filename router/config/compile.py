@@ -70,6 +70,7 @@ class _Compiler:
     routes: dict[str, Route] = field(default_factory=dict)
     defaults: Layer = field(default_factory=Layer)
 
+    reported: set[Diagnostic] = field(default_factory=set)
     dropped: Dropped = field(default_factory=Dropped)  # what salvage left out of the file
     contradicting: set[str] = field(default_factory=set)
     unsure: set[str] = field(default_factory=set)  # routes whose settings lost a part
@@ -81,7 +82,8 @@ class _Compiler:
         mark = self.doc.mark(path, key=key)
         d = Diagnostic.at(mark, "error" if severity == "error" else "warning", code,
                           self.doc.redact(message), self.doc.redact(hint))
-        if d not in self.diags:
+        if d not in self.reported:  # a set: a file may have thousands of diagnostics
+            self.reported.add(d)
             self.diags.append(d)
 
     def warn(self, path: Path, code: str, message: str, hint: str = "", *,

@@ -66,8 +66,10 @@ def _finish(doc: Document | None, diags: list[Diagnostic],
     plan = None
     from router.config.compile import compile_plan
 
-    if cfg is not None and not any(d.is_error for d in diags):
-        plan, meaning = compile_plan(cfg, doc, env)
+    if cfg is not None and not any(d.code == "E015" for d in diags):
+        usable = not any(d.is_error for d in diags)
+        compiled, meaning = compile_plan(cfg, doc, env)
+        plan = compiled if usable else None
         diags += meaning
     else:
         # Every problem in one run: the meaning of the well-formed parts is checked too; no
