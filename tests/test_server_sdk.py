@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -351,3 +352,14 @@ async def test_anthropic_failure_after_first_chunk_is_error_event(
             async for delta in s.text_stream:
                 text += delta
     assert text.startswith("one") and "stream" in str(e.value)
+
+
+async def test_probes_need_no_key_but_the_api_does(proxy: ProxyProcess) -> None:
+    async with aiohttp.ClientSession(base_url=proxy.base_url) as http:
+        for path in ("/healthz", "/readyz"):
+            async with http.get(path) as r:
+                assert r.status == 200
+        async with http.get("/v1/models", headers={"x-api-key": KEY}) as r:
+            assert r.status == 200
+        async with http.get("/v1/models", headers={"Authorization": f"Bearer {KEY}x"}) as r:
+            assert r.status == 401 and r.headers["x-router-request-id"].startswith("req_")

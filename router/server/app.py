@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -89,13 +90,15 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[REQUEST_ID] = proxy.new_request_id()
     began = time.perf_counter()
     status = 499  # the client went away before an answer (nginx's figure)
-    proxy.in_flight += 1
+    task = asyncio.current_task()
+    assert task is not None  # aiohttp runs each request in a task
+    proxy.enter(task)
     try:
         response = await _answer(request, handler, proxy)
         status = response.status
         return response
     finally:
-        proxy.in_flight -= 1
+        proxy.leave(task)
         log.emit("proxy_request", request_id=request[REQUEST_ID], method=request.method,
                  path=request.path, status=status, alias=request.get(ALIAS),
                  target=request.get(TARGET),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -10,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # at run time only as values: `router serve --help` imports no engine
     from router.engine.router import Router
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # at run time only as values: `router serve --help` imports n
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 #: How long in-flight calls and streams may run on after SIGTERM, by default.
 DEFAULT_DRAIN = 30.0
+#: How long requests cut at the end of the drain get to write their last error event.
+_CUT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class Proxy:
         self.file = file
         self.keys = KeyRing(settings.keys)
         self.draining = False
-        self.in_flight = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self._closed = False
@@ -81,6 +86,36 @@ class Proxy:
     def new_request_id(self) -> str:
         """A request id unique to this process (random prefix, counter)."""
         return f"req_{self._prefix}{next(self._ids):08x}"
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now."""
+        return len(self._tasks)
+
+    def enter(self, task: asyncio.Task[Any]) -> None:
+        """A request began (its handler task)."""
+        self._tasks.add(task)
+        self._idle.clear()
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        """A request ended."""
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for in-flight requests to end, then cancel those left (a
+        stream then ends with its API's error event); returns how many were cut."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+            return 0
+        except TimeoutError:
+            left = list(self._tasks)
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=_CUT_GRACE)
+        return len(left)
 
     async def aclose(self) -> None:
         """Close the Router (its pool), then the store it was lent; safe to call twice."""

@@ -5,6 +5,7 @@ drain timeout, then close the Router's connections and the store."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,9 @@ from router.obs import log
 from router.server.app import create_app
 from router.server.proxy import Proxy, Settings
 from router.state import make_store
+
+#: How long the runner's cleanup waits for a connection after the drain (its handler done).
+_CLOSE_TIMEOUT = 1.0
 
 
 async def open_proxy(path: Path, settings: Settings) -> Proxy:
@@ -41,8 +45,10 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
     """Serve ``proxy`` until SIGTERM or SIGINT, then drain; ``announce`` gets each URL the
     proxy listens on. The proxy is closed on return, whatever happened."""
     settings = proxy.settings
+    # The drain happens before the runner's cleanup (Proxy.drain), which then only closes
+    # connections: its own shutdown would not let a cut stream say so.
     runner = web.AppRunner(create_app(proxy), handler_cancellation=True, access_log=None,
-                           shutdown_timeout=settings.drain_timeout, handle_signals=False)
+                           shutdown_timeout=_CLOSE_TIMEOUT, handle_signals=False)
     try:
         await runner.setup()
     except BaseException:
@@ -63,6 +69,11 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
         proxy.draining = True
         log.emit("proxy_draining", in_flight=proxy.in_flight,
                  drain_timeout_s=settings.drain_timeout)
+        for site in list(runner.sites):
+            await site.stop()  # no new connections; kept-alive ones get 503 while draining
+        cut = await proxy.drain(settings.drain_timeout)
+        if cut:
+            log.emit("proxy_drain_cut", level=logging.WARNING, requests=cut)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
