@@ -79,26 +79,40 @@ def test_budgets_with_sqlite_in_a_read_only_directory_is_one_line(tmp_path: Path
     assert line.endswith("(the directory locked is not writable)")
 
 
-def test_dry_run_with_redis_unreachable_shows_the_decision_and_one_line(
+def test_dry_run_with_redis_unreachable_shows_budgeted_targets_skipped_and_one_line(
         redis_down: Path) -> None:
+    # fail_closed (the default): what the router does now, with the store down
     r = run_cli("dry-run", str(redis_down), "-m", "fast", cwd=redis_down.parent)
     assert r.returncode == 1
-    assert "answer: p:demo" in r.stdout  # the decision, as if the budgets had room
+    assert "skipped: store_unavailable" in r.stdout
+    assert "the call fails with store_unavailable" in r.stdout
     [line] = r.stderr.splitlines()
-    assert line.startswith("router dry-run: budgets not checked: state store unavailable: "
-                           "redis 127.0.0.1:1/0: ")
-    assert line.endswith("(--no-state skips the store)")
+    assert line.startswith("router dry-run: state store unavailable: redis 127.0.0.1:1/0: ")
+    assert line.endswith("; while it is down, targets under a budget are skipped "
+                         "(on_store_error: fail_closed); --no-state shows the decision "
+                         "without the store")
     assert PASSWORD not in r.stdout + r.stderr
 
 
-def test_dry_run_json_with_the_store_down_says_budgets_were_not_checked(
+def test_dry_run_fail_open_with_the_store_down_answers_unaccounted(tmp_path: Path) -> None:
+    path = routes(tmp_path, '{kind: redis, url: "redis://127.0.0.1:1/0", '
+                            'on_store_error: fail_open}')
+    r = run_cli("dry-run", str(path), "-m", "fast", cwd=tmp_path)
+    assert r.returncode == 1  # the store is down: worth a non-zero exit in a script
+    assert "answer: p:demo" in r.stdout
+    [line] = r.stderr.splitlines()
+    assert "calls go on without budgets (on_store_error: fail_open)" in line
+
+
+def test_dry_run_json_with_the_store_down_names_the_store_error(
         sqlite_under_a_file: Path) -> None:
     r = run_cli("dry-run", str(sqlite_under_a_file), "-m", "fast", "--format", "json",
                 cwd=sqlite_under_a_file.parent)
     assert r.returncode == 1
     doc = json.loads(r.stdout)
-    assert doc["budgets_checked"] is False
     assert doc["state_error"].startswith("state store unavailable: sqlite store ")
+    assert doc["on_store_error"] == "fail_closed"
+    assert doc["answered_by"] is None
     assert len(r.stderr.splitlines()) == 1
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,90 +57,10 @@ def _load_plan(path: Path) -> Any:
     return _load_result(path).plan
 
 
-def _dry_run_call(args: argparse.Namespace
-                  ) -> tuple[dict[str, list[str]], list[dict[str, Any]], dict[str, Any]]:
-    """The simulated outcomes, messages and params that dry-run's flags describe."""
-    simulate: dict[str, list[str]] = {}
-    for item in args.simulate or []:
-        target, sep, outcome = item.rpartition("=")
-        if not sep or not target:
-            raise UsageError(f"--simulate takes TARGET=OUTCOME, got {item!r}")
-        simulate.setdefault(target, []).extend(outcome.split(","))
-    content: Any = "(dry run)"
-    if args.images:
-        content = [{"type": "text", "text": "(dry run)"},
-                   {"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}]
-    params: dict[str, Any] = {"need_tools": args.tools, "stream": args.stream}
-    if args.max_tokens:
-        params["max_tokens"] = args.max_tokens
-    if args.json_mode:
-        params["response_format"] = {"type": "json_object"}
-    if args.prompt_tokens is not None and args.prompt_tokens < 0:
-        raise UsageError("--prompt-tokens cannot be negative")
-    return simulate, [{"role": "user", "content": content}], params
-
-
 def cmd_dry_run(args: argparse.Namespace) -> int:
-    from router.cli.budgets import store_unavailable
-    from router.engine.dryrun import dry_run
-    from router.errors import InvalidRequestError
-    from router.state import StoreError
+    from router.cli.dry_run import run
 
-    plan = _load_plan(_default_file(args.file))
-    simulate, messages, params = _dry_run_call(args)
-    tags = parse_tags(args.tag)
-    gate, usage, now, store_error = None, None, time.time(), None
-    if not args.no_state:
-        try:
-            gate, usage = asyncio.run(_budget_snapshot(plan, args.model, tags, now))
-        except StoreError as e:  # show the decision anyway, budgets unchecked (README)
-            store_error = store_unavailable(plan.state, e)
-    try:
-        report = dry_run(plan, args.model, messages, simulate=simulate, params=params,
-                         prompt_tokens=args.prompt_tokens, gate=gate, budget_usage=usage,
-                         tags=tags, now=now)
-    except InvalidRequestError as e:  # a bad --simulate: a usage error, like a bad flag
-        print(f"router dry-run: {e.message}", file=sys.stderr)
-        return 2
-    if store_error is None:
-        print(report.to_json() if args.format == "json" else str(report))
-        return 0 if report.answered_by else 1
-    return _unchecked_report(report, store_error, args.format)
-
-
-def _unchecked_report(report: Any, store_error: str, fmt: str) -> int:
-    """A dry-run whose budgets could not be read: the decision as if they had room, one line
-    on stderr saying so, exit 1 (--no-state is the way to ask for this on purpose)."""
-    import json
-
-    if fmt == "json":
-        out = report.as_dict()
-        out["budgets_checked"] = False
-        out["state_error"] = store_error
-        print(json.dumps(out, indent=2))
-    else:
-        print(str(report))
-    print(f"router dry-run: budgets not checked: {store_error} (--no-state skips the store)",
-          file=sys.stderr)
-    return 1
-
-
-async def _budget_snapshot(plan: Any, model: str, tags: dict[str, str],
-                           now: float) -> tuple[Any, Any]:
-    """The admission gate of the plan's state store and the usage of the route's budgets."""
-    from router.policy.admission import Gate
-    from router.state import make_store
-
-    route = plan.resolve(model)
-    if not (plan.budgets_by_scope or route.budgets):
-        return None, None
-    st = plan.state
-    store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
-    try:
-        gate = Gate(plan, store)
-        return gate, await gate.snapshot(route, tags, now)
-    finally:
-        await store.aclose()
+    return run(_load_plan(_default_file(args.file)), args)
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
