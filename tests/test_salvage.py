@@ -153,3 +153,36 @@ def test_breaking_one_part_of_a_clean_file_gives_only_structural_errors(
     result = validate_dict(data, env=ENV)
     assert result.errors
     assert {d.code for d in result.errors} <= STRUCTURAL, [d.format_text() for d in result.errors]
+
+
+def _paths(data: Any) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if path:
+            out.append(path)
+        if isinstance(value, dict):
+            stack += [((*path, k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [((*path, i), v) for i, v in enumerate(value)]
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize("env", [ENV, {}], ids=["keys set", "no keys"])
+def test_no_part_of_the_example_breaks_into_a_follow_on_diagnostic(env: dict[str, str]) -> None:
+    """Each value of the example, made ill-formed in turn: only structural errors, and no
+    warning the intact file does not have (no W106 for a price that was in the part left out,
+    no W107 for a key that was)."""
+    example = _example()
+    before = {(d.code, d.message) for d in validate_dict(example, env=env).diagnostics}
+    for path in _paths(example):
+        data = copy.deepcopy(example)
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = [[]]
+        result = validate_dict(data, env=env)
+        extra = [d.format_text() for d in result.diagnostics if d.code not in STRUCTURAL
+                 and (d.is_error or (d.code, d.message) not in before)]
+        assert result.errors and not extra, (path, extra)

@@ -57,14 +57,16 @@ def compile_budgets(cfg: RouteFileCfg, providers: Mapping[str, ProviderSpec],
         out.append(BudgetSpec(b.scope, b.usd, b.per or "total", b.warn_at))
     return out
 
-def check_prices(plan: Plan, warn: Report) -> None:
-    """W106 for each target without a known price (list price or the file's ``price:``)."""
+def check_prices(plan: Plan, warn: Report, dropped: Dropped) -> None:
+    """W106 for each target without a known price (list price or the file's ``price:``);
+    none for a provider that lost a part to salvage (its ``price:`` may be in it)."""
     from router.policy.pricing import price_of
 
     seen: set[str] = set()
     for alias, route in plan.routes.items():
         for t in route.targets:
-            if t.key in seen or price_of(t) is not None:
+            if t.key in seen or price_of(t) is not None or dropped.touches(
+                    "providers", t.provider):
                 continue
             seen.add(t.key)
             budgeted = bool(route.budgets or plan.budgets)

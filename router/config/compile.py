@@ -113,7 +113,8 @@ class _Compiler:
             value = self.env.get(key_env)
             api_key = Secret(value) if value else None
             bearer = any(h.lower() == "authorization" for h in (p.headers or {}))
-            if not value and not bearer and registry.requires_key(p.kind):
+            lost = self.dropped.touches("providers", name)  # a key or header left out
+            if not value and not bearer and not lost and registry.requires_key(p.kind):
                 missing = (*missing, key_env)
                 self.warn(("providers", name), "W107",
                           f"provider {name!r} has no api_key and {key_env} is not set",
@@ -332,7 +333,7 @@ def compile_plan(cfg: RouteFileCfg, doc: Document, env: Mapping[str, str] | None
         default_unknown_price=d.unknown_price if d else None,
         budgets_by_scope=freeze({k: tuple(v) for k, v in by_scope.items()}),
     )
-    check_prices(plan, c.warn)
+    check_prices(plan, c.warn, c.dropped)
     return plan, c.diags
 
 
