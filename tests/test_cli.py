@@ -178,7 +178,9 @@ def test_validate_without_file_reads_routes_yaml_in_cwd(tmp_path: Path) -> None:
     (["validate", "--frobnicate", "clean.yaml"], "unrecognized arguments: --frobnicate"),
     (["dry-run", "clean.yaml"], "the following arguments are required: --model"),
     ([], "the following arguments are required: command"),
-], ids=["unknown-flag", "missing-model", "no-command"])
+    (["chat", "clean.yaml", "hi", "-m", "fast", "--frobnicate"],
+     "unrecognized arguments: --frobnicate"),
+], ids=["unknown-flag", "missing-model", "no-command", "chat-unknown-flag"])
 def test_bad_usage_exits_2_with_usage(args: list[str], message: str) -> None:
     r = run_cli(*args)
     assert r.returncode == 2
