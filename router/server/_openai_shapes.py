@@ -87,6 +87,9 @@ class ChunkEncoder:
         delta: dict[str, Any] = {}
         if c.delta:
             delta["content"] = c.delta
+        refusal = getattr(c, "refusal", "")  # set by providers that report refusals
+        if refusal:
+            delta["refusal"] = refusal
         if c.tool_calls:
             self._streamed_tools = True
             delta["tool_calls"] = [_tool_delta(d) for d in c.tool_calls]

@@ -27,7 +27,7 @@ STATUS: dict[str, int] = {
     ErrorClass.BUDGET_EXCEEDED: 429,
     ErrorClass.RATE_LIMITED_LOCALLY: 429,
     ErrorClass.TIMEOUT: 504,
-    "store_unavailable": 503,
+    ErrorClass.STORE_UNAVAILABLE: 503,
 }
 _GATEWAY = 502  # every other class: auth, permission, not_found, rate_limit, server, ...
 
