@@ -84,6 +84,14 @@ def test_chat_format_json_failure_is_one_object_with_the_error_and_exit_1() -> N
 
 # -- --tag ------------------------------------------------------------------------------------
 
+def test_chat_format_json_config_error_is_one_object_too() -> None:
+    r = run_cli("chat", str(FILES / "broken.yaml"), "hi", "-m", "fast", "--format", "json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["error"]["class"] == "config" and "error[E020]" in out["error"]["message"]
+    assert r.stderr.startswith("router: ")
+
+
 def test_chat_tag_reaches_the_call_and_its_tag_budget() -> None:
     untagged = run_cli("chat", TAGGED, "hi", "-m", "fast", "-q")
     assert (untagged.returncode, untagged.stdout) == (0, "answered\n")

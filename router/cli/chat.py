@@ -192,6 +192,9 @@ async def run_chat(source: Source, args: argparse.Namespace) -> int:
     try:
         router = _make_router(source)
     except ConfigError as e:
+        if args.format == "json":
+            print(json.dumps({"error": {"class": "config", "message": str(e)}, "attempts": []},
+                             indent=2))
         report.error("config_error", str(e))
         return 1
     async with router:
