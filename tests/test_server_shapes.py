@@ -189,9 +189,7 @@ def test_call_options_from_headers() -> None:
 
 async def test_a_bug_is_a_500_in_the_api_shape_and_logged(caplog: pytest.LogCaptureFixture,
                                                           ) -> None:
-    router = Router.from_dict({"version": 1, "providers": {"fk": {"kind": "fake"}},
-                               "models": {"fast": ["fk:m"]}})
-    app = create_app(Proxy(router, make_store("memory"), Settings()))
+    app = create_app(fake_proxy())
 
     async def boom(request: web.Request) -> web.Response:
         raise KeyError("a bug")
@@ -204,3 +202,39 @@ async def test_a_bug_is_a_500_in_the_api_shape_and_logged(caplog: pytest.LogCapt
     assert r.status == 500 and body["error"]["type"] == "api_error"
     assert "Traceback" not in json.dumps(body) and "a bug" not in json.dumps(body)
     assert "proxy_bug" in caplog.text
+
+
+def fake_proxy(state: dict[str, Any] | None = None) -> Proxy:
+    routes: dict[str, Any] = {"version": 1, "providers": {"fk": {"kind": "fake"}},
+                              "models": {"fast": ["fk:m"]}}
+    if state is not None:
+        routes["state"] = state
+    router = Router.from_dict(routes)
+    st = router.plan.state
+    return Proxy(router, make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix),
+                 Settings())
+
+
+async def test_readyz_names_an_unreachable_store() -> None:
+    proxy = fake_proxy({"kind": "redis", "url": "redis://127.0.0.1:1/0"})
+    async with TestClient(TestServer(create_app(proxy))) as client:
+        r = await client.get("/readyz")
+        body = await r.json()
+        assert r.status == 503 and body["status"] == "not_ready"
+        assert body["store"] == {"kind": "redis", "ok": False}
+        assert "state store (redis) unreachable" in body["problems"][0]
+        assert (await client.get("/healthz")).status == 200  # up, though not ready
+
+
+async def test_draining_refuses_new_calls_but_not_probes(caplog: pytest.LogCaptureFixture,
+                                                         ) -> None:
+    proxy = fake_proxy()
+    caplog.set_level(logging.INFO, logger="router")
+    async with TestClient(TestServer(create_app(proxy))) as client:
+        proxy.draining = True
+        r = await client.post("/v1/chat/completions", json={"model": "fast", "messages": [
+            {"role": "user", "content": "hi"}]})
+        assert r.status == 503 and (await r.json())["error"]["code"] == "draining"
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/healthz")).status == 200
+    assert "error=draining" in caplog.text or "'error': 'draining'" in caplog.text

@@ -14,6 +14,7 @@ from router.obs import log
 from router.server import anthropic_api, info, openai_api
 from router.server.context import (
     ALIAS,
+    ERROR_CODE,
     ID_HEADER,
     PROXY,
     REQUEST_ID,
@@ -101,7 +102,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         proxy.leave(task)
         log.emit("proxy_request", request_id=request[REQUEST_ID], method=request.method,
                  path=request.path, status=status, alias=request.get(ALIAS),
-                 target=request.get(TARGET),
+                 target=request.get(TARGET), error=request.get(ERROR_CODE),
                  latency_ms=round((time.perf_counter() - began) * 1000, 2))
 
 

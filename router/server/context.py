@@ -18,6 +18,8 @@ REQUEST_ID = web.RequestKey("request_id", str)
 #: The model the caller asked for and the target that served (for the request's log event).
 ALIAS = web.RequestKey("alias", str)
 TARGET = web.RequestKey("target", str)
+#: The error code a request ended with (an error reply, or a stream's error event).
+ERROR_CODE = web.RequestKey("error_code", str)
 
 ID_HEADER = "x-router-request-id"
 TARGET_HEADER = "x-router-target"
@@ -56,6 +58,7 @@ def call_headers(request: web.Request, target: str | None, attempts: int | None,
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
     """``err`` as the called API's error body, status and headers."""
+    request[ERROR_CODE] = err.code
     body: dict[str, Any] = (anthropic_error_body(err, request[REQUEST_ID])
                             if is_anthropic(request) else openai_error_body(err))
     headers = {**err.headers(), **call_headers(request, err.target, len(err.attempts))}
@@ -74,6 +77,6 @@ def log_bug(request: web.Request, e: BaseException) -> None:
              traceback="".join(traceback.format_exception(e)))
 
 
-__all__ = ["ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ID_HEADER", "PROXY", "REQUEST_ID",
-           "SSE_HEADERS", "TARGET", "TARGET_HEADER", "call_headers", "error_response",
-           "is_anthropic", "log_bug", "proxy_of", "served_model"]
+__all__ = ["ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "ID_HEADER", "PROXY",
+           "REQUEST_ID", "SSE_HEADERS", "TARGET", "TARGET_HEADER", "call_headers",
+           "error_response", "is_anthropic", "log_bug", "proxy_of", "served_model"]

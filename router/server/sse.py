@@ -19,7 +19,7 @@ from typing import Protocol
 from aiohttp import web
 
 from router.errors import LlmError
-from router.server.context import SSE_HEADERS, call_headers, log_bug
+from router.server.context import ERROR_CODE, SSE_HEADERS, call_headers, log_bug
 from router.server.errors import ApiError, from_llm_error
 from router.types import ChatChunk
 
@@ -85,13 +85,16 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
                 break
         await response.write(b"".join(encoder.end()))
     except LlmError as e:
-        await _write_quietly(response, encoder.error(from_llm_error(e)))
+        err = from_llm_error(e)
+        request[ERROR_CODE] = err.code
+        await _write_quietly(response, encoder.error(err))
     except ConnectionError:
         return  # the client went away mid-write: relay's finally closes the upstream
     except asyncio.CancelledError:
         # The client went away (nothing to tell it), or the drain timeout passed: then a
         # last error event tells the client the answer is cut, if it can still be written.
         if not _client_gone(request):
+            request[ERROR_CODE] = "draining"
             err = ApiError(503, "the proxy shut down before the answer was complete",
                            "draining")
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -100,6 +103,7 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
         raise
     except Exception as e:  # a bug: logged with its traceback, the client told in-band
         log_bug(request, e)
+        request[ERROR_CODE] = "internal_error"
         await _write_quietly(response, encoder.error(ApiError(
             500, "internal error in the proxy (logged)", "internal_error")))
 
