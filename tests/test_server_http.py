@@ -37,9 +37,10 @@ def route_file(gated: GatedUpstream) -> dict[str, Any]:
                     "text": "one two three four five six seven eight"},
             "slow": {"kind": "fake", "latency": "30s"},
             "gated": {"kind": "openai-compatible", "base_url": gated.base_url},
+            "rl": {"kind": "fake", "rate_limit": {"rpm": 1, "mode": "skip"}},
         },
         "models": {"fast": ["fk:m1"], "cut": ["cut:m"], "slow": ["slow:m"],
-                   "gated": ["gated:gated-model"]},
+                   "gated": ["gated:gated-model"], "limited": ["rl:m"]},
         "budgets": [{"scope": "tag:team=blocked", "usd": 0.0000001, "per": "day"}],
     }
 
@@ -211,6 +212,14 @@ async def test_tag_header_counts_against_tag_budget(http: aiohttp.ClientSession)
     assert int(headers["Retry-After"]) > 0
 
 
+async def test_local_rate_limit_is_429_with_retry_after(http: aiohttp.ClientSession) -> None:
+    assert (await post(http, CHAT, {"model": "limited", "messages": USER}))[0] == 200
+    status, body, headers = await post(http, MESSAGES, {"model": "limited", "max_tokens": 5,
+                                                        "messages": USER})
+    assert status == 429 and body["error"]["type"] == "rate_limit_error"
+    assert int(headers["Retry-After"]) > 0
+
+
 async def test_timeout_header_bounds_the_call(http: aiohttp.ClientSession) -> None:
     status, body, _ = await post(http, CHAT, {"model": "slow", "messages": USER},
                                  {"x-router-timeout": "300ms"})
@@ -248,4 +257,4 @@ async def test_probes(http: aiohttp.ClientSession) -> None:
         body = await r.json()
         assert r.status == 200 and body["status"] == "ready"
         assert body["store"] == {"kind": "memory", "ok": True}
-        assert body["plan"]["aliases"] == 4
+        assert body["plan"]["aliases"] == 5

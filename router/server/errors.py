@@ -48,7 +48,7 @@ _OPENAI_TYPES = {429: "rate_limit_error", 500: "server_error", 502: "server_erro
 _PARAM = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*) ")
 
 
-@dataclass
+@dataclass(eq=False)  # an exception compares and hashes by identity
 class ApiError(Exception):
     """A failure answered as an error body: ``code`` is the router's error class (or a
     proxy-level code such as ``invalid_api_key``); ``param`` the offending parameter."""
