@@ -164,6 +164,39 @@ async def test_openai_image_format_and_unknown_fields_reach_provider(
     assert sent["logit_bias"] == {"50256": -100}
 
 
+async def test_openai_n_gives_every_choice(oai: openai.AsyncOpenAI,
+                                           upstreams: Upstreams) -> None:
+    two = oa_wire.completion("A")
+    two["choices"].append({**two["choices"][0], "index": 1,
+                           "message": {**two["choices"][0]["message"], "content": "B"}})
+    upstreams.oa.enqueue(oa_wire.json_reply(two))
+    resp = await oai.chat.completions.create(model="gpt", messages=USER, n=2)
+    assert [(c.index, c.message.content) for c in resp.choices] == [(0, "A"), (1, "B")]
+    assert upstreams.oa.requests[-1].json["n"] == 2
+
+
+async def test_openai_n_streams_each_choice(oai: openai.AsyncOpenAI,
+                                            upstreams: Upstreams) -> None:
+    def part(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        c = oa_wire.chunk(delta, finish_reason=finish)
+        c["choices"][0]["index"] = index
+        return c
+
+    events = [part(0, {"role": "assistant", "content": ""}), part(1, {"content": "B1"}),
+              part(0, {"content": "A1"}), part(1, {"content": "B2"}), part(0, {}, "stop"),
+              part(1, {}, "length"), oa_wire.chunk(choices=False, usage_=oa_wire.usage())]
+    upstreams.oa.enqueue(oa_wire.stream_reply(events))
+    stream = await oai.chat.completions.create(model="gpt", messages=USER, n=2, stream=True)
+    text: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str] = {}
+    async for c in stream:
+        for ch in c.choices:
+            text[ch.index] += ch.delta.content or ""
+            if ch.finish_reason:
+                finish[ch.index] = ch.finish_reason
+    assert text == {0: "A1", 1: "B1B2"} and finish == {0: "stop", 1: "length"}
+
+
 async def test_openai_models_lists_aliases(oai: openai.AsyncOpenAI) -> None:
     ids = [m.id async for m in oai.models.list()]
     assert ids == ["capped", "claude", "cut", "down", "gpt"]

@@ -26,21 +26,26 @@ def _tool_call(tc: ToolCall) -> dict[str, Any]:
             "function": {"name": tc.name, "arguments": json.dumps(tc.arguments)}}
 
 
-def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
-    """The ``chat.completion`` object of a router answer; ``model`` names the model that
-    served (as the provider reported it)."""
-    refusal = getattr(resp, "refusal", None)  # set by providers that report refusals
+def _choice(index: int, text: str, tool_calls: list[ToolCall], finish_reason: str,
+            refusal: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant",
-                               "content": resp.text if resp.text or not resp.tool_calls
-                               else None,
+                               "content": text if text or not tool_calls else None,
                                "refusal": refusal, "annotations": []}
-    if resp.tool_calls:
-        message["tool_calls"] = [_tool_call(tc) for tc in resp.tool_calls]
+    if tool_calls:
+        message["tool_calls"] = [_tool_call(tc) for tc in tool_calls]
+    return {"index": index, "message": message, "logprobs": None,
+            "finish_reason": finish_reason}
+
+
+def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
+    """The ``chat.completion`` object of a router answer (every choice when n > 1);
+    ``model`` names the model that served (as the provider reported it)."""
+    choices = [_choice(c.index, c.text, c.tool_calls, c.finish_reason, c.refusal)
+               for c in resp.choices] or [
+        _choice(0, resp.text, resp.tool_calls, resp.finish_reason, resp.refusal)]
     return {"id": f"chatcmpl-{request_id}", "object": "chat.completion",
             "created": int(time.time()), "model": resp.model or served_model(resp.target),
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": resp.finish_reason}],
-            "usage": usage_body(resp.usage), "system_fingerprint": None}
+            "choices": choices, "usage": usage_body(resp.usage), "system_fingerprint": None}
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
@@ -61,45 +66,61 @@ def _tool_delta(d: ToolCallDelta) -> dict[str, Any]:
 class ChunkEncoder:
     """A router stream as ``chat.completion.chunk`` events, ``data: [DONE]`` last; with
     ``include_usage`` every chunk has ``usage: null`` and a last chunk with empty
-    ``choices`` carries the usage (as OpenAI's ``stream_options.include_usage``)."""
+    ``choices`` carries the usage (as OpenAI's ``stream_options.include_usage``). With
+    n > 1 each chunk names its choice (``index``)."""
 
-    def __init__(self, request_id: str, model: str, include_usage: bool) -> None:
+    def __init__(self, request_id: str, model: str, include_usage: bool, n: int = 1) -> None:
         self._base: dict[str, Any] = {"id": f"chatcmpl-{request_id}",
                                       "object": "chat.completion.chunk",
                                       "created": int(time.time()), "model": model,
                                       "system_fingerprint": None}
         self._include_usage = include_usage
+        self._n = n
         self._usage: Usage | None = None
-        self._streamed_tools = False
+        self._streamed_tools: set[int] = set()  # choices whose calls came as deltas
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        obj = {**self._base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None,
+               index: int = 0) -> bytes:
+        obj = {**self._base, "choices": [{"index": index, "delta": delta, "logprobs": None,
                                           "finish_reason": finish_reason}]}
         if self._include_usage:
             obj["usage"] = None
         return _frame(obj)
 
     def start(self) -> list[bytes]:
-        return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
+        return [self._chunk({"role": "assistant", "content": "", "refusal": None}, index=i)
+                for i in range(self._n)]
 
-    def chunk(self, c: ChatChunk) -> list[bytes]:
-        out = []
+    def _delta(self, c: ChatChunk) -> dict[str, Any]:
         delta: dict[str, Any] = {}
         if c.delta:
             delta["content"] = c.delta
-        refusal = getattr(c, "refusal", "")  # set by providers that report refusals
-        if refusal:
-            delta["refusal"] = refusal
+        if c.refusal:
+            delta["refusal"] = c.refusal
         if c.tool_calls:
-            self._streamed_tools = True
+            self._streamed_tools.add(c.index)
             delta["tool_calls"] = [_tool_delta(d) for d in c.tool_calls]
-        elif c.final_tool_calls and not self._streamed_tools:  # calls only known at the end
-            delta["tool_calls"] = [{"index": i, **_tool_call(tc)}
-                                   for i, tc in enumerate(c.final_tool_calls)]
+        return delta
+
+    def _ends(self, c: ChatChunk) -> list[tuple[int, list[ToolCall], str]]:
+        """(choice, calls known only now, finish reason) for each choice ``c`` ends."""
+        if c.final_choices:
+            return [(ch.index, ch.tool_calls, ch.finish_reason) for ch in c.final_choices]
+        assert c.finish_reason is not None
+        return [(c.index, c.final_tool_calls or [], c.finish_reason)]
+
+    def chunk(self, c: ChatChunk) -> list[bytes]:
+        out = []
+        delta = self._delta(c)
         if delta:
-            out.append(self._chunk(delta))
-        if c.finish_reason is not None:
-            out.append(self._chunk({}, c.finish_reason))
+            out.append(self._chunk(delta, index=c.index))
+        if c.finish_reason is not None or c.final_choices:
+            for index, calls, finish in self._ends(c):
+                if calls and index not in self._streamed_tools:  # calls only known at the end
+                    out.append(self._chunk({"tool_calls": [
+                        {"index": i, **_tool_call(tc)} for i, tc in enumerate(calls)]},
+                        index=index))
+                out.append(self._chunk({}, finish, index))
         if c.usage is not None:
             self._usage = c.usage
         return out

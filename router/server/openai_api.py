@@ -3,7 +3,7 @@
 The body's ``model`` is a route (alias, ``provider:model``...); ``messages``, tools, images,
 ``response_format`` and every other field go to the router as they are (fields it does not
 know are sent to the provider as extra parameters). ``stream`` and ``stream_options`` shape
-the reply; ``n`` > 1 is refused until the router serves several choices.
+the reply; ``n`` > 1 gives several choices where the target supports it.
 """
 
 from __future__ import annotations
@@ -59,9 +59,6 @@ def parse_chat(body: dict[str, Any]) -> ChatCall:
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "stream_options must be an object")
     include_usage = bool(options and options.get("include_usage"))
-    n = body.pop("n", None)
-    if n is not None and n != 1:
-        raise invalid("n", "n other than 1 is not supported by this proxy")
     for name, header in _RESERVED.items():
         if name in body:
             raise invalid(name, f"{name} is not a chat completions parameter (use the "
@@ -78,8 +75,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     options = call_options(request.headers, rid).kwargs()
     if call.stream:
         chunks = proxy.router.stream(call.model, call.messages, **options, **call.params)
+        n = call.params.get("n")
         return await relay(request, chunks, lambda first: ChunkEncoder(
-            rid, served_model(first.target), call.include_usage))
+            rid, served_model(first.target), call.include_usage,
+            n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1))
     resp = await proxy.router.chat(call.model, call.messages, **options, **call.params)
     return web.json_response(completion_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
