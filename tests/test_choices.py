@@ -134,6 +134,15 @@ async def test_a_stream_is_whole_only_when_every_choice_finished(
                                                               TIMEOUTS))
 
 
+async def test_a_server_that_ignores_n_still_answers_whole(openai_server: oa.OpenAIServer,
+                                                             http_pool: HttpPool) -> None:
+    openai_server.enqueue(oa.stream_reply(oa.text_events(["Hel", "lo"])))  # one choice only
+    provider = OpenAICompatibleProvider(ProviderConfig(
+        name="llama", kind="openai-compatible", base_url=openai_server.base_url), http_pool)
+    chunks = await collect(provider.stream("llama3.2", ask(n=2), TIMEOUTS))
+    assert [(c.index, c.text) for c in chunks[-1].final_choices or []] == [(0, "Hello")]
+
+
 async def test_openai_compatible_sends_n(openai_server: oa.OpenAIServer,
                                          http_pool: HttpPool) -> None:
     provider = OpenAICompatibleProvider(ProviderConfig(

@@ -77,17 +77,17 @@ class _State:
 class ChoiceStates:
     """The choices of one n > 1 stream."""
 
-    __slots__ = ("_n", "_states")
+    __slots__ = ("_states",)
 
-    def __init__(self, n: int) -> None:
-        self._n = n
+    def __init__(self) -> None:
         self._states: dict[int, _State] = {}
 
     @property
     def complete(self) -> bool:
-        """Every asked-for choice carried ``finish_reason``."""
+        """Every choice that came carried ``finish_reason``. Fewer than ``n`` choices is a
+        whole answer too: a compatible server that ignores ``n`` sends one."""
         states = self._states
-        return len(states) >= self._n and all(s.finish is not None for s in states.values())
+        return bool(states) and all(s.finish is not None for s in states.values())
 
     def feed(self, choices: Any) -> ChatChunk | None:
         """The choices of one chunk; a ChatChunk (with ``index``) for the first that carries

@@ -38,7 +38,7 @@ class StreamAssembler:
 
     def __init__(self, n: int | None = None) -> None:
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
-        self._choices = ChoiceStates(n) if n is not None else None
+        self._choices = ChoiceStates() if n is not None else None
         self._emitted = False  # a chunk went out
         self._held: list[str] = []  # refusal pieces not sent yet
         self.finish_reason: str | None = None
