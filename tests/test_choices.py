@@ -141,6 +141,9 @@ async def test_a_server_that_ignores_n_still_answers_whole(openai_server: oa.Ope
         name="llama", kind="openai-compatible", base_url=openai_server.base_url), http_pool)
     chunks = await collect(provider.stream("llama3.2", ask(n=2), TIMEOUTS))
     assert [(c.index, c.text) for c in chunks[-1].final_choices or []] == [(0, "Hello")]
+    openai_server.enqueue(oa.json_reply(oa.completion("Hello")))
+    r = await provider.chat("llama3.2", ask(n=2), TIMEOUTS)
+    assert [(c.index, c.text) for c in r.choices] == [(0, "Hello")]
 
 
 async def test_openai_compatible_sends_n(openai_server: oa.OpenAIServer,

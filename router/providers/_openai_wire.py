@@ -286,9 +286,10 @@ def _calls(message: Mapping[str, Any]) -> list[ToolCall]:
     return calls
 
 
-def parse_completion(data: Any, model: str) -> ChatResponse:
-    """A ``chat.completion`` object to ChatResponse (first choice). Content may be a string,
-    null or a list of text parts; anything else is the wrong shape (ValueError)."""
+def parse_completion(data: Any, model: str, *, several: bool = False) -> ChatResponse:
+    """A ``chat.completion`` object to ChatResponse (first choice; every choice in
+    ``choices`` when there are several or ``several`` were asked for). Content may be a
+    string, null or a list of text parts; anything else is the wrong shape (ValueError)."""
     if not isinstance(data, dict):
         raise ValueError(f"completion is {type(data).__name__}, not an object")
     choices = data.get("choices")
@@ -325,7 +326,7 @@ def parse_completion(data: Any, model: str) -> ChatResponse:
         reasoning=reasoning_text(message),
         refusal=reply_text(refusal) or None if refusal is not None else None,
     )
-    if type(choices) is list and len(choices) > 1:
+    if type(choices) is list and (several or len(choices) > 1):
         response.choices = sorted((_choice(c) for c in choices), key=lambda c: c.index)
     if response.refusal is not None and not content and not calls and not any(
             c.text or c.tool_calls for c in response.choices):

@@ -88,7 +88,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             return HttpCall(self.url(model), self.body(model, request, stream=True),
                             self._stream_headers, model, _FilteredStream(request.n))
         return HttpCall(self.url(model), self.body(model, request, stream=False),
-                        self._headers, model)
+                        self._headers, model, context=request.n)
 
     def check_key(self) -> None:
         if not (self._secret or self._has_bearer):

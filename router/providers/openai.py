@@ -95,12 +95,13 @@ class OpenAIProvider(HttpProvider):
             return HttpCall(self._url, self.body(model, request, stream=True),
                             self._stream_headers, model, StreamAssembler(request.n))
         return HttpCall(self._url, self.body(model, request, stream=False), self._headers,
-                        model)
+                        model, context=request.n)
 
     # -- replies ------------------------------------------------------------------------
 
     def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
-        return parse_completion(data, call.model)
+        # context: the n asked for (then r.choices lists even one choice)
+        return parse_completion(data, call.model, several=call.context is not None)
 
     def map_error(self, status: int | None, headers: Mapping[str, str],
                   body: ErrorBody) -> LlmError:
