@@ -228,10 +228,39 @@ async def test_gemini_signature_never_reaches_anthropic_after_a_fallback(up: Ups
     async with Router.from_dict(up.route_file()) as router:
         r = await router.chat(f"google:{GEMINI_3}", QUESTION, tools=[WEATHER])
         final = await router.chat(f"google:{GEMINI_3},anthropic:claude-sonnet-4-5",
-                                  [*QUESTION, as_dicts(r), *tool_results(r)], tools=[WEATHER])
+                                  [*QUESTION, as_dicts(r), *tool_results(r)], tools=[WEATHER],
+                                  reasoning_effort="low")
     assert final.target == "anthropic:claude-sonnet-4-5" and up.anthropic.problems == []
     assert up.anthropic.returned == []
-    assert GEMINI_SIGNATURE not in up.anthropic.requests[0].body.decode()
+    body = up.anthropic.requests[0]
+    assert GEMINI_SIGNATURE not in body.body.decode()
+    # The tool turn began on Gemini, without Claude's thinking: it goes on without thinking
+    # (the API refuses a turn that switches thinking on halfway).
+    assert "thinking" not in body.json
+
+
+async def test_thinking_stays_on_for_a_turn_that_began_with_it(up: Upstreams) -> None:
+    up.anthropic.enqueue(an.json_reply(signed_tool_use()),
+                         an.json_reply(an.message([an.text_block("18°C.")])))
+    async with Router.from_dict(up.route_file()) as router:
+        r = await router.chat("anthropic:claude-sonnet-4-5", QUESTION, tools=[WEATHER],
+                              reasoning_effort="low")
+        await router.chat("anthropic:claude-sonnet-4-5",
+                          [*QUESTION, as_dicts(r), *tool_results(r)], tools=[WEATHER],
+                          reasoning_effort="low")
+    assert up.anthropic.requests[1].json["thinking"]["type"] == "enabled"
+
+
+def test_the_server_refuses_a_tool_turn_that_turns_thinking_on_halfway() -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 5000,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "Weather?"},
+                         {"role": "assistant", "content": [an.tool_use_block(
+                             "toolu_1", "get_weather", {"city": "Paris"})]},
+                         {"role": "user", "content": [{"type": "tool_result",
+                                                       "tool_use_id": "toolu_1",
+                                                       "content": "18"}]}]}
+    assert any("must start with a thinking block" in p for p in an.validate_request(body))
 
 
 # --------------------------------------------------------------------------------------------

@@ -90,3 +90,30 @@ def refusal_error(refusal: str) -> ContentPolicyError:
     """A refusal before any content: the route's content_policy action decides what follows."""
     return ContentPolicyError(f"Claude declined to answer: {refusal}", provider_message=refusal,
                               provider_code="refusal", retryable=False)
+
+
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _answers_tools(turn: Mapping[str, Any]) -> bool:
+    content = turn["content"]
+    return isinstance(content, list) and bool(content) and content[0]["type"] == "tool_result"
+
+
+def unsigned_tool_turn(messages: list[dict[str, Any]]) -> bool:
+    """Whether the request continues a tool-use turn whose first assistant message holds no
+    thinking block (it was made without thinking, or by another kind before a fallback). With
+    thinking on, the API refuses that ("expected `thinking` or `redacted_thinking`"): a turn
+    stays in one thinking mode, so such a request goes without thinking."""
+    if not messages or messages[-1]["role"] != "user" or not _answers_tools(messages[-1]):
+        return False
+    first: Mapping[str, Any] | None = None
+    for turn in reversed(messages[:-1]):
+        if turn["role"] == "assistant":
+            first = turn
+        elif not _answers_tools(turn):
+            break
+    if first is None:
+        return False
+    content = first["content"]
+    return isinstance(content, str) or content[0]["type"] not in _THINKING_BLOCKS

@@ -30,6 +30,7 @@ from router.providers._anthropic_thinking import (
     size_budget,
     thinking_config,
     thinking_state,
+    unsigned_tool_turn,
 )
 from router.providers.base import reply_text
 from router.types import (
@@ -233,6 +234,9 @@ def build_body(model: str, request: ChatRequest, *,
         raise InvalidRequestError("anthropic returns one choice per call (n > 1 asked)")
     system, messages = encode_messages(request.messages)
     thinking = thinking_config(request)
+    unsigned = thinking is not None and unsigned_tool_turn(messages)
+    if unsigned:
+        thinking = None
     max_tokens, thinking = size_budget(model, request, thinking)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     instructions = [system] if system else []
@@ -272,6 +276,8 @@ def build_body(model: str, request: ChatRequest, *,
     if stream:
         body["stream"] = True
     body.update(request.extra)  # an explicit "thinking" is already in body, unchanged
+    if unsigned:
+        body.pop("thinking", None)
     return body, answer
 
 

@@ -480,7 +480,34 @@ def _check_thinking(body: Mapping[str, Any]) -> list[str]:
     choice = body.get("tool_choice")
     if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool"):
         problems.append("thinking may not be enabled when tool_choice forces tool use")
-    return problems
+    return problems + _check_thinking_turn(body.get("messages"))
+
+
+def _results_first(turn: Any) -> bool:
+    content = turn.get("content") if isinstance(turn, Mapping) else None
+    return isinstance(content, list) and bool(content) and isinstance(content[0], Mapping) \
+        and content[0].get("type") == "tool_result"
+
+
+def _check_thinking_turn(messages: Any) -> list[str]:
+    """With thinking on, a tool-use turn in progress must have begun with a thinking block
+    ("Toggling thinking modes in conversations": one thinking mode per assistant turn)."""
+    if not isinstance(messages, list) or not messages or not _results_first(messages[-1]):
+        return []
+    first, index = None, 0
+    for i in range(len(messages) - 2, -1, -1):
+        turn = messages[i]
+        if isinstance(turn, Mapping) and turn.get("role") == "assistant":
+            first, index = turn, i
+        elif not _results_first(turn):
+            break
+    blocks = _blocks(first.get("content") or []) if first is not None else []
+    if not blocks or not isinstance(blocks[0], Mapping) \
+            or blocks[0].get("type") in ("thinking", "redacted_thinking"):
+        return []
+    return [f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+            f"found `{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` "
+            "message must start with a thinking block."]
 
 
 def validate_request(body: Any) -> list[str]:
