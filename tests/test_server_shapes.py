@@ -238,3 +238,11 @@ async def test_draining_refuses_new_calls_but_not_probes(caplog: pytest.LogCaptu
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
     assert "error=draining" in caplog.text or "'error': 'draining'" in caplog.text
+
+
+async def test_errors_take_the_shape_of_the_client_api() -> None:
+    async with TestClient(TestServer(create_app(fake_proxy()))) as client:
+        r = await client.get("/v1/models/nope", headers={"anthropic-version": "2023-06-01"})
+        assert r.status == 404 and (await r.json())["error"]["type"] == "not_found_error"
+        r = await client.get("/v1/models/nope")
+        assert r.status == 404 and (await r.json())["error"]["code"] == "model_not_found"

@@ -36,8 +36,9 @@ def proxy_of(request: web.Request) -> Proxy:
 
 
 def is_anthropic(request: web.Request) -> bool:
-    """Whether the request is to Anthropic's API (its errors take Anthropic's shape)."""
-    return request.path.startswith("/v1/messages")
+    """Whether the request is to Anthropic's API, or from an Anthropic client (every
+    Anthropic SDK sends ``anthropic-version``): its errors take Anthropic's shape."""
+    return request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
 
 
 def call_headers(request: web.Request, target: str | None, attempts: int | None,
