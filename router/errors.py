@@ -63,7 +63,9 @@ DEFAULT_ACTIONS: dict[ErrorClass, Action] = {
     ErrorClass.PERMISSION: Action.FALLBACK,
     ErrorClass.NOT_FOUND: Action.FALLBACK,
     ErrorClass.CONTEXT_WINDOW: Action.FALLBACK,
-    ErrorClass.CONTENT_POLICY: Action.FALLBACK,
+    # A safety system's verdict is an answer, not an outage: propagated, never routed around
+    # unless a route says so (``on: {content_policy: fallback}``).
+    ErrorClass.CONTENT_POLICY: Action.FAIL,
     ErrorClass.INVALID_REQUEST: Action.FAIL,
     ErrorClass.BUDGET_EXCEEDED: Action.FALLBACK,
     ErrorClass.RATE_LIMITED_LOCALLY: Action.FALLBACK,

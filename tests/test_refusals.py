@@ -265,11 +265,28 @@ def route_file(openai_url: str, anthropic_url: str, on: dict[str, str] | None = 
             "models": {"safe": route}}
 
 
-async def test_router_falls_back_on_a_refusal_by_default(
+async def test_router_fails_on_a_refusal_by_default_with_the_providers_reason(
+        openai_server: oa.OpenAIServer, anthropic_server: an.AnthropicServer) -> None:
+    # Issue 11: a safety system's verdict is propagated, not routed around.
+    openai_server.enqueue(oa.json_reply(REFUSAL_COMPLETION))
+    doc = route_file(openai_server.base_url, anthropic_server.base_url)
+    async with Router.from_dict(doc) as router:
+        with pytest.raises(RouteFailed) as caught:
+            await router.chat("safe", [{"role": "user", "content": "Where?"}])
+    err = caught.value
+    assert err.error_class is ErrorClass.CONTENT_POLICY
+    assert "can't assist with that" in str(err.last_error)
+    assert [(a.target, a.error_class) for a in err.attempts] == [
+        ("openai:gpt-4o-2024-08-06", ErrorClass.CONTENT_POLICY)]
+    assert len(openai_server.requests) == 1 and anthropic_server.requests == []
+
+
+async def test_router_falls_back_on_a_refusal_when_the_route_says_fallback(
         openai_server: oa.OpenAIServer, anthropic_server: an.AnthropicServer) -> None:
     openai_server.enqueue(oa.json_reply(REFUSAL_COMPLETION))
     anthropic_server.enqueue(an.json_reply(an.message([an.text_block('{"city": "Paris"}')])))
-    doc = route_file(openai_server.base_url, anthropic_server.base_url)
+    doc = route_file(openai_server.base_url, anthropic_server.base_url,
+                     on={"content_policy": "fallback"})
     async with Router.from_dict(doc) as router:
         r = await router.chat("safe", [{"role": "user", "content": "Where?"}],
                               response_format={"type": "json_schema", "json_schema": {
