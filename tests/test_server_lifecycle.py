@@ -91,6 +91,19 @@ async def test_drain_timeout_ends_a_stream_with_an_error_event(tmp_path: Path) -
         await asyncio.wait_for(gated.cancelled.wait(), 10)
 
 
+async def test_second_signal_ends_the_drain_at_once(tmp_path: Path) -> None:
+    async with stream_in_flight(tmp_path, "--drain-timeout", "10m") as (_, proxy, r):
+        proxy.signal(signal.SIGTERM)
+        await refused(proxy.base_url)  # the first signal was taken
+        proxy.signal(signal.SIGINT)
+        rest = ""
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for data in r.content.iter_any():
+                rest += data.decode()
+        assert '"code":"draining"' in rest and "[DONE]" not in rest
+        assert await proxy.wait() == 0
+
+
 def run_serve(*args: str, cwd: Path, env: dict[str, str] | None = None,
               ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "router", "serve", *args], cwd=cwd,

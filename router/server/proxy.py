@@ -103,18 +103,23 @@ class Proxy:
         if not self._tasks:
             self._idle.set()
 
-    async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for in-flight requests to end, then cancel those left (a
-        stream then ends with its API's error event); returns how many were cut."""
+    async def drain(self, timeout: float, hurry: asyncio.Event | None = None) -> int:
+        """Wait up to ``timeout`` (or until ``hurry`` is set) for in-flight requests to end,
+        then cancel those left (a stream then ends with its API's error event); returns how
+        many were cut."""
+        waits = [asyncio.ensure_future(self._idle.wait())]
+        if hurry is not None:
+            waits.append(asyncio.ensure_future(hurry.wait()))
         try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-            return 0
-        except TimeoutError:
-            left = list(self._tasks)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        left = list(self._tasks)
         for task in left:
             task.cancel()
-        await asyncio.wait(left, timeout=_CUT_GRACE)
+        if left:
+            await asyncio.wait(left, timeout=_CUT_GRACE)
         return len(left)
 
     async def aclose(self) -> None:

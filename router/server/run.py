@@ -1,6 +1,7 @@
 """Running the proxy: build the Router and its store from a route file, listen, and on
 SIGTERM (or SIGINT) drain: stop accepting, let in-flight calls and streams finish up to the
-drain timeout, then close the Router's connections and the store."""
+drain timeout (a second signal ends it at once), then close the Router's connections and the
+store."""
 
 from __future__ import annotations
 
@@ -66,19 +67,24 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
                  file=str(proxy.file), aliases=len(proxy.router.plan.routes),
                  access_keys=proxy.keys.required)
         await stop.wait()
-        proxy.draining = True
-        log.emit("proxy_draining", in_flight=proxy.in_flight,
-                 drain_timeout_s=settings.drain_timeout)
-        for site in list(runner.sites):
-            await site.stop()  # no new connections; kept-alive ones get 503 while draining
-        cut = await proxy.drain(settings.drain_timeout)
-        if cut:
-            log.emit("proxy_drain_cut", level=logging.WARNING, requests=cut)
+        stop.clear()  # a second signal ends the drain at once
+        await _drain(runner, proxy, stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stop listening, drain, then close the proxy (on_cleanup)
         log.emit("proxy_stopped")
+
+
+async def _drain(runner: web.AppRunner, proxy: Proxy, hurry: asyncio.Event) -> None:
+    proxy.draining = True
+    log.emit("proxy_draining", in_flight=proxy.in_flight,
+             drain_timeout_s=proxy.settings.drain_timeout)
+    for site in list(runner.sites):
+        await site.stop()  # no new connections; kept-alive ones get 503 while draining
+    cut = await proxy.drain(proxy.settings.drain_timeout, hurry)
+    if cut:
+        log.emit("proxy_drain_cut", level=logging.WARNING, requests=cut)
 
 
 def _bracketed(host: str) -> str:
