@@ -92,6 +92,22 @@ async def test_invalid_utf8_is_400(http: aiohttp.ClientSession) -> None:
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
 
+async def test_deeply_nested_json_is_400(http: aiohttp.ClientSession) -> None:
+    status, body, _ = await post(http, CHAT, b'{"model": "fast", "x": ' + b"[" * 50_000)
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+
+
+async def test_body_that_is_not_an_object_is_400(http: aiohttp.ClientSession) -> None:
+    status, body, _ = await post(http, MESSAGES, [1, 2])
+    assert status == 400 and body["error"]["message"].endswith("must be a JSON object")
+
+
+async def test_anthropic_wrong_type_names_the_param(http: aiohttp.ClientSession) -> None:
+    status, body, _ = await post(http, MESSAGES, {"model": "fast", "max_tokens": "many",
+                                                  "messages": USER})
+    assert status == 400 and body["error"]["message"].startswith("max_tokens")
+
+
 async def test_nan_is_refused(http: aiohttp.ClientSession) -> None:
     status, body, _ = await post(
         http, CHAT, b'{"model": "fast", "messages": [], "temperature": NaN}')
