@@ -127,7 +127,7 @@ async def test_chat_streams_the_answer_to_stdout(kind: Kind, server: Any, routes
     assert (r.returncode, r.stdout) == (0, TEXT + "\n")
     [summary] = r.stderr.splitlines()  # after the answer, on stderr
     assert re.fullmatch(rf"router: answered by p:{re.escape(kind.models[0])} \(1 attempt\), "
-                        r"tokens \d+ in / \d+ out, (\$[\d.]+|cost unknown)", summary), summary
+                        r"tokens \d+ in / \d+ out, (<?\$[\d.]+|cost unknown)", summary), summary
     [request] = server.requests
     assert PROMPT.encode() in request.body
 

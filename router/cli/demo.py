@@ -63,16 +63,19 @@ providers:                      # loopback stand-ins speaking each provider's re
   local:  {kind: ollama, base_url: "${UPSTREAM}/ollama"}
 models:
   everywhere:
-    - azure:gpt-4o-mini
-    - openai:gpt-4o-mini
-    - claude:claude-haiku-4-5
-    - gemini:gemini-2.5-flash
+    chain:
+      - azure:gpt-4o-mini
+      - openai:gpt-4o-mini
+      - claude:claude-haiku-4-5
+      - gemini:gemini-2.5-flash
+    on: {content_policy: fallback}    # a refusal fails by default; this route routes around it
   local: [local:llama3.2]
 """
 
 _WIRE_SCENES = [
-    ("4. Real wire formats, offline: Azure's content filter, OpenAI's 500, Anthropic's 529 and "
-     "Gemini's 429 with a RetryInfo delay, each classified, until Gemini answers.",
+    ("4. Real wire formats, offline: Azure's content filter (this route falls back on it), "
+     "OpenAI's 500, Anthropic's 529 and Gemini's 429 with a RetryInfo delay, each "
+     "classified, until Gemini answers.",
      "everywhere", False),
     ("5. Ollama streams NDJSON; the answer arrives piece by piece.", "local", True),
 ]
