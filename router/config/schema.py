@@ -89,12 +89,16 @@ class Fast:
 
 
 def has_infinity(x: Any) -> bool:
-    if isinstance(x, float):
-        return math.isinf(x)
-    if isinstance(x, dict):
-        return any(has_infinity(v) for v in x.values())
-    if isinstance(x, list):
-        return any(has_infinity(v) for v in x)
+    """Whether an infinite number is anywhere in ``x`` (walked without recursion)."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and math.isinf(v):
+            return True
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
     return False
 
 
