@@ -71,7 +71,9 @@ DEFAULT_ACTIONS: dict[ErrorClass, Action] = {
     ErrorClass.RATE_LIMITED_LOCALLY: Action.FALLBACK,
     ErrorClass.STORE_UNAVAILABLE: Action.FALLBACK,
     ErrorClass.NO_ROUTE: Action.FAIL,
-    ErrorClass.STREAM_INTERRUPTED: Action.FAIL,
+    # Met only when a replay of a broken stream diverged (router.engine.recover): the next
+    # target replays in its turn.
+    ErrorClass.STREAM_INTERRUPTED: Action.FALLBACK,
 }
 
 #: Classes whose failures count as "retryable" (transient) by default.
@@ -233,17 +235,21 @@ class NoRouteError(LlmError):
 
 
 class StreamInterruptedError(LlmError):
-    """A stream failed after its first chunk reached the caller; ``partial_text`` holds what
-    came before, ``attempts`` each AttemptRecord of the call (the failed one last)."""
+    """A stream failed after its first chunk reached the caller and could not be recovered
+    (``stream.recover``); ``partial_text`` holds what the caller got, ``attempts`` each
+    AttemptRecord of the call (the failed ones last)."""
 
     error_class = ErrorClass.STREAM_INTERRUPTED
 
     def __init__(self, message: str, *, partial_text: str = "",
                  cause_class: ErrorClass | None = None, attempts: Sequence[Any] = (),
-                 **kw: Any) -> None:
+                 cause: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.partial_text = partial_text
         self.cause_class = cause_class
+        #: Why the stream could not be recovered: ``resume_diverged`` when the last replay
+        #: differed from what the caller had, else the class of the failure that broke it.
+        self.cause = cause or (cause_class.value if cause_class is not None else None)
         self.attempts: list[Any] = list(attempts)  # router.types.AttemptRecord each
 
 

@@ -32,5 +32,8 @@ class Capabilities:
     n: bool = False  # several choices per call (``n`` > 1)
     #: ``parallel_tool_calls: false`` is honoured (else it is not sent: the switch is absent)
     parallel_tool_calls: bool = False
+    #: An assistant message last in the request is continued (an assistant prefill), not
+    #: answered with a new turn: what ``stream: {recover: continue}`` needs.
+    prefill: bool = False
     context_window: int | None = None
     max_output_tokens: int | None = None

@@ -191,7 +191,7 @@ async def test_an_interrupted_stream_logs_one_attempt_failed_and_one_route_faile
                           path=chat_path("a"))
     router = router_for({"r": [target("a")]})
     with pytest.raises(StreamInterruptedError):
-        await collect(router.stream("r", MSG, request_id="rid-s"))
+        await collect(router.stream("r", MSG, request_id="rid-s", recover="off"))
     [failed] = named(events, "attempt_failed")
     assert failed["target"] == "a:m" and failed["error_class"] == "network"
     [ev] = named(events, "route_failed")

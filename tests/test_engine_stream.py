@@ -1,5 +1,6 @@
 """Router.stream end to end: SSE reassembly, fallback before the first chunk, commitment after
-it (stream_interrupted with the partial text), per-target timeouts mid-stream, and freeing the
+it with recovery off (stream_interrupted with the partial text; recovery itself is
+tests/test_stream_recovery.py), per-target timeouts mid-stream, and freeing the
 connection when the consumer stops early or is cancelled."""
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ async def test_reset_after_the_first_chunk_raises_stream_interrupted_with_partia
     router = router_for({"r": [target("a"), target("b")]})
     received: list[str] = []
     with pytest.raises(StreamInterruptedError) as info:
-        async for c in router.stream("r", MSG):
+        async for c in router.stream("r", MSG, recover="off"):
             received.append(c.delta)
     e = info.value
     assert e.error_class is ErrorClass.STREAM_INTERRUPTED
@@ -189,7 +190,7 @@ async def test_error_event_after_the_first_chunk_raises_stream_interrupted(
     openai_server.enqueue(Reply(events=events, done=False), path=chat_path("a"))
     router = router_for({"r": [target("a"), target("b")]})
     with pytest.raises(StreamInterruptedError) as info:
-        await collect(router.stream("r", MSG))
+        await collect(router.stream("r", MSG, recover="off"))
     assert info.value.partial_text == "Hel"
     assert info.value.cause_class is ErrorClass.SERVER
     assert hits(openai_server, "b") == 0
@@ -200,7 +201,7 @@ async def test_idle_gap_after_the_first_chunk_is_interrupted_with_timeout_cause(
     openai_server.enqueue(Reply(events=text_events(PARTS), stall_after=3), path=chat_path("a"))
     router = router_for({"r": [target("a"), target("b")]}, timeout={"idle": "100ms"})
     with pytest.raises(StreamInterruptedError) as info:
-        await collect(router.stream("r", MSG))
+        await collect(router.stream("r", MSG, recover="off"))
     e = info.value
     assert e.partial_text == "Hello, "
     assert e.cause_class is ErrorClass.TIMEOUT
@@ -216,7 +217,7 @@ async def test_stream_trickling_past_total_is_interrupted_with_kind_total() -> N
         async with Router.from_dict(data) as router:
             received: list[str] = []
             with pytest.raises(StreamInterruptedError) as info:
-                async for c in router.stream("r", MSG):
+                async for c in router.stream("r", MSG, recover="off"):
                     received.append(c.delta)
     e = info.value
     assert e.cause_class is ErrorClass.TIMEOUT

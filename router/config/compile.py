@@ -34,6 +34,7 @@ from router.plan.routes import (
     Plan,
     ProviderSpec,
     RateLimitSpec,
+    Recover,
     Route,
     StateSpec,
     Step,
@@ -171,7 +172,8 @@ class _Compiler:
         route = Route(alias=alias, steps=tuple(steps),
                       deadline=rc.deadline if rc.deadline is not None else self.cfg_deadline,
                       requires=frozenset(rc.requires or ()), budgets=budgets,
-                      max_tokens=shared_max_tokens([t for s in steps for t in s.targets]))
+                      max_tokens=shared_max_tokens([t for s in steps for t in s.targets]),
+                      recover=(rc.stream and rc.stream.recover) or self.default_recover)
         if not self._is_unsure(alias, route):
             check_route(route, seen, self.contradicting, explicit_deadline=rc.deadline
                         is not None, error=self.error, warn=self.warn)
@@ -189,6 +191,11 @@ class _Compiler:
     @property
     def unknown_price(self) -> Literal["fail", "zero"] | None:
         return self.cfg.defaults.unknown_price if self.cfg.defaults else None
+
+    @property
+    def default_recover(self) -> Recover:
+        d = self.cfg.defaults
+        return (d.stream.recover if d and d.stream else None) or "replay"
 
     @property
     def cfg_deadline(self) -> float | None:
@@ -332,6 +339,7 @@ def compile_plan(cfg: RouteFileCfg, doc: Document, env: Mapping[str, str] | None
         state=state,
         default_unknown_price=d.unknown_price if d else None,
         budgets_by_scope=freeze({k: tuple(v) for k, v in by_scope.items()}),
+        default_recover=c.default_recover,
     )
     check_prices(plan, c.warn, c.dropped)
     return plan, c.diags

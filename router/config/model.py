@@ -129,6 +129,13 @@ class RateLimitCfg(_Model):
     mode: Literal["skip", "wait"] | None = None
 
 
+Recover = Literal["replay", "continue", "off"]
+
+
+class StreamCfg(_Model):
+    recover: Recover | None = None
+
+
 class DefaultsCfg(_Model):
     timeout: TimeoutCfg | None = None
     retry: RetryCfg | None = None
@@ -137,6 +144,7 @@ class DefaultsCfg(_Model):
     deadline: Duration | None = None
     max_tokens: Annotated[Int, Field(ge=1)] | None = None
     unknown_price: UnknownPrice | None = None
+    stream: StreamCfg | None = None
 
 
 class PriceCfg(_Model):
@@ -153,6 +161,7 @@ class ModelInfoCfg(_Model):
     json_object: StrictBool | None = None
     json_schema: StrictBool | None = None
     streaming: StrictBool | None = None
+    prefill: StrictBool | None = None
     price: PriceCfg | None = None
     rate_limit: RateLimitCfg | None = None
 
@@ -304,6 +313,7 @@ class RouteCfg(_Model):
     timeout: TimeoutCfg | None = None
     retry: RetryCfg | None = None
     max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    stream: StreamCfg | None = None
     description: StrictStr | None = None
 
     @model_validator(mode="after")

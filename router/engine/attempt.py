@@ -25,6 +25,16 @@ T = TypeVar("T")
 
 _NO_SPAN = contextlib.nullcontext()  # an untraced attempt's "span"
 
+#: The estimated usage and cost of a stream attempt that read output, then failed.
+Spent = tuple[Usage, float | None]
+
+
+def spent_of(error: LlmError) -> Spent | None:
+    """What a failed stream attempt spent, when its opener said (``router.engine.recover``)."""
+    spent: Spent | None = getattr(error, "spent", None)
+    return spent
+
+
 #: What an attempt does with the provider: ``opener(provider, model, request, timeouts)``.
 Opener = Callable[[Provider, str, ChatRequest, Timeouts], Awaitable[T]]
 
@@ -44,6 +54,7 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
     rt = call.rt
     seat = rt.seats[target.provider]
     call.started = time.perf_counter()
+    spent: Spent | None = None
     try:
         with _NO_SPAN if call.span is None else call.attempt(target, d.attempt):
             try:
@@ -59,6 +70,7 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
                     return await opener(seat.provider, target.model, sent, timeouts)
             except LlmError as e:
                 error = rt.classify(target, e)
+                spent = spent_of(e)
             except TimeoutError:
                 error = rt.timeout_error(d)
             except Exception as e:  # a plugin provider's bug: interface 6
@@ -66,7 +78,7 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
     except BaseException:
         await abandon(call, d, billed=False)
         raise
-    await end_failed(call, d, error)
+    await end_failed(call, d, error, spent=spent)
     return error
 
 
@@ -109,16 +121,22 @@ async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None
 
 
 async def end_failed(call: Call, d: Try, error: LlmError, *, billed: bool = False,
-                     ttft_ms: float | None = None) -> None:
+                     ttft_ms: float | None = None, spent: Spent | None = None) -> None:
     """End attempt ``d`` as a failure: record it, release its hold (``billed``: a stream that
-    delivered output settles the worst case instead) and count it against the breaker."""
+    delivered output settles the worst case instead) and count it against the breaker.
+    ``spent``: the (estimated) usage and cost of a stream that read output before failing;
+    recorded, and its hold settled at that cost."""
     call.release_probe(d.target.key)
+    usage, cost = spent if spent is not None else (None, None)
     call.record(AttemptRecord(
         call.request_id, call.alias, d.target.key, d.attempt, "error",
         error_class=error.error_class, status=error.status,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,
-        timeout_kind=error.timeout_kind, detail=error.message[:200]))
-    await call.end_hold(None, billed=billed)
+        timeout_kind=error.timeout_kind, detail=error.message[:200],
+        input_tokens=usage.input_tokens if usage is not None else None,
+        output_tokens=usage.output_tokens if usage is not None else None, cost_usd=cost))
+    await call.end_hold(cost, billed=billed or spent is not None)
+
     await call.rt.note_failure(d.target, error)
 
 

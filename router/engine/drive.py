@@ -5,7 +5,7 @@ done. What an attempt means is the opener's business (router.engine.attempt)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 from router.engine.attempt import Opener, run_attempt
@@ -18,12 +18,15 @@ T = TypeVar("T")
 
 
 async def drive(call: Call, gen: Generator[Decision, Outcome, None], request: ChatRequest,
-                opener: Opener[T]) -> tuple[T, Try]:
+                opener: Opener[T], *, first: Decision | None = None, keep: bool = False,
+                failed: Callable[[Done], Exception] | None = None) -> tuple[T, Try]:
     """The first successful attempt's result and its Try, not yet ended (the caller ends it
-    with ``end_ok``). Raises RouteFailed when the walk ends without one. Whatever the exit,
-    the walk is closed and the breaker probes this call took and did not use are freed; on a
+    with ``end_ok``). Raises RouteFailed when the walk ends without one (``failed(done)``
+    instead, when given). Whatever the exit, the walk is closed (``keep``: not after a
+    success, so that a stream that fails later can go on with it from ``first``, the walk's
+    next decision) and the breaker probes this call took and did not use are freed; on a
     failure or a cancellation the call's span ends too."""
-    decision = next(gen)
+    decision = next(gen) if first is None else first
     kept: str | None = None
     try:
         while True:
@@ -50,8 +53,9 @@ async def drive(call: Call, gen: Generator[Decision, Outcome, None], request: Ch
         call.end_span(None, None)  # cancelled: the span ends "abandoned"
         raise
     finally:
-        gen.close()
+        if not keep or kept is None:
+            gen.close()
         if call.probes:
             call.release_probes(except_key=kept)
     assert isinstance(decision, Done)
-    raise call.failed(decision)
+    raise call.failed(decision) if failed is None else failed(decision)

@@ -31,6 +31,8 @@ from router.engine.decision import (
     order_targets,
     walk,
 )
+from router.engine.dryrun_stream import STREAM_OUTCOMES, StreamSim
+from router.engine.recover import recover_mode
 from router.engine.request import build_request
 from router.engine.skips import missing_note, skip_error
 from router.errors import ErrorClass, InvalidRequestError, LlmError, make_error
@@ -42,7 +44,7 @@ from router.state.base import Usage
 from router.types import Message
 
 _SKIPS = ("breaker_open", "budget", "rate_limited_locally", "store_unavailable")
-_SPECIAL = ("ok", *_SKIPS)
+_SPECIAL = ("ok", *_SKIPS, *STREAM_OUTCOMES)
 _GATED = frozenset(_SKIPS[1:])  # simulated refusals of admission
 _DEFAULT_MAX_OUTPUT = 4096
 
@@ -81,6 +83,7 @@ class DryRunReport:
     worst_cost_usd: float | None = None
     answer_cost_usd: float | None = None
     unpriced: list[str] = field(default_factory=list)
+    recover: str | None = None  # stream.recover, when a stream break was simulated
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class DryRunReport:
             "worst_case": {"latency_s": round(self.worst_latency_s, 3),
                            "cost_usd": self.worst_cost_usd},
             "answer_cost_usd": self.answer_cost_usd, "unpriced": self.unpriced,
+            **({"recover": self.recover} if self.recover else {}),
         }
 
     def to_json(self) -> str:
@@ -116,6 +120,7 @@ class _SimEnv:
         self.sims = sims
         self.breakers = breakers
         self.tries: dict[str, int] = {}
+        self.stream: StreamSim | None = None  # a stream that breaks is simulated
 
     def outcomes(self, target: Target) -> list[str]:
         return self.sims.get(target.key) or self.sims.get(target.provider) or ["ok"]
@@ -213,6 +218,7 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
 
     route = plan.resolve(model)
     params = dict(params or {})
+    mode = recover_mode(params.pop("recover", None), route.recover)
     request = build_request(messages or [{"role": "user", "content": "(dry run)"}], params)
     needs = needs_for(request, route, stream=bool(params.get("stream")),
                       prompt_tokens=prompt_tokens, tools=bool(params.get("need_tools")),
@@ -222,11 +228,15 @@ def dry_run(plan: Plan, model: str, messages: Iterable[Message | Mapping[str, An
                   scope, budget_usage, time.time() if now is None else now)
     order = order_targets(route, random.Random(seed), 0)
     report = DryRunReport(route.alias, [t.key for t in order], needs, route.deadline)
+    if any(o in STREAM_OUTCOMES for seq in env.sims.values() for o in seq):
+        env.stream, report.recover = StreamSim(mode), mode
     gen = walk(order, needs, env)
     decision: Decision = next(gen)
     while not isinstance(decision, Done):
         decision = _step(report, env, gen, decision)
     _finish(report, decision, order, needs)
+    if env.stream is not None:
+        report.failure = env.stream.failure(decision) or report.failure
     return report
 
 
@@ -236,6 +246,12 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
         report.worst_latency_s += d.timeout
         ev = DryRunEvent("try", d.target.key, d.attempt, d.try_number, outcome)
         report.events.append(ev)
+        told = env.stream.on_try(outcome, d, gen, _describe_action) if env.stream else None
+        if told is not None:
+            ev.action, nxt, completes = told
+            if completes:
+                report.answered_by = d.target.key
+            return nxt
         if outcome == "ok":
             report.answered_by = d.target.key
             ev.action = "answers"
@@ -327,6 +343,8 @@ def render_text(r: DryRunReport) -> str:
             elif e.kind == "try":
                 lines.append(f"     try {e.try_number} (attempt {e.attempt}): {e.outcome} -> "
                              f"{e.action}")
+    if r.recover:
+        lines.append(f"stream recovery after the first chunk: {r.recover}")
     if r.answered_by:
         lines.append(f"answer: {r.answered_by}")
     else:

@@ -271,12 +271,14 @@ class Router:
 
     def stream(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
                timeout: float | None = None, request_id: str | None = None,
-               tags: Mapping[str, str] | None = None,
+               tags: Mapping[str, str] | None = None, recover: str | None = None,
                **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream one call. Retries and fallbacks happen until the first chunk reaches you;
-        after it, a failure raises StreamInterruptedError with the partial text."""
+        a failure after it is recovered per ``recover`` (replay, continue or off; default:
+        the route's ``stream.recover``) without repeating or contradicting what you got, or
+        raises StreamInterruptedError with the partial text."""
         return stream_call(self._begin, model, messages, params, timeout, request_id, tags,
-                           "stream")
+                           "stream", recover=recover)
 
     # -- explaining -----------------------------------------------------------------------
     def dry_run(self, model: str, messages: Iterable[Message | Mapping[str, Any]] | None = None,

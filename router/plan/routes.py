@@ -21,6 +21,7 @@ from router.plan.values import (
     Price,
     ProviderSpec,
     RateLimitSpec,
+    Recover,
     RetryPolicy,
     Route,
     StateSpec,
@@ -44,6 +45,7 @@ __all__ = [
     "Price",
     "ProviderSpec",
     "RateLimitSpec",
+    "Recover",
     "RetryPolicy",
     "Route",
     "StateSpec",
@@ -74,6 +76,7 @@ class Plan:
     state: StateSpec = field(default_factory=StateSpec)
     default_unknown_price: Literal["fail", "zero"] | None = None
     budgets_by_scope: Mapping[str, tuple[BudgetSpec, ...]] = field(default_factory=dict)
+    default_recover: Recover = "replay"  # ad-hoc routes' stream recovery
 
     def budgets_for(self, target: Target, route: Route,
                     tags: Mapping[str, str] | None) -> list[BudgetSpec]:

@@ -21,6 +21,7 @@ from router.plan.values import (
     Price,
     ProviderSpec,
     RateLimitSpec,
+    Recover,
     RetryPolicy,
     Route,
     Step,
@@ -54,6 +55,8 @@ class PlanView(Protocol):
     def default_deadline(self) -> float | None: ...
     @property
     def default_max_tokens(self) -> int | None: ...
+    @property
+    def default_recover(self) -> Recover: ...
 
 
 def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +211,8 @@ def adhoc_route(plan: PlanView, model: str) -> Route:
     if not steps:
         raise NoRouteError(f"{model!r} names no target")
     return Route(alias=model, steps=tuple(steps), deadline=plan.default_deadline,
-                 max_tokens=shared_max_tokens([t for s in steps for t in s.targets]))
+                 max_tokens=shared_max_tokens([t for s in steps for t in s.targets]),
+                 recover=plan.default_recover)
 
 
 def _no_route_message(plan: PlanView, ref: str, kind: str | None, n: int) -> str:

@@ -17,6 +17,7 @@ from router.specs import Capabilities, Timeouts
 
 Strategy = Literal["single", "weighted", "round_robin", "random", "ordered"]
 Window = Literal["minute", "hour", "day", "month", "total"]
+Recover = Literal["replay", "continue", "off"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,8 @@ class Route:
     # The output limit every target of the route shares (sent when the caller gives none);
     # None when there is none or the targets' own limits differ (each Target carries its own).
     max_tokens: int | None = None
+    #: What a stream does when it fails after its first chunk: replay, continue or off.
+    recover: Recover = "replay"
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -1,4 +1,5 @@
-"""What well-known models can do: context window, output limit, tools, vision, JSON schema.
+"""What well-known models can do: context window, output limit, tools, vision, JSON schema,
+assistant prefill.
 
 Route files override any entry per provider (``providers.NAME.models.MODEL``). Names match by
 longest prefix, so dated snapshots (``gpt-4o-2024-08-06``) inherit their family's entry.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from dataclasses import dataclass
 
 
@@ -48,6 +50,11 @@ _ANTHROPIC: dict[str, ModelFacts] = {
     "claude-sonnet-4-5": ModelFacts(200_000, 64_000),
     "claude-sonnet-4": ModelFacts(200_000, 64_000),
     "claude-haiku-4-5": ModelFacts(200_000, 64_000),
+    # 4.6 models refuse an assistant prefill with a 400 (the 4.6 migration guide); listed so
+    # that the prefix "claude-opus-4" / "claude-sonnet-4" does not claim them.
+    "claude-opus-4-6": ModelFacts(200_000, 128_000),
+    "claude-sonnet-4-6": ModelFacts(200_000, 64_000),
+    "claude-opus-4-5": ModelFacts(200_000, 64_000),
     "claude-3-7-sonnet": ModelFacts(200_000, 64_000),
     "claude-3-5-sonnet": ModelFacts(200_000, 8_192),
     "claude-3-5-haiku": ModelFacts(200_000, 8_192, vision=False),
@@ -73,6 +80,31 @@ CATALOG: dict[str, dict[str, ModelFacts]] = {
     "anthropic": _ANTHROPIC,
     "google": _GOOGLE,
 }
+
+#: Families that continue a final assistant message (Anthropic's "prefill Claude's response";
+#: not with extended thinking, and never for OpenAI chat models, which answer a trailing
+#: assistant message with a new turn). Only the family itself or a dated snapshot of it
+#: counts: a newer model that a family's prefix would match is not assumed to accept it.
+PREFILL_FAMILIES: dict[str, frozenset[str]] = {
+    "anthropic": frozenset({
+        "claude-opus-4-5", "claude-opus-4-1", "claude-opus-4", "claude-sonnet-4-5",
+        "claude-sonnet-4", "claude-haiku-4-5", "claude-3-7-sonnet", "claude-3-5-sonnet",
+        "claude-3-5-haiku", "claude-3-opus", "claude-3-haiku"}),
+}
+_SNAPSHOT = re.compile(r"(?:-\d{8}|-latest|@\d{8})?")
+
+
+@functools.lru_cache(maxsize=1024)
+def accepts_prefill(kind: str, model: str) -> bool:
+    """Whether ``model`` on a provider of ``kind`` is known to continue an assistant prefill:
+    a family of PREFILL_FAMILIES itself or a dated snapshot of it (``-20250929``)."""
+    families = PREFILL_FAMILIES.get(kind, frozenset())
+    family = family_of(kind, model) if families else None
+    if family is None or family not in families:
+        return False
+    rest = model.removeprefix("models/")[len(family):]
+    return _SNAPSHOT.fullmatch(rest) is not None
+
 
 #: Kinds whose servers take images only inline (data: URLs), never by fetching a URL.
 NO_IMAGE_URLS = frozenset({"ollama"})

@@ -138,9 +138,10 @@ def model_capabilities(kind: str, model: str, overrides: Mapping[str, Any] | Non
                        options: Mapping[str, Any] | None = None,
                        default: Capabilities | None = None) -> Capabilities:
     """The one answer to "what can ``model`` on a provider of ``kind`` do?", for the plan and
-    the provider alike: the kind's default, the catalog's facts of the model, the provider's
-    settings (``stream_usage: false``), then ``overrides`` (a route file's ``models:`` entry;
-    keys that are no capability, such as ``price``, are ignored)."""
+    the provider alike: the kind's default, the catalog's facts of the model (prefill from
+    ``catalog.accepts_prefill``), the provider's settings (``stream_usage: false``), then
+    ``overrides`` (a route file's ``models:`` entry; keys that are no capability, such as
+    ``price``, are ignored)."""
     caps = kind_capabilities(kind, default)
     facts = catalog.facts_for(kind, model)
     if facts is not None:
@@ -148,6 +149,8 @@ def model_capabilities(kind: str, model: str, overrides: Mapping[str, Any] | Non
                                    json_schema=facts.json_schema,
                                    context_window=facts.context_window,
                                    max_output_tokens=facts.max_output_tokens)
+    if catalog.accepts_prefill(kind, model):
+        caps = dataclasses.replace(caps, prefill=True)
     if options and options.get("stream_usage") is False:
         caps = dataclasses.replace(caps, streaming_usage=False)
     if overrides:
