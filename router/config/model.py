@@ -103,6 +103,7 @@ class TimeoutCfg(_Model):
     first_token: Duration | None = None
     total: Duration | None = None
     idle: Duration | None = None
+    first_token_base: Duration | None = None  # the adaptive first_token's base
 
 
 class RetryCfg(_Model):

@@ -63,7 +63,7 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
                         or (target.max_tokens is None and call.hold is None)
                         else rt.request_for(target, request, call.hold))
                 timeouts = (target.timeouts if d.timeout == target.timeouts.total
-                            else rt.timeouts_for(d))
+                            and d.first_token is None else rt.timeouts_for(d))
                 if seat.enforces_timeouts and not d.timeout_is_deadline:
                     return await opener(seat.provider, target.model, sent, timeouts)
                 async with asyncio.timeout(d.timeout):

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from router.engine.skips import missing_key_skip
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
+from router.plan.first_token import asks_reasoning, first_token_for
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.tokens import estimate_prompt_tokens
 from router.types import ChatRequest, ImagePart
@@ -36,6 +37,7 @@ class CallNeeds:
     n: bool = False  # several choices (n > 1)
     prompt_tokens: int | None = None
     max_tokens: int | None = None
+    reasoning: bool = False  # the request turns reasoning or thinking on
 
 
 #: CallNeeds of calls that need nothing special, by (stream, max_tokens): reused, not rebuilt.
@@ -61,7 +63,9 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
     if prompt_tokens is None and estimate:
         prompt_tokens = estimate_prompt_tokens(request)
     max_tokens = request.max_tokens or route.max_tokens
-    if not (rf or images or tools or vision or request.tools or requires
+    reasoning = (request.reasoning_effort is not None or bool(request.extra)) and asks_reasoning(
+        request)
+    if not (rf or images or tools or vision or request.tools or requires or reasoning
             or prompt_tokens is not None or request.n is not None):
         key = (stream, max_tokens)
         needs = _PLAIN_NEEDS.get(key)
@@ -80,6 +84,7 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
         n=request.n is not None,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
+        reasoning=reasoning,
     )
 
 
@@ -92,6 +97,9 @@ class Try:
     try_number: int  # 1-based for this target
     timeout: float
     timeout_is_deadline: bool
+    #: This call's adaptive first-token limit when it differs from the target's own
+    #: (``timeouts.first_token``): a long prompt, or a request that turns reasoning on.
+    first_token: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -276,7 +284,8 @@ def walk(order: Sequence[Target], needs: CallNeeds,
             total = target.timeouts.total
             limit = total if remaining is None else min(total, remaining)
             error = yield Try(target, attempt, try_number, limit,
-                              remaining is not None and remaining < total)
+                              remaining is not None and remaining < total,
+                              first_token_for(target, needs.prompt_tokens, needs.reasoning))
             assert not isinstance(error, tuple)
             if error is None:
                 yield _DONE_OK

@@ -63,6 +63,8 @@ class DryRunEvent:
     detail: str | None = None
     seconds: float | None = None
     retry_after: bool = False
+    first_token_s: float | None = None  # a try's first-token limit
+    first_token_adaptive: bool = False  # ... chosen by the adaptive formula (none was set)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None and v is not False}
@@ -244,7 +246,11 @@ def _step(report: DryRunReport, env: _SimEnv, gen: Any, d: Decision) -> Decision
     if isinstance(d, Try):
         outcome = env.next_outcome(d.target)
         report.worst_latency_s += d.timeout
-        ev = DryRunEvent("try", d.target.key, d.attempt, d.try_number, outcome)
+        t = d.target
+        ev = DryRunEvent("try", t.key, d.attempt, d.try_number, outcome,
+                         first_token_s=t.timeouts.first_token if d.first_token is None
+                         else d.first_token,
+                         first_token_adaptive=t.first_token_adaptive is not None)
         report.events.append(ev)
         told = env.stream.on_try(outcome, d, gen, _describe_action) if env.stream else None
         if told is not None:
@@ -343,6 +349,12 @@ def render_text(r: DryRunReport) -> str:
             elif e.kind == "try":
                 lines.append(f"     try {e.try_number} (attempt {e.attempt}): {e.outcome} -> "
                              f"{e.action}")
+        tries = [e for e in evs if e.kind == "try"]
+        if tries:
+            last = tries[-1]
+            how = "adaptive" if last.first_token_adaptive else "set in the route file"
+            lines.append(f"     first-token limit: {format_duration(last.first_token_s or 0.0)}"
+                         f" ({how})")
     if r.recover:
         lines.append(f"stream recovery after the first chunk: {r.recover}")
     if r.answered_by:

@@ -237,7 +237,7 @@ class Router:
             request.max_tokens = route.max_tokens
         rt = self._rt
         info = rt.route_info(route)
-        needs = needs_for(request, route, stream=operation == "stream", estimate=info.windows)
+        needs = needs_for(request, route, stream=operation == "stream", estimate=info.estimate)
         rid = request_id or f"{_RID_PREFIX}{next(_rids):08x}"
         call = Call(rt, route, rid, timeout, request, tags, operation, loop, gates=info.gates)
         return call, walk(rt.order(route, info), needs, call), request

@@ -61,18 +61,19 @@ def build_seats(plan: Plan, http: HttpPool) -> dict[str, Seat]:
 
 class RouteInfo:
     """What every call of one route shares: its targets, the counter of its pools' positions
-    (None: a fixed order), whether a target has a context window (else no call estimates its
-    prompt's tokens) and whether anything can gate a target (budgets, rate limits, shared
-    breakers; else no call asks admission)."""
+    (None: a fixed order), whether a target reads the prompt's size (a context window or an
+    adaptive first-token limit; else no call estimates its tokens) and whether anything can
+    gate a target (budgets, rate limits, shared breakers; else no call asks admission)."""
 
-    __slots__ = ("gates", "positions", "targets", "windows")
+    __slots__ = ("estimate", "gates", "positions", "targets")
 
     def __init__(self, route: Route, gate: Gate) -> None:
         self.targets = route.targets
         rotating = any(len(s.targets) > 1 and s.strategy not in ("single", "ordered")
                        for s in route.steps)
         self.positions: Iterator[int] | None = itertools.count() if rotating else None
-        self.windows = any(t.capabilities.context_window is not None for t in self.targets)
+        self.estimate = any(t.capabilities.context_window is not None
+                            or t.first_token_adaptive is not None for t in self.targets)
         self.gates = any(gate.may_gate(route, t) for t in self.targets)
 
 
@@ -130,9 +131,12 @@ class Runtime:
 
     @staticmethod
     def timeouts_for(d: Try) -> Timeouts:
-        """The target's timeouts with ``total`` = this attempt's limit (a new value only when
-        the call deadline shortened it)."""
+        """The target's timeouts with ``total`` = this attempt's limit and this call's
+        adaptive first-token limit (a new value only when the call deadline shortened the
+        one or the prompt or a reasoning request moved the other)."""
         t = d.target.timeouts
+        if d.first_token is not None:
+            return replace(t, total=d.timeout, first_token=d.first_token)
         return t if d.timeout == t.total else replace(t, total=d.timeout)
 
     @staticmethod

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from router.errors import NoRouteError
+from router.plan.first_token import DEFAULT_BASE, adaptive_bases
 from router.plan.values import (
     BUILTIN_BREAKER,
     BUILTIN_RETRY,
@@ -118,12 +119,13 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
     if rl:
         limits.append(RateLimitSpec(f"target:{provider.name}:{model}", rl.get("rpm"),
                                     rl.get("tpm"), rl.get("mode", "skip")))
+    timeouts, adaptive = _timeouts(t, provider.kind, model)
     return Target(
         key=f"{provider.name}:{model}",
         provider=provider.name,
         kind=provider.kind,
         model=model,
-        timeouts=_timeouts(t),
+        timeouts=timeouts,
         retry=RetryPolicy(**{**_policy_dict(BUILTIN_RETRY), **r}),
         breaker=BreakerPolicy(**{**_policy_dict(BUILTIN_BREAKER), **b}),
         actions=merged_actions(*(la.actions for la in all_layers)),
@@ -134,6 +136,7 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
         rate_limits=tuple(limits),
         unknown_price=provider.unknown_price or unknown_price,
         missing_env=provider.missing_env,
+        first_token_adaptive=adaptive,
     )
 
 
@@ -160,15 +163,24 @@ def _merge_timeouts(layers: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return out
 
 
-def _timeouts(t: Mapping[str, float]) -> Timeouts:
+def _timeouts(t: Mapping[str, float], kind: str,
+              model: str) -> tuple[Timeouts, tuple[float, float] | None]:
+    """The effective timeouts, and the adaptive first-token bases when no layer set
+    ``first_token`` (None otherwise: an explicit value always wins)."""
     # Built-in values the file did not set never exceed the file's total.
     total = t.get("total", BUILTIN_TIMEOUTS.total)
+    first = t.get("first_token")
+    adaptive = None
+    if first is None:
+        adaptive = adaptive_bases(t.get("first_token_base", DEFAULT_BASE),
+                                  catalog.is_reasoning_model(kind, model), total)
+        first = adaptive[0]
     return Timeouts(
         connect=t.get("connect", min(BUILTIN_TIMEOUTS.connect, total)),
-        first_token=t.get("first_token", min(BUILTIN_TIMEOUTS.first_token, total)),
+        first_token=first,
         total=total,
         idle=t.get("idle", min(BUILTIN_TIMEOUTS.idle, total)),
-    )
+    ), adaptive
 
 
 def timeout_contradictions(t: Mapping[str, float]) -> list[tuple[str, float, float]]:

@@ -103,6 +103,9 @@ class Target:
     #: Environment variables its provider needs and the environment lacked when the plan was
     #: compiled (its key): the engine skips the target (``missing_key``), naming them.
     missing_env: tuple[str, ...] = ()
+    #: No layer set ``first_token``: the adaptive limit's bases (plain request, request that
+    #: turns reasoning on), ``timeouts.first_token`` being the first (router.plan.first_token).
+    first_token_adaptive: tuple[float, float] | None = None
 
     def __repr__(self) -> str:
         return f"Target({self.key})"
@@ -215,7 +218,8 @@ class Layer:
     max_tokens: int | None = None  # the output limit sent when the caller gives none
 
 
-BUILTIN_TIMEOUTS = Timeouts(connect=5.0, first_token=30.0, total=120.0, idle=30.0)
+# first_token: the adaptive limit's base for an ordinary model (router.plan.first_token).
+BUILTIN_TIMEOUTS = Timeouts(connect=5.0, first_token=10.0, total=120.0, idle=30.0)
 BUILTIN_RETRY = RetryPolicy()
 BUILTIN_BREAKER = BreakerPolicy()
 

@@ -23,12 +23,15 @@ class ModelFacts:
     tools: bool = True
     vision: bool = True
     json_schema: bool = True
+    #: Thinks before it answers by default (its first token comes late): the adaptive
+    #: first-token limit is larger for it (router.plan.first_token).
+    reasoning: bool = False
 
 
 _OPENAI: dict[str, ModelFacts] = {
-    "gpt-5": ModelFacts(400_000, 128_000),
-    "gpt-5-mini": ModelFacts(400_000, 128_000),
-    "gpt-5-nano": ModelFacts(400_000, 128_000),
+    "gpt-5": ModelFacts(400_000, 128_000, reasoning=True),
+    "gpt-5-mini": ModelFacts(400_000, 128_000, reasoning=True),
+    "gpt-5-nano": ModelFacts(400_000, 128_000, reasoning=True),
     "gpt-4.1": ModelFacts(1_047_576, 32_768),
     "gpt-4.1-mini": ModelFacts(1_047_576, 32_768),
     "gpt-4.1-nano": ModelFacts(1_047_576, 32_768),
@@ -37,11 +40,12 @@ _OPENAI: dict[str, ModelFacts] = {
     "gpt-4-turbo": ModelFacts(128_000, 4_096, json_schema=False),
     "gpt-4": ModelFacts(8_192, 8_192, vision=False, json_schema=False),
     "gpt-3.5-turbo": ModelFacts(16_385, 4_096, vision=False, json_schema=False),
-    "o1": ModelFacts(200_000, 100_000),
-    "o1-mini": ModelFacts(128_000, 65_536, tools=False, vision=False, json_schema=False),
-    "o3": ModelFacts(200_000, 100_000),
-    "o3-mini": ModelFacts(200_000, 100_000, vision=False),
-    "o4-mini": ModelFacts(200_000, 100_000),
+    "o1": ModelFacts(200_000, 100_000, reasoning=True),
+    "o1-mini": ModelFacts(128_000, 65_536, tools=False, vision=False, json_schema=False,
+                          reasoning=True),
+    "o3": ModelFacts(200_000, 100_000, reasoning=True),
+    "o3-mini": ModelFacts(200_000, 100_000, vision=False, reasoning=True),
+    "o4-mini": ModelFacts(200_000, 100_000, reasoning=True),
 }
 
 _ANTHROPIC: dict[str, ModelFacts] = {
@@ -63,8 +67,8 @@ _ANTHROPIC: dict[str, ModelFacts] = {
 }
 
 _GOOGLE: dict[str, ModelFacts] = {
-    "gemini-2.5-pro": ModelFacts(1_048_576, 65_536),
-    "gemini-2.5-flash": ModelFacts(1_048_576, 65_536),
+    "gemini-2.5-pro": ModelFacts(1_048_576, 65_536, reasoning=True),
+    "gemini-2.5-flash": ModelFacts(1_048_576, 65_536, reasoning=True),
     "gemini-2.5-flash-lite": ModelFacts(1_048_576, 65_536),
     "gemini-2.0-flash": ModelFacts(1_048_576, 8_192),
     "gemini-2.0-flash-lite": ModelFacts(1_048_576, 8_192),
@@ -138,6 +142,21 @@ def facts_for(kind: str, model: str) -> ModelFacts | None:
     """The facts of ``model`` on a provider of ``kind``, by longest matching prefix."""
     family = family_of(kind, model)
     return CATALOG[kind][family] if family is not None else None
+
+
+#: Name parts of open-weight reasoning models served by kinds with no catalog (DeepSeek's
+#: deepseek-reasoner and R1 distills, Qwen's QwQ and thinking variants, gpt-oss).
+_REASONING_NAMES = ("reasoner", "-r1", "qwq", "thinking", "gpt-oss")
+
+
+def is_reasoning_model(kind: str, model: str) -> bool:
+    """Whether ``model`` thinks before answering by default: the catalog's fact for a known
+    family, else a guess from well-known names (for kinds that serve any model)."""
+    facts = facts_for(kind, model)
+    if facts is not None:
+        return facts.reasoning
+    name = model.lower()
+    return any(part in name for part in _REASONING_NAMES)
 
 
 def detect_kind(model: str) -> str | None:
