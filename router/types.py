@@ -189,14 +189,19 @@ class AttemptRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    #: Stream events that were not JSON and were skipped (the stream still ended properly).
+    malformed_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The record as the key-values of its log event (None fields dropped)."""
+        """The record as the key-values of its log event (None, False and a zero
+        ``malformed_events`` dropped)."""
         out: dict[str, Any] = {}
         for name in self.__slots__:
             v = getattr(self, name)
             if v is not None and v is not False:
                 out[name] = v.value if isinstance(v, ErrorClass) else v
+        if not self.malformed_events:
+            del out["malformed_events"]
         return out
 
 
@@ -262,3 +267,5 @@ class ChatChunk:
     final_choices: list[Choice] | None = None
     #: On the final chunk: the turn's reasoning state (see ``ChatResponse.provider_state``).
     provider_state: ProviderState | None = None
+    #: On the final chunk: stream events that were not JSON and were skipped.
+    malformed_events: int = 0

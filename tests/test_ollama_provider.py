@@ -374,10 +374,20 @@ async def test_stream_error_line_raises_server_error(server: OllamaServer,
     assert got == ["par"] and info.value.status is None
 
 
-async def test_stream_garbage_line_is_server_error(server: OllamaServer,
-                                                   http_pool: HttpPool) -> None:
+async def test_stream_garbage_line_is_skipped_and_counted(server: OllamaServer,
+                                                          http_pool: HttpPool) -> None:
+    # Issue 11: one line that is not JSON is skipped (the stream still has its done line).
     server.enqueue(stream_reply([delta("a"), b"<html>bad gateway</html>\n", done_line()]))
-    with pytest.raises(ServerError, match="not valid JSON"):
+    chunks = await collect(ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS))
+    assert "".join(c.delta for c in chunks) == "a"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].malformed_events == 1
+
+
+async def test_stream_of_garbage_lines_is_server_error(server: OllamaServer,
+                                                       http_pool: HttpPool) -> None:
+    server.enqueue(stream_reply([delta("a"), *[b"<html>bad gateway</html>\n"] * 4,
+                                 done_line()]))
+    with pytest.raises(ServerError, match="not JSON"):
         await collect(ollama(server, http_pool).stream("llama3.2", ask(), TIMEOUTS))
 
 

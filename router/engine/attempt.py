@@ -84,9 +84,10 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
 
 def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
               ttft_ms: float | None = None, finish_reason: str | None = None,
-              response_model: str | None = None) -> bool:
+              response_model: str | None = None, malformed_events: int = 0) -> bool:
     """The synchronous part of ``end_ok``: record attempt ``d`` as a success and close the
-    breaker. True when ``settle_ok`` still has store work to do (a hold, shared breakers)."""
+    breaker. True when ``settle_ok`` still has store work to do (a hold, shared breakers).
+    ``malformed_events``: stream events the provider skipped (not JSON)."""
     target = d.target
     if call.probes:
         call.release_probe(target.key)  # a verdict: the probe (if held) is spent
@@ -95,7 +96,8 @@ def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *
         latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,
         input_tokens=usage.input_tokens if usage is not None else None,
         output_tokens=usage.output_tokens if usage is not None else None,
-        cost_usd=cost_usd), finish_reason=finish_reason, response_model=response_model)
+        cost_usd=cost_usd, malformed_events=malformed_events), finish_reason=finish_reason,
+        response_model=response_model)
     rt = call.rt
     rt.breakers.record_success(target.key)
     return call.hold is not None or rt.gate.share_breakers
@@ -112,11 +114,11 @@ async def settle_ok(call: Call, d: Try, cost_usd: float | None) -> None:
 
 async def end_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
                  ttft_ms: float | None = None, finish_reason: str | None = None,
-                 response_model: str | None = None) -> None:
+                 response_model: str | None = None, malformed_events: int = 0) -> None:
     """End attempt ``d`` as a success: record it, settle its hold at ``cost_usd`` (its worst
     case when unknown) and close the breaker."""
     if record_ok(call, d, usage, cost_usd, ttft_ms=ttft_ms, finish_reason=finish_reason,
-                 response_model=response_model):
+                 response_model=response_model, malformed_events=malformed_events):
         await settle_ok(call, d, cost_usd)
 
 

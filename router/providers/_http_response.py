@@ -174,17 +174,13 @@ class HttpResponse:
 
     async def iter_ndjson(self) -> AsyncGenerator[tuple[Any, bool], None]:
         """The body's NDJSON values as they arrive, with ``True`` for a value from an
-        unterminated last line. A line that is not JSON is a ServerError; a body that ends
-        inside one is a NetworkError (the connection was cut); a line over
-        ``max_event_bytes`` is a ServerError. The first value switches to the idle timeout."""
-        decoder = NDJSONDecoder(max_line_bytes=self._max_event)
+        unterminated last line. A complete line that is not JSON comes as a ``Malformed``
+        (the provider template skips and counts it); a body that ends inside one is a
+        NetworkError (the connection was cut); a line over ``max_event_bytes`` is a
+        ServerError. The first value switches to the idle timeout."""
+        decoder = NDJSONDecoder(max_line_bytes=self._max_event, lenient=True)
         while raw := await self.read_chunk():
-            try:
-                values = decoder.feed(raw)
-            except ValueError as e:
-                raise ServerError(f"{redact_excerpt(str(e), 200)} ({self._host})",
-                                  status=self.status) from e
-            for value in values:
+            for value in decoder.feed(raw):
                 self._first = True
                 yield value, False
         try:

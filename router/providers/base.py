@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 from router.errors import AuthError, ConfigError, LlmError, NetworkError, ServerError
+from router.obs import log
 from router.providers._json import loads_json
 from router.providers._status import (
     ErrorBody,
@@ -31,7 +32,7 @@ from router.providers._status import (
 )
 from router.providers.http import HttpPool, HttpResponse, dumps_json
 from router.providers.kinds import CAPABILITY_FIELDS, KINDS, model_capabilities
-from router.providers.sse import ServerSentEvent
+from router.providers.sse import Malformed, ServerSentEvent
 from router.secret import Secret
 from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -57,6 +58,10 @@ __all__ = [
 ]
 
 _END = object()  # a stream's sentinel arrived: stop reading
+
+#: Stream events that are not JSON skipped per stream (a proxy's stray line, one corrupted
+#: event); one more fails the stream.
+MAX_MALFORMED_EVENTS = 3
 
 #: What a kind's parser raises when valid JSON has the wrong shape (``data["choices"][0]`` on
 #: a dict, ``.get`` on a str...): caught in one place, in ``HttpProvider``, as a ServerError.
@@ -330,11 +335,15 @@ class HttpProvider(Provider):
                 decode = self._sse_value
             else:
                 source, decode = resp.iter_ndjson(), self._ndjson_value
+            malformed = 0  # events that were not JSON, skipped
             async with contextlib.aclosing(source):
                 async for item, last in source:
                     data = decode(item, last, resp)
                     if data is _END:
                         break
+                    if type(data) is Malformed:
+                        malformed = self._skip_malformed(data, malformed, model)
+                        continue
                     try:
                         chunk = parser.feed(data)
                     except SHAPE_ERRORS as e:
@@ -344,17 +353,33 @@ class HttpProvider(Provider):
                     if parser.finished:
                         break
             if not parser.complete:
-                raise NetworkError(f"stream ended before {self.terminator}")
+                raise NetworkError(f"stream ended before {self.terminator}" + (
+                    f" ({malformed} malformed events skipped)" if malformed else ""))
             try:
                 final = parser.final_chunks()
             except SHAPE_ERRORS as e:
                 raise self._wrong_shape(e, "stream") from e
             resp.finish()  # the connection is freed now: the final chunk never waits on it
+            if malformed and final:
+                final[-1].malformed_events = malformed
             for chunk in final:
                 yield chunk
 
+    def _skip_malformed(self, bad: Malformed, count: int, model: str) -> int:
+        """Count one more stream event that is not JSON (skipped, with a warning that holds no
+        payload text); past MAX_MALFORMED_EVENTS the stream is a ServerError."""
+        count += 1
+        if count > MAX_MALFORMED_EVENTS:
+            excerpt = redact_secrets(bad.excerpt[:4096], self._secrets)[:200]  # redact, then cut
+            raise ServerError(f"stream event is not JSON: {excerpt!r} ({count} such events; "
+                              f"at most {MAX_MALFORMED_EVENTS} are skipped)")
+        log.emit("stream_event_skipped", level=log.WARNING, provider=self.config.name,
+                 kind=self.kind, model=model, reason="not JSON", malformed_events=count)
+        return count
+
     def _sse_value(self, event: ServerSentEvent, last: bool, resp: HttpResponse) -> Any:
-        """The JSON value of one event, _END at the kind's sentinel; an error event raised."""
+        """The JSON value of one event, _END at the kind's sentinel, a Malformed for an event
+        that is not JSON; an error event raised."""
         sentinel = self.sse_sentinel
         if sentinel is not None and event.data.startswith(sentinel):
             return _END
@@ -363,16 +388,15 @@ class HttpProvider(Provider):
         except ValueError as e:
             if last:  # the body ended inside an event: the connection was cut
                 raise NetworkError("stream ended inside an event") from e
-            excerpt = redact_secrets(event.data[:4096], self._secrets)[:200]  # redact, then cut
-            raise ServerError(f"stream event is not JSON: {excerpt!r}") from e
+            return Malformed(event.data[:4096])
         if (event.event == "error" or (type(data) is dict and bool(data.get("error")))
                 if self._plain_errors else self.is_error(data, event.event)):
             raise self.map_error(None, resp.headers, ErrorBody(text=event.data, json=data))
         return data
 
     def _ndjson_value(self, data: Any, _last: bool, resp: HttpResponse) -> Any:
-        """One NDJSON line's value; an error line raised."""
-        if self.is_error(data, None):
+        """One NDJSON line's value (a Malformed passed on); an error line raised."""
+        if type(data) is not Malformed and self.is_error(data, None):
             raise self.map_error(None, resp.headers,
                                  ErrorBody(text=dumps_json(data).decode(), json=data))
         return data

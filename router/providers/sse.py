@@ -21,7 +21,7 @@ from typing import Any
 from router.errors import ServerError
 from router.providers._json import loads_json
 
-__all__ = ["MAX_EVENT_BYTES", "NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
+__all__ = ["MAX_EVENT_BYTES", "Malformed", "NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
 
 MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real event (a whole tool call's JSON included)
 
@@ -41,6 +41,14 @@ class ServerSentEvent:
     def json(self) -> Any:
         """The data parsed as JSON (raises ``ValueError`` when it is not JSON)."""
         return loads_json(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Stands for a stream event or line that is not JSON, where a lenient reader skips it
+    (the template counts it). ``excerpt``: its first characters, for an error message only."""
+
+    excerpt: str
 
 
 class _LineSplitter:
@@ -198,15 +206,18 @@ class SSEDecoder:
 class NDJSONDecoder:
     """Turns newline-delimited JSON bytes into parsed values (blank lines are skipped).
 
-    A line that is not JSON raises ``ValueError`` naming its line number and a short excerpt.
+    A line that is not JSON raises ``ValueError`` naming its line number and a short excerpt;
+    with ``lenient``, a complete line that is not JSON gives a ``Malformed`` in its place
+    instead (an unterminated last line still raises: the stream was cut inside it).
     """
 
-    __slots__ = ("_line_no", "_lines", "_max")
+    __slots__ = ("_lenient", "_line_no", "_lines", "_max")
 
-    def __init__(self, *, max_line_bytes: int = MAX_EVENT_BYTES) -> None:
+    def __init__(self, *, max_line_bytes: int = MAX_EVENT_BYTES, lenient: bool = False) -> None:
         self._lines = _LineSplitter()
         self._line_no = 0
         self._max = max_line_bytes
+        self._lenient = lenient
 
     def feed(self, data: bytes) -> list[Any]:
         """Decode a piece of the stream; return the values of the lines it completed."""
@@ -224,10 +235,10 @@ class NDJSONDecoder:
         out: list[Any] = []
         rest = self._lines.flush()
         if rest is not None:
-            self._parse(rest, out)
+            self._parse(rest, out, last=True)
         return out
 
-    def _parse(self, raw: bytes, out: list[Any]) -> None:
+    def _parse(self, raw: bytes, out: list[Any], last: bool = False) -> None:
         self._line_no += 1
         if not raw.strip():
             return
@@ -235,6 +246,9 @@ class NDJSONDecoder:
             out.append(loads_json(raw))
         except ValueError as e:
             excerpt = raw[:80].decode("utf-8", errors="replace")
+            if self._lenient and not last:
+                out.append(Malformed(excerpt))
+                return
             raise ValueError(
                 f"NDJSON line {self._line_no} is not valid JSON ({e}): {excerpt!r}"
             ) from e
