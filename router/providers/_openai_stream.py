@@ -31,12 +31,14 @@ class StreamAssembler:
     ``n`` > 1 the choices are assembled apart (``_openai_choices``).
     """
 
-    __slots__ = ("_calls", "_choices", "_emitted", "_held", "finish_reason", "model", "usage")
-
-    #: ``[DONE]`` ends the reading (the template stops at it); nothing else does.
-    finished = False
+    __slots__ = ("_calls", "_choices", "_emitted", "_held", "finish_reason", "finished", "model",
+                 "usage")
 
     def __init__(self, n: int | None = None) -> None:
+        #: The answer is whole once every choice has its finish_reason and the usage came:
+        #: the reading stops there, without waiting for ``[DONE]`` (a server that keeps the
+        #: connection open after the last chunk does not hold the answer back).
+        self.finished = False
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
         self._choices = ChoiceStates() if n is not None else None
         self._emitted = False  # a chunk went out
@@ -56,6 +58,7 @@ class StreamAssembler:
             usage = parse_usage(usage)
             if usage is not None:
                 self.usage = usage
+                self.finished = self.complete
         choices = get("choices")
         if self._choices is not None:
             return self._choices.feed(choices)
@@ -70,6 +73,7 @@ class StreamAssembler:
         reason = choice.get("finish_reason")
         if type(reason) is str:
             self.finish_reason = reason
+            self.finished = self.usage is not None
         delta = choice.get("delta")
         if delta is None:
             return None

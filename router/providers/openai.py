@@ -2,7 +2,8 @@
 
 Wire details live in ``_openai_wire``; the exchange is ``HttpProvider``'s. A stream is complete
 once a choice carries ``finish_reason`` (``data: [DONE]`` then only ends the reading; a missing
-``[DONE]`` after it is still a complete stream); ``[DONE]`` without one is a cut stream.
+``[DONE]`` after it is still a complete stream, and once the usage has come too the reading
+stops without waiting for it); ``[DONE]`` without one is a cut stream.
 Stream protocol: https://platform.openai.com/docs/api-reference/chat/streaming
 """
 

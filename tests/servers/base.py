@@ -8,8 +8,12 @@ headers every answer carries and what a refused request gets.
         ...
         server.requests[0].json; server.open_connections; await server.wait_requests(3)
 
-Replies come from a FIFO queue for the request's path, then the queue for any path, then
-``server.default``. A queue entry may be a callable ``(RecordedRequest) -> Reply``.
+Replies come from a FIFO queue for the request's path, then the queue for any path, then the
+path's standing answer (``server.answer_always(script, path=...)``: every request to it that
+no queued reply answers, e.g. a provider that is down), then ``server.default``. A queue entry
+or a standing answer may be a callable ``(RecordedRequest) -> Reply`` (a provider that is down
+until a test's clock says otherwise). Each recorded request has ``at``, the monotonic time it
+arrived, so tests can check the gaps between attempts (``gaps(server.requests)``).
 
 Misbehaviours (fields of ``Reply``): ``delay`` holds the headers back, ``first_byte_delay`` the
 body; after ``stall_after`` events the server goes silent (with every event sent, the body
@@ -30,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -81,6 +87,7 @@ class RecordedRequest:
     body: bytes
     peer: tuple[str, int] | None = None  # client address: one per connection
     query: Mapping[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.monotonic() when it arrived
 
     @property
     def json(self) -> Any:
@@ -107,6 +114,7 @@ class ScriptedServer:
         self.drop_reused = False
         self._queues: dict[str | None, collections.deque[Script]] = collections.defaultdict(
             collections.deque)
+        self._standing: dict[str | None, Script] = {}
         self._rng = random.Random(seed)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -150,6 +158,10 @@ class ScriptedServer:
         """Answer the next requests to ``path`` (None: to any path) with these, in order."""
         self._queues[path].extend(replies)
 
+    def answer_always(self, script: Script, *, path: str | None = None) -> None:
+        """Answer every request to ``path`` (None: any path) that no queued reply answers."""
+        self._standing[path] = script
+
     @property
     def request_count(self) -> int:
         return len(self.requests)
@@ -189,7 +201,8 @@ class ScriptedServer:
         """The recorded form of ``request``."""
         peer = request.transport.get_extra_info("peername") if request.transport else None
         return self.request_class(request.method, request.path, CIMultiDict(request.headers),
-                                  body, tuple(peer) if peer else None, dict(request.query))
+                                  body, tuple(peer) if peer else None, dict(request.query),
+                                  time.monotonic())
 
     def reply_for(self, recorded: RecordedRequest) -> Reply:
         """The answer to ``recorded`` (a wire layer may refuse a bad request first)."""
@@ -197,7 +210,8 @@ class ScriptedServer:
 
     def next_reply(self, recorded: RecordedRequest) -> Reply:
         queue = self._queues.get(recorded.path) or self._queues.get(None)
-        script = queue.popleft() if queue else self.default
+        script = (queue.popleft() if queue else self._standing.get(recorded.path)
+                  or self._standing.get(None) or self.default)
         return script(recorded) if callable(script) else script
 
     def reply_headers(self, reply: Reply) -> dict[str, str]:
@@ -336,6 +350,11 @@ class ScriptedServer:
             n = self._rng.randint(*sizes)
             yield data[i:i + n]
             i += n
+
+
+def gaps(requests: Sequence[RecordedRequest]) -> list[float]:
+    """Seconds between consecutive requests (by arrival)."""
+    return [b.at - a.at for a, b in itertools.pairwise(requests)]
 
 
 def stream_reply(events: Sequence[Any], **kw: Any) -> Reply:
