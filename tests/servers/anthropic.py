@@ -7,6 +7,10 @@ bodies and SSE bytes (named events), scripted per request.
         server.requests[0].json["max_tokens"]
         server.open_connections                  # sockets open right now
 
+With ``AnthropicServer(prefill=False)`` it answers a request whose last message is the
+assistant's (a prefill) with the 400 that Claude 4.6 models give ("Prefilling assistant messages
+is not supported for this model."), before any scripted reply.
+
 With ``AnthropicServer(signed=True)`` it also holds thinking blocks to what it served: each
 thinking block a request sends back must carry a signature this server issued, with its thinking
 text unchanged, and each redacted_thinking block data it issued (else a 400, as the API answers
@@ -46,6 +50,7 @@ __all__ = [
     "MESSAGE_STOP",
     "MODEL",
     "PING",
+    "PREFILL_REFUSED",
     "AnthropicServer",
     "RecordedRequest",
     "Reply",
@@ -83,8 +88,10 @@ MODEL = "claude-haiku-4-5-20251001"
 class AnthropicServer(ScriptedServer):
     """The scripted server; an async context manager (see the module docstring)."""
 
-    def __init__(self, *, seed: int = 0, validate: bool = True, signed: bool = False) -> None:
+    def __init__(self, *, seed: int = 0, validate: bool = True, signed: bool = False,
+                 prefill: bool = True) -> None:
         super().__init__(seed=seed)
+        self.prefill = prefill
         self.problems: list[list[str]] = []  # per rejected request
         self.default = json_reply(message([text_block("Hello!")]))
         self.validate = validate
@@ -102,6 +109,8 @@ class AnthropicServer(ScriptedServer):
                     problems += self._check_signatures(recorded.json)
             except ValueError:
                 problems.append("body is not JSON")
+            if not self.prefill and _ends_with_assistant(recorded.json):
+                problems.append(PREFILL_REFUSED)
             if problems:
                 self.problems.append(problems)
                 return json_reply(error_body("invalid_request_error", "; ".join(problems)),
@@ -340,6 +349,15 @@ _MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _USER_BLOCKS = frozenset({"text", "image", "tool_result", "document"})
 _ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
+
+
+PREFILL_REFUSED = "Prefilling assistant messages is not supported for this model."
+
+
+def _ends_with_assistant(body: Any) -> bool:
+    messages = body.get("messages") if isinstance(body, Mapping) else None
+    return bool(messages) and isinstance(messages[-1], Mapping) \
+        and messages[-1].get("role") == "assistant"
 
 
 def validate_headers(headers: Mapping[str, str]) -> list[str]:

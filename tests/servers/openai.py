@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from tests.servers.base import (
     RecordedRequest,
@@ -36,9 +36,9 @@ from tests.servers.base import (
 )
 
 __all__ = ["CHAT_PATH", "ERRORS", "MODEL", "OpenAIServer", "RecordedRequest", "Reply", "Script",
-           "Validator", "chunk", "completion", "error_body", "error_reply", "json_reply",
-           "redirect_reply", "sse_frame", "stream_reply", "text_events", "tool_call",
-           "tool_call_events", "usage"]
+           "Validator", "broken_reply", "chunk", "completion", "diverged", "error_body",
+           "error_reply", "json_reply", "redirect_reply", "sse_frame", "stream_reply",
+           "text_events", "tool_call", "tool_call_events", "usage"]
 
 CHAT_PATH = "/v1/chat/completions"
 MODEL = "gpt-4o-mini-2024-07-18"
@@ -220,3 +220,31 @@ def error_body(name: str) -> dict[str, Any]:
 def error_reply(name: str, *, headers: Mapping[str, str] | None = None) -> Reply:
     """The real status and body of OpenAI error ``name`` (a key of ERRORS)."""
     return json_reply(error_body(name), status=ERRORS[name][0], headers=headers)
+
+
+#: How a stream breaks: the connection reset, the server going silent (a stall: the client's
+#: idle timeout ends it), an error event (no [DONE]), or the body ending without finish_reason
+#: or [DONE] (truncated).
+Break = Literal["reset", "stall", "error", "truncate"]
+
+
+def broken_reply(events: Sequence[Any], *, after: int, how: Break = "reset") -> Reply:
+    """``events`` (a streamed answer) broken after its first ``after`` events."""
+    if how == "reset":
+        return Reply(events=events, reset_after=after)
+    if how == "stall":
+        return Reply(events=events, stall_after=after)
+    if how == "error":
+        return Reply(events=[*events[:after], error_body("server_error")], done=False)
+    return Reply(events=events[:after], done=False)
+
+
+def diverged(parts: Sequence[str], at: int, *, mark: str = "#") -> list[str]:
+    """``parts`` with the character at offset ``at`` of their text replaced by ``mark``."""
+    out, pos = [], 0
+    for p in parts:
+        if pos <= at < pos + len(p):
+            p = p[:at - pos] + mark + p[at - pos + 1:]
+        out.append(p)
+        pos += len(p)
+    return out

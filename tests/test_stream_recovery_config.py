@@ -1,0 +1,75 @@
+"""Mid-stream recovery's settings (issue 11): the ``prefill`` capability, ``stream: {recover:}``
+in a route file, and what dry-run tells of a stream that breaks (``--simulate TARGET=cut``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from router import Router
+from router.errors import ConfigError
+from router.providers.kinds import model_capabilities
+from tests.engine_helpers import MSG, make_router, route_file, target
+from tests.servers.openai import OpenAIServer
+
+Factory = Callable[..., Router]
+
+
+@pytest.fixture
+async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
+    routers: list[Router] = []
+
+    def make(models: dict[str, Any], **kw: Any) -> Router:
+        r = make_router(openai_server, models, **kw)
+        routers.append(r)
+        return r
+
+    yield make
+    for r in routers:
+        await r.aclose()
+
+
+# -- configuration and capability ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "model", "prefill"), [
+    ("anthropic", "claude-haiku-4-5", True),
+    ("anthropic", "claude-sonnet-4-5-20250929", True),
+    ("anthropic", "claude-3-5-sonnet-latest", True),
+    ("anthropic", "claude-opus-4-6", False),  # 4.6 refuses a prefill
+    ("anthropic", "claude-opus-4-7", False),  # unknown: never assumed
+    ("openai", "gpt-4o-mini", False),  # answers a trailing assistant message anew
+    ("openai-compatible", "llama3", False),
+])
+def test_prefill_is_declared_only_by_models_known_to_continue_one(
+        kind: str, model: str, prefill: bool) -> None:
+    assert model_capabilities(kind, model).prefill is prefill
+    assert model_capabilities(kind, model, {"prefill": True}).prefill  # a route file's say
+
+
+def test_a_route_file_with_a_bad_recover_mode_is_refused(openai_server: OpenAIServer) -> None:
+    data = route_file(openai_server.port, {"r": {"chain": ["a:m"],
+                                                 "stream": {"recover": "resume"}}}, names=["a"])
+    with pytest.raises(ConfigError):
+        Router.from_dict(data)
+
+
+# -- dry-run -------------------------------------------------------------------------------------
+
+
+async def test_dry_run_shows_what_recovery_would_do_for_a_cut(
+        router_for: Factory) -> None:
+    router = router_for({"r": [target("a"), target("b")]}, retry={"attempts": 1})
+    report = router.dry_run("r", MSG, simulate={"a:m": "cut"})
+    assert report.answered_by == "b:m" and report.recover == "replay"
+    first, then = (e for e in report.events if e.kind == "try")
+    assert first.outcome == "cut" and "recover (replay)" in (first.action or "")
+    assert "replays silently" in (then.action or "")
+    off = router.dry_run("r", MSG, simulate={"a:m": "cut"}, recover="off")
+    assert off.answered_by is None and off.failure is not None
+    assert "stream_interrupted" in off.failure and "recover: off" in off.failure
+    bad = router.dry_run("r", MSG, simulate={"a:m": "cut", "b:m": "diverge"})
+    assert bad.failure is not None and "resume_diverged" in bad.failure
+    assert "stream recovery after the first chunk: replay" in str(report)
