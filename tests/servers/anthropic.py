@@ -356,8 +356,9 @@ PREFILL_REFUSED = "Prefilling assistant messages is not supported for this model
 
 def _ends_with_assistant(body: Any) -> bool:
     messages = body.get("messages") if isinstance(body, Mapping) else None
-    return bool(messages) and isinstance(messages[-1], Mapping) \
-        and messages[-1].get("role") == "assistant"
+    if not isinstance(messages, list) or not messages:
+        return False
+    return isinstance(messages[-1], Mapping) and messages[-1].get("role") == "assistant"
 
 
 def validate_headers(headers: Mapping[str, str]) -> list[str]:
