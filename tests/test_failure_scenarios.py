@@ -164,6 +164,21 @@ async def test_the_last_target_of_a_chain_retries_a_first_token_timeout(
     assert r.text == "second try" and hits(server, "a") == 2
 
 
+@pytest.mark.parametrize(("chain", "action", "asked"), [
+    (["a:m", "b:m"], "fail", 1),  # stop at once instead of trying b
+    (["a:m"], "fallback", 1),  # the last target is not retried either
+])
+async def test_on_overrides_what_a_first_token_timeout_does(
+        server: OpenAIServer, chain: list[str], action: str, asked: int) -> None:
+    server.answer_always(Reply(json=completion("never"), delay=FOREVER), path=chat_path("a"))
+    models = {"r": {"chain": chain, "on": {"timeout": action}}}
+    async with router_for(server, models, timeout={"first_token": "200ms"}) as router:
+        with pytest.raises(RouteFailed) as caught:
+            await router.chat("r", MSG)
+    assert caught.value.error_class is ErrorClass.TIMEOUT
+    assert hits(server, "a") == asked and hits(server, "b") == 0
+
+
 async def test_a_first_token_after_a_long_delay_falls_back_at_the_adaptive_limit(
         server: OpenAIServer) -> None:
     # No first_token anywhere: the adaptive limit (base 200 ms here, for a short prompt on an

@@ -37,25 +37,10 @@ from router.secret import Secret
 from router.specs import Capabilities, Timeouts
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
-__all__ = [
-    "Capabilities",
-    "ErrorBody",
-    "HttpCall",
-    "HttpPool",
-    "HttpProvider",
-    "HttpResponse",
-    "Provider",
-    "ProviderConfig",
-    "StreamParser",
-    "Timeouts",
-    "classify_status",
-    "dumps_json",
-    "make_status_error",
-    "parse_retry_after",
-    "parse_should_retry",
-    "redact_secrets",
-    "reply_text",
-]
+__all__ = ["Capabilities", "ErrorBody", "HttpCall", "HttpPool", "HttpProvider", "HttpResponse",
+           "Provider", "ProviderConfig", "StreamParser", "Timeouts", "classify_status",
+           "dumps_json", "make_status_error", "parse_retry_after", "parse_should_retry",
+           "redact_secrets", "reply_text"]
 
 _END = object()  # a stream's sentinel arrived: stop reading
 
@@ -352,18 +337,24 @@ class HttpProvider(Provider):
                         yield chunk
                     if parser.finished:
                         break
-            if not parser.complete:
-                raise NetworkError(f"stream ended before {self.terminator}" + (
-                    f" ({malformed} malformed events skipped)" if malformed else ""))
-            try:
-                final = parser.final_chunks()
-            except SHAPE_ERRORS as e:
-                raise self._wrong_shape(e, "stream") from e
+            final = self._final_chunks(parser, malformed)
             resp.finish()  # the connection is freed now: the final chunk never waits on it
-            if malformed and final:
-                final[-1].malformed_events = malformed
             for chunk in final:
                 yield chunk
+
+    def _final_chunks(self, parser: StreamParser, malformed: int) -> Sequence[ChatChunk]:
+        """The stream's last chunk(s), the last one counting the ``malformed`` events skipped;
+        a stream whose terminator never came is a NetworkError (retryable)."""
+        if not parser.complete:
+            raise NetworkError(f"stream ended before {self.terminator}" + (
+                f" ({malformed} malformed events skipped)" if malformed else ""))
+        try:
+            final = parser.final_chunks()
+        except SHAPE_ERRORS as e:
+            raise self._wrong_shape(e, "stream") from e
+        if malformed and final:
+            final[-1].malformed_events = malformed
+        return final
 
     def _skip_malformed(self, bad: Malformed, count: int, model: str) -> int:
         """Count one more stream event that is not JSON (skipped, with a warning that holds no
