@@ -3,12 +3,15 @@ in a route file, and what dry-run tells of a stream that breaks (``--simulate TA
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from router import Router
+from router.cli.main import main
 from router.errors import ConfigError
 from router.providers.kinds import model_capabilities
 from tests.engine_helpers import MSG, make_router, route_file, target
@@ -73,3 +76,24 @@ async def test_dry_run_shows_what_recovery_would_do_for_a_cut(
     bad = router.dry_run("r", MSG, simulate={"a:m": "cut", "b:m": "diverge"})
     assert bad.failure is not None and "resume_diverged" in bad.failure
     assert "stream recovery after the first chunk: replay" in str(report)
+
+
+def test_the_cli_dry_run_simulates_a_cut(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "version: 1\n"
+        "providers:\n"
+        "  openai: {kind: openai, api_key: sk-test}\n"
+        "  anthropic: {kind: anthropic, api_key: sk-test}\n"
+        "models:\n"
+        "  chat:\n"
+        "    chain: [openai:gpt-4o-mini, anthropic:claude-haiku-4-5]\n"
+        "    stream: {recover: continue}\n", encoding="utf-8")
+    code = main(["dry-run", str(routes), "--model", "chat", "--simulate",
+                 "openai:gpt-4o-mini=cut", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["recover"] == "continue"
+    assert report["answered_by"] == "anthropic:claude-haiku-4-5"
+    assert [e["outcome"] for e in report["events"] if e["kind"] == "try"] == ["cut", "cut", "ok"]
+    assert "prefill" in report["events"][-1]["action"]
