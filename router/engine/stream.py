@@ -30,6 +30,7 @@ from router.engine.recover import (
 )
 from router.errors import LlmError
 from router.obs import log
+from router.plan.routes import Recover
 from router.policy.pricing import cost_usd, price_of
 from router.types import ChatChunk, ChatRequest
 
@@ -49,9 +50,8 @@ async def stream_call(begin: Begin, *args: Any,
     case: what was delivered was likely billed)."""
     given = None if recover is None else recover_mode(recover, "replay")
     call, gen, request = begin(*args)
-    mode = given or call.route.recover
-    if request.n is not None:
-        mode = "off"  # several choices interleaved: not resumed
+    # Several choices interleave: not resumed.
+    mode = "off" if request.n is not None else given or call.route.recover
     opened, d = await drive(call, gen, request, open_stream, keep=mode != "off")
     delivered = Delivered()
     parts = delivered.parts
@@ -61,12 +61,7 @@ async def stream_call(begin: Begin, *args: Any,
     try:
         while True:  # once per committed attempt
             target, agen = d.target, opened.agen
-            seat = call.rt.seats[target.provider]
-            # Our own timer only where the provider does not bound the stream (interface 1).
-            deadline_at: float | None = None
-            if not seat.enforces_timeouts or d.timeout_is_deadline:
-                deadline_at = call.loop.time() + d.timeout - (time.perf_counter() - call.started)
-            idle = target.timeouts.idle if seat.enforces_timeouts else 0.0
+            deadline_at, idle = _timers(call, d)
             price = price_of(target)
             try:
                 while True:
@@ -105,15 +100,8 @@ async def stream_call(begin: Begin, *args: Any,
                     log.emit("stream_error_after_end", target=target.key, error=str(e))
                     return
                 ended = True  # until a recovery attempt commits
-                err = _classify(call, d, e)
-                await end_failed(call, d, err, billed=True, ttft_ms=opened.ttft_ms,
-                                 spent=committed_spent(target, request,
-                                                       sum(map(len, parts)), resume))
-                if mode == "off":
-                    raise interrupted(call, err, delivered.text) from e
-                await close_stream(agen)
-                resume = Resume(call, delivered, mode, request)
-                opened, d = await resume_stream(call, gen, request, resume, err)
+                opened, d, resume = await _broken(call, gen, request, d, opened, e, delivered,
+                                                  resume, mode)
                 spent_before = sum(r.cost_usd or 0.0 for r in call.records)
                 chunk, ended = opened.first, False
     finally:
@@ -122,6 +110,33 @@ async def stream_call(begin: Begin, *args: Any,
         if not ended:  # the consumer stopped early, or was cancelled
             await abandon(call, d, billed=True)
         call.end_span(None, None)  # a no-op when the attempt already ended it
+
+
+def _timers(call: Call, d: Try) -> tuple[float | None, float]:
+    """(deadline_at, idle) of committed attempt ``d``: our own timer only where the provider
+    does not bound the stream (interface 1) or the call deadline is nearer."""
+    seat = call.rt.seats[d.target.provider]
+    deadline_at: float | None = None
+    if not seat.enforces_timeouts or d.timeout_is_deadline:
+        deadline_at = call.loop.time() + d.timeout - (time.perf_counter() - call.started)
+    return deadline_at, d.target.timeouts.idle if seat.enforces_timeouts else 0.0
+
+
+async def _broken(call: Call, gen: Generator[Decision, Outcome, None], request: ChatRequest,
+                  d: Try, opened: Opened, e: Exception, delivered: Delivered,
+                  resume: Resume | None, mode: Recover) -> tuple[Opened, Try, Resume]:
+    """End committed attempt ``d``, which failed with ``e``, and go on per ``mode``: the next
+    committed attempt, or StreamInterruptedError (``off``, or nothing recovered it)."""
+    err = _classify(call, d, e)
+    await end_failed(call, d, err, billed=True, ttft_ms=opened.ttft_ms,
+                     spent=committed_spent(d.target, request, sum(map(len, delivered.parts)),
+                                           resume))
+    if mode == "off":
+        raise interrupted(call, err, delivered.text) from e
+    await close_stream(opened.agen)
+    resume = Resume(call, delivered, mode, request)
+    opened, d = await resume_stream(call, gen, request, resume, err)
+    return opened, d, resume
 
 
 def _classify(call: Call, d: Try, e: Exception) -> LlmError:
@@ -138,8 +153,7 @@ async def _end_ok(call: Call, d: Try, opened: Opened, last: ChatChunk | None,
     usage = last.usage if last is not None else None
     cost = last.cost_usd if last is not None else None
     await end_ok(call, d, usage, cost, ttft_ms=opened.ttft_ms,
-                 finish_reason=last.finish_reason if last is not None else None,
-                 malformed_events=last.malformed_events if last is not None else 0)
+                 finish_reason=last.finish_reason if last is not None else None)
     if last is not None:
         if spent_before and cost is not None:  # the whole call: the broken attempts too
             cost = last.cost_usd = cost + spent_before
