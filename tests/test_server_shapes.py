@@ -21,6 +21,7 @@ from router.server._openai_shapes import ChunkEncoder
 from router.server.app import create_app
 from router.server.errors import ApiError, from_llm_error, openai_error_body
 from router.server.inbound import call_options
+from router.server.keys import env_keys
 from router.server.proxy import KeyRing, Proxy, Settings
 from router.state import make_store
 from router.types import AttemptRecord, ChatChunk, ToolCall, ToolCallDelta, Usage
@@ -174,7 +175,7 @@ def test_openai_encoder_sends_calls_known_only_at_the_end() -> None:
 # -- keys and headers -------------------------------------------------------------------------
 
 def test_key_ring_accepts_only_its_keys() -> None:
-    ring = KeyRing(["k1", "k2"])
+    ring = KeyRing(env_keys(["k1", "k2"]))
     assert ring.required and ring.allows(["nope", "k2"]) and not ring.allows(["k3"])
     assert not KeyRing([]).required
 

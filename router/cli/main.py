@@ -137,6 +137,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from router.cli.keys import cmd_keys as run_keys
+
+    return run_keys(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from router.cli.demo import run_demo
 
@@ -147,7 +153,7 @@ def _commands() -> Commands:
     return build_parser({
         "validate": cmd_validate, "dry-run": cmd_dry_run, "budgets": cmd_budgets,
         "routes": cmd_routes, "schema": cmd_schema, "providers": cmd_providers,
-        "chat": cmd_chat, "demo": cmd_demo, "serve": cmd_serve})
+        "chat": cmd_chat, "demo": cmd_demo, "serve": cmd_serve, "keys": cmd_keys})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from router.cli import serve
+from router.cli import keys, serve
 from router.cli.chat_input import DEFAULT_FILE
 from router.version import __version__
 
@@ -107,6 +107,7 @@ def build_parser(commands: dict[str, Command]) -> Commands:
     pk.add_argument("--format", choices=["text", "json"], default="text")
     _chat(add("chat", "send one prompt and stream the answer"))
     serve.add_arguments(add("serve", "run the OpenAI- and Anthropic-compatible proxy"))
+    keys.add_arguments(add("keys", "the proxy's access keys: add, list, revoke (hashes only)"))
     m = add("demo", "a live demo on fake providers: no keys, no network")
     m.add_argument("--fast", action="store_true", help="no pauses")
     return Commands(p, by_name)

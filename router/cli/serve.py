@@ -1,8 +1,9 @@
 """``router serve``: run the OpenAI- and Anthropic-compatible proxy (router.server) in front
 of a route file.
 
-Binding anything but a loopback address needs access keys (``ROUTER_PROXY_KEYS``), unless
-``--insecure-no-auth`` says the network in front of it is trusted.
+Binding anything but a loopback address needs access keys (``--keys-file`` or
+``ROUTER_PROXY_KEYS``), unless ``--insecure-no-auth`` says the network in front of it is
+trusted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from router.server.proxy import DEFAULT_DRAIN, DEFAULT_MAX_BODY  # light: no engine import
+from router.server.proxy import (  # light: no engine import
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_DRAIN,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_BODY,
+)
 
 DEFAULT_FILE = "routes.yaml"
 
@@ -34,6 +40,16 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--drain-timeout", type=_seconds, default=DEFAULT_DRAIN,
                    help=f"seconds in-flight calls may run on after SIGTERM "
                         f"(default {DEFAULT_DRAIN:g})")
+    s.add_argument("--keys-file", metavar="PATH",
+                   help="access keys made by 'router keys add' (default: $ROUTER_KEYS_FILE); "
+                        "reloaded when it changes")
+    s.add_argument("--header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT,
+                   help=f"seconds a client may take to send a request head; a kept-alive "
+                        f"connection idle this long is closed too "
+                        f"(default {DEFAULT_HEADER_TIMEOUT:g})")
+    s.add_argument("--body-timeout", type=_seconds, default=DEFAULT_BODY_TIMEOUT,
+                   help=f"seconds a client may take to send a request body "
+                        f"(default {DEFAULT_BODY_TIMEOUT:g})")
     s.add_argument("--log-format", choices=["console", "json"], default="console")
 
 
@@ -90,20 +106,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"./{DEFAULT_FILE} does not exist", file=sys.stderr)
         return 2
     keys = keys_from_env(os.environ)
-    if not keys and not args.insecure_no_auth and not is_loopback(args.host):
-        print(f"router serve: {args.host} is not a loopback address: set ROUTER_PROXY_KEYS "
-              "(comma-separated access keys), or pass --insecure-no-auth", file=sys.stderr)
+    keys_file = args.keys_file or os.environ.get("ROUTER_KEYS_FILE") or None
+    if not keys and not keys_file and not args.insecure_no_auth and not is_loopback(args.host):
+        print(f"router serve: {args.host} is not a loopback address: give --keys-file (made "
+              "by 'router keys add') or set ROUTER_PROXY_KEYS (comma-separated access keys), "
+              "or pass --insecure-no-auth", file=sys.stderr)
         return 2
     log.configure_output(args.log_format)
     settings = Settings(host=args.host, port=args.port, keys=keys,
-                        max_body_bytes=args.max_body_bytes, drain_timeout=args.drain_timeout)
+                        max_body_bytes=args.max_body_bytes, drain_timeout=args.drain_timeout,
+                        keys_file=Path(keys_file) if keys_file else None,
+                        header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     return asyncio.run(_run(path, settings))
 
 
 async def _run(path: Path, settings: Any) -> int:
+    from router.server.keys import KeyFileError
     from router.server.run import open_proxy, serve
 
-    proxy = await open_proxy(path, settings)
+    try:
+        proxy = await open_proxy(path, settings)
+    except KeyFileError as e:
+        print(f"router serve: {e}", file=sys.stderr)
+        return 2
     try:
         await serve(proxy, lambda url: print(f"router serve: listening on {url}",
                                              file=sys.stderr, flush=True))

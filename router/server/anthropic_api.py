@@ -10,14 +10,15 @@ from router.policy.tokens import estimate_prompt_tokens
 from router.server._anthropic_in import parse_messages
 from router.server._anthropic_shapes import EventEncoder, message_body
 from router.server.context import (
-    ALIAS,
     ID_HEADER,
     REQUEST_ID,
+    begin_call,
     call_headers,
+    call_kwargs,
     proxy_of,
     served_model,
 )
-from router.server.inbound import call_options, read_json
+from router.server.inbound import read_json
 from router.server.sse import relay
 
 #: Says that count_tokens answers from the router's estimate, not a provider's tokenizer.
@@ -27,15 +28,16 @@ ESTIMATE_HEADER = "x-router-token-count"
 async def messages(request: web.Request) -> web.StreamResponse:
     """One message, whole or streamed."""
     proxy = proxy_of(request)
-    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes))
-    request[ALIAS] = call.model
+    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes,
+                                          proxy.settings.body_timeout))
+    router = begin_call(request, call.model)
     rid = request[REQUEST_ID]
-    options = call_options(request.headers, rid).kwargs()
+    options = call_kwargs(request)
     if call.stream:
-        chunks = proxy.router.stream(call.model, call.messages, **options, **call.params)
+        chunks = router.stream(call.model, call.messages, **options, **call.params)
         return await relay(request, chunks,
                            lambda first: EventEncoder(rid, served_model(first.target)))
-    resp = await proxy.router.chat(call.model, call.messages, **options, **call.params)
+    resp = await router.chat(call.model, call.messages, **options, **call.params)
     return web.json_response(message_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
 
@@ -44,9 +46,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     """``{"input_tokens": N}`` from the router's prompt estimate (~4 characters a token plus
     per-message and per-image figures), marked as an estimate by a header."""
     proxy = proxy_of(request)
-    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes))
-    request[ALIAS] = call.model
-    proxy.router.plan.resolve(call.model)  # an unknown model is a 404, as for messages
+    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes,
+                                          proxy.settings.body_timeout))
+    begin_call(request, call.model).plan.resolve(call.model)  # unknown: 404, as for messages
     tools = call.params.get("tools")
     chat_request = build_request(call.messages, {"tools": tools} if tools else {})
     return web.json_response({"input_tokens": estimate_prompt_tokens(chat_request)},

@@ -13,8 +13,10 @@ from router.errors import LlmError
 from router.obs import log
 from router.server import anthropic_api, info, openai_api
 from router.server.context import (
+    ACCESS_KEY,
     ALIAS,
     ERROR_CODE,
+    GENERATION,
     ID_HEADER,
     PROXY,
     REQUEST_ID,
@@ -49,8 +51,10 @@ def _check_key(proxy: Proxy, request: web.Request) -> None:
     presented = _presented_keys(request)
     if not presented:
         raise ApiError(401, f"this proxy needs an access key: {_KEY_HELP}", "invalid_api_key")
-    if not proxy.keys.allows(presented):
+    key = proxy.keys.match(presented)
+    if key is None:
         raise ApiError(401, "the access key is not valid for this proxy", "invalid_api_key")
+    request[ACCESS_KEY] = key
 
 
 def _http_error(e: web.HTTPException) -> ApiError:
@@ -94,11 +98,15 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # aiohttp runs each request in a task
     proxy.enter(task)
+    # The request keeps the route file in force now, to its end (a stream's too): a reload
+    # closes the old Router only once its last request is done.
+    gen = request[GENERATION] = proxy.lease()
     try:
         response = await _answer(request, handler, proxy)
         status = response.status
         return response
     finally:
+        proxy.release(gen)
         proxy.leave(task)
         log.emit("proxy_request", request_id=request[REQUEST_ID], method=request.method,
                  path=request.path, status=status, alias=request.get(ALIAS),

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from router.obs import log
 from router.server.errors import ApiError, anthropic_error_body, openai_error_body
+from router.server.generation import Generation
+from router.server.inbound import call_options
+from router.server.keys import AccessKey
 from router.server.proxy import Proxy
+
+if TYPE_CHECKING:
+    from router.engine.router import Router
 
 PROXY = web.AppKey("proxy", Proxy)
 REQUEST_ID = web.RequestKey("request_id", str)
+#: The route file in force when the request came (its Router serves the whole request).
+GENERATION = web.RequestKey("generation", Generation)
+#: The access key the request presented (when the proxy needs keys).
+ACCESS_KEY = web.RequestKey("access_key", AccessKey)
 #: The model the caller asked for and the target that served (for the request's log event).
 ALIAS = web.RequestKey("alias", str)
 TARGET = web.RequestKey("target", str)
@@ -33,6 +43,32 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
 
 def proxy_of(request: web.Request) -> Proxy:
     return request.app[PROXY]
+
+
+def router_of(request: web.Request) -> Router:
+    """The Router of the route file in force when the request came."""
+    return request[GENERATION].router
+
+
+def begin_call(request: web.Request, model: str) -> Router:
+    """Note the model asked for and check the access key may use it (403 otherwise); the
+    Router to call."""
+    request[ALIAS] = model
+    key = request.get(ACCESS_KEY)
+    if key is not None and not key.allows(model):
+        raise ApiError(403, f"the access key {key.name!r} may not use the model {model!r}",
+                       "permission_error", param="model")
+    return router_of(request)
+
+
+def call_kwargs(request: web.Request) -> dict[str, Any]:
+    """The call's own options (request id, ``x-router-*`` headers) as Router.chat keywords;
+    the access key's tags win over the header's (a caller cannot leave its team's budget)."""
+    options = call_options(request.headers, request[REQUEST_ID]).kwargs()
+    key = request.get(ACCESS_KEY)
+    if key is not None and key.tags:
+        options["tags"] = {**(options["tags"] or {}), **key.tags}
+    return options
 
 
 def is_anthropic(request: web.Request) -> bool:
@@ -63,7 +99,10 @@ def error_response(request: web.Request, err: ApiError) -> web.Response:
     body: dict[str, Any] = (anthropic_error_body(err, request[REQUEST_ID])
                             if is_anthropic(request) else openai_error_body(err))
     headers = {**err.headers(), **call_headers(request, err.target, len(err.attempts))}
-    return web.json_response(body, status=err.status, headers=headers)
+    response = web.json_response(body, status=err.status, headers=headers)
+    if err.status == 408:  # a body too slow to come: the connection goes with it
+        response.force_close()
+    return response
 
 
 def served_model(target: str) -> str:
@@ -78,6 +117,7 @@ def log_bug(request: web.Request, e: BaseException) -> None:
              traceback="".join(traceback.format_exception(e)))
 
 
-__all__ = ["ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "ID_HEADER", "PROXY",
-           "REQUEST_ID", "SSE_HEADERS", "TARGET", "TARGET_HEADER", "call_headers",
-           "error_response", "is_anthropic", "log_bug", "proxy_of", "served_model"]
+__all__ = ["ACCESS_KEY", "ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "GENERATION",
+           "ID_HEADER", "PROXY", "REQUEST_ID", "SSE_HEADERS", "TARGET", "TARGET_HEADER",
+           "begin_call", "call_headers", "call_kwargs", "error_response", "is_anthropic",
+           "log_bug", "proxy_of", "router_of", "served_model"]

@@ -41,8 +41,8 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                     413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                     502: "api_error", 503: "overloaded_error", 504: "timeout_error"}
 #: OpenAI's error ``type`` per status class.
-_OPENAI_TYPES = {429: "rate_limit_error", 500: "server_error", 502: "server_error",
-                 503: "server_error", 504: "timeout_error"}
+_OPENAI_TYPES = {403: "permission_error", 429: "rate_limit_error", 500: "server_error",
+                 502: "server_error", 503: "server_error", 504: "timeout_error"}
 
 # InvalidRequestError messages start with the parameter path (router.engine._checks.fail).
 _PARAM = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*) ")

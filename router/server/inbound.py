@@ -3,6 +3,7 @@ strict JSON) and the call options set by headers (``x-router-tag``, ``x-router-t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,14 +40,21 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes, 400 for anything else wrong."""
+async def read_json(request: web.Request, limit: int,
+                    timeout: float | None = None) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``limit`` bytes, 408 when it takes longer than
+    ``timeout`` seconds to arrive (a client trickling it must not hold the proxy), 400 for
+    anything else wrong."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     try:
-        raw = await request.read()  # the app's client_max_size is ``limit``
+        async with asyncio.timeout(timeout):
+            raw = await request.read()  # the app's client_max_size is ``limit``
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
+    except TimeoutError:
+        raise ApiError(408, f"the request body took longer than {timeout:g}s to arrive",
+                       "request_timeout") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

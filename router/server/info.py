@@ -10,7 +10,14 @@ from typing import Any
 from aiohttp import web
 
 from router.errors import LlmError
-from router.server.context import ALIAS, ID_HEADER, REQUEST_ID, proxy_of
+from router.server.context import (
+    ACCESS_KEY,
+    ID_HEADER,
+    REQUEST_ID,
+    begin_call,
+    proxy_of,
+    router_of,
+)
 from router.server.errors import ApiError, invalid
 from router.server.inbound import read_json
 from router.server.openai_api import parse_chat
@@ -30,7 +37,10 @@ def _model_entry(alias: str) -> dict[str, Any]:
 
 async def models(request: web.Request) -> web.Response:
     """The route file's aliases as a model list (OpenAI's and Anthropic's list shapes)."""
-    aliases = sorted(proxy_of(request).router.plan.routes)
+    aliases = sorted(router_of(request).plan.routes)
+    key = request.get(ACCESS_KEY)
+    if key is not None:  # a key limited to some aliases sees those only
+        aliases = [a for a in aliases if key.allows(a)]
     return web.json_response({"object": "list", "data": [_model_entry(a) for a in aliases],
                               "has_more": False, "first_id": aliases[0] if aliases else None,
                               "last_id": aliases[-1] if aliases else None},
@@ -40,8 +50,7 @@ async def models(request: web.Request) -> web.Response:
 async def model(request: web.Request) -> web.Response:
     """One alias, or 404."""
     name = request.match_info["model"]
-    request[ALIAS] = name
-    if name not in proxy_of(request).router.plan.routes:
+    if name not in begin_call(request, name).plan.routes:
         raise ApiError(404, f"the model {name!r} is not an alias of this proxy",
                        "model_not_found", param="model")
     return web.json_response(_model_entry(name), headers={ID_HEADER: request[REQUEST_ID]})
@@ -54,7 +63,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready: the plan is loaded, the state store answers, and the proxy is not draining;
-    503 with the problems otherwise."""
+    503 with the problems otherwise. ``reload_errors`` has the diagnostics of a route file
+    or key file that failed to reload (the previous one still serves, so still ready)."""
     proxy = proxy_of(request)
     plan = proxy.router.plan
     problems: list[str] = []
@@ -71,8 +81,11 @@ async def readyz(request: web.Request) -> web.Response:
             else type(e).__name__)
         problems.append(f"state store ({plan.state.kind}) unreachable: {detail}")
     body = {"status": "not_ready" if problems else "ready",
-            "plan": {"file": plan.file, "aliases": len(plan.routes)}, "store": store,
-            "problems": problems}
+            "plan": {"file": plan.file, "aliases": len(plan.routes),
+                     "generation": proxy.generation.number},
+            "store": store, "problems": problems,
+            # A failed reload leaves the previous plan (or keys) serving: ready, but said.
+            "reload_errors": proxy.reload_errors}
     return web.json_response(body, status=503 if problems else 200,
                              headers={ID_HEADER: request[REQUEST_ID]})
 
@@ -81,14 +94,14 @@ async def explain(request: web.Request) -> web.Response:
     """The dry-run decision for a chat completions body: what would be tried, skipped and
     why, and which target would answer. A ``simulate`` field maps targets to outcomes."""
     proxy = proxy_of(request)
-    body = await read_json(request, proxy.settings.max_body_bytes)
+    body = await read_json(request, proxy.settings.max_body_bytes, proxy.settings.body_timeout)
     simulate = body.pop("simulate", None)
     if simulate is not None and not isinstance(simulate, dict):
         raise invalid("simulate", "simulate must map targets to outcomes")
     call = parse_chat(body)
-    request[ALIAS] = call.model
+    router = begin_call(request, call.model)
     params = {**call.params, "stream": call.stream}
-    report = proxy.router.dry_run(call.model, call.messages, simulate=simulate, **params)
+    report = router.dry_run(call.model, call.messages, simulate=simulate, **params)
     return web.json_response(report.as_dict(), headers={ID_HEADER: request[REQUEST_ID]})
 
 

@@ -14,9 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from router.server._openai_shapes import ChunkEncoder, completion_body
-from router.server.context import ALIAS, REQUEST_ID, call_headers, proxy_of, served_model
+from router.server.context import (
+    REQUEST_ID,
+    begin_call,
+    call_headers,
+    call_kwargs,
+    proxy_of,
+    served_model,
+)
 from router.server.errors import invalid
-from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER, call_options, read_json
+from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER, read_json
 from router.server.sse import relay
 
 #: Router.chat's own keywords: set by headers, never by a body field.
@@ -69,17 +76,18 @@ def parse_chat(body: dict[str, Any]) -> ChatCall:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """One chat completion, whole or streamed."""
     proxy = proxy_of(request)
-    call = parse_chat(await read_json(request, proxy.settings.max_body_bytes))
-    request[ALIAS] = call.model
+    call = parse_chat(await read_json(request, proxy.settings.max_body_bytes,
+                                      proxy.settings.body_timeout))
+    router = begin_call(request, call.model)
     rid = request[REQUEST_ID]
-    options = call_options(request.headers, rid).kwargs()
+    options = call_kwargs(request)
     if call.stream:
-        chunks = proxy.router.stream(call.model, call.messages, **options, **call.params)
+        chunks = router.stream(call.model, call.messages, **options, **call.params)
         n = call.params.get("n")
         return await relay(request, chunks, lambda first: ChunkEncoder(
             rid, served_model(first.target), call.include_usage,
             n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1))
-    resp = await proxy.router.chat(call.model, call.messages, **options, **call.params)
+    resp = await router.chat(call.model, call.messages, **options, **call.params)
     return web.json_response(completion_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
 

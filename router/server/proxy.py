@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from router.server.generation import Generation
+from router.server.keys import AccessKey, KeyRing, env_keys
 
 if TYPE_CHECKING:  # at run time only as values: `router serve --help` imports no engine
     from router.engine.router import Router
@@ -23,17 +24,25 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 DEFAULT_DRAIN = 30.0
 #: How long requests cut at the end of the drain get to write their last error event.
 _CUT_GRACE = 2.0
+#: How long a client may take to send a request head (from connecting, or from the previous
+#: reply on a kept-alive connection), and then its body, by default.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How ``router serve`` runs: address, access keys, body limit, drain timeout."""
+    """How ``router serve`` runs: address, access keys (``ROUTER_PROXY_KEYS``'s and a key
+    file), body limit, drain timeout, how long a request head and body may take."""
 
     host: str = "127.0.0.1"
     port: int = 8080
     keys: frozenset[str] = field(default_factory=frozenset, repr=False)
     max_body_bytes: int = DEFAULT_MAX_BODY
     drain_timeout: float = DEFAULT_DRAIN
+    keys_file: Path | None = None
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 def keys_from_env(env: Mapping[str, str]) -> frozenset[str]:
@@ -41,40 +50,21 @@ def keys_from_env(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(k.strip() for k in env.get("ROUTER_PROXY_KEYS", "").split(",") if k.strip())
 
 
-class KeyRing:
-    """Access keys held as SHA-256 digests, compared in constant time."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = tuple(_digest(k) for k in keys)
-
-    @property
-    def required(self) -> bool:
-        return bool(self._digests)
-
-    def allows(self, presented: Iterable[str]) -> bool:
-        """Whether any presented key is one of the ring's."""
-        found = False
-        for key in presented:
-            d = _digest(key)
-            for mine in self._digests:  # no early exit: the time does not say which matched
-                found |= hmac.compare_digest(d, mine)
-        return found
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-
-
 class Proxy:
     """One Router behind the HTTP API, with its store (for /readyz) and settings."""
 
     def __init__(self, router: Router, store: StateStore, settings: Settings,
                  file: Path | None = None) -> None:
-        self.router = router
-        self.store = store
+        self.generation = Generation(router, store)
         self.settings = settings
         self.file = file
-        self.keys = KeyRing(settings.keys)
+        self._env_keys = env_keys(settings.keys)
+        self.keys = KeyRing(self._env_keys,
+                            required=bool(settings.keys) or settings.keys_file is not None)
+        #: The last reload's failure (file:line:col diagnostics) while the old plan serves.
+        self.reload_errors: dict[str, list[str]] = {}
+        self._retiring: set[Generation] = set()
+        self._closers: set[asyncio.Task[None]] = set()
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
@@ -82,6 +72,48 @@ class Proxy:
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self._closed = False
+
+    @property
+    def router(self) -> Router:
+        """The Router in force (a request keeps the one it began with: ``lease``)."""
+        return self.generation.router
+
+    @property
+    def store(self) -> StateStore:
+        """The state store in force."""
+        return self.generation.store
+
+    def lease(self) -> Generation:
+        """The generation in force, counted as used until ``release``."""
+        gen = self.generation
+        gen.enter()
+        return gen
+
+    def release(self, gen: Generation) -> None:
+        """A request on ``gen`` ended: a retired generation's last one closes it."""
+        if gen.leave():
+            self._close_later(gen)
+
+    def swap(self, router: Router, store: StateStore) -> Generation:
+        """Put ``router`` in force (reload); the old generation closes when its requests
+        end (its store too, unless ``store`` is the same)."""
+        old = self.generation
+        self.generation = Generation(router, store, old.number + 1)
+        if old.retire(keep_store=store is old.store):
+            self._close_later(old)
+        else:
+            self._retiring.add(old)
+        return self.generation
+
+    def set_file_keys(self, keys: list[AccessKey]) -> None:
+        """The key file's keys (loaded or reloaded), beside ``ROUTER_PROXY_KEYS``'s."""
+        self.keys = KeyRing([*self._env_keys, *keys], required=self.keys.required)
+
+    def _close_later(self, gen: Generation) -> None:
+        self._retiring.discard(gen)
+        task = asyncio.get_running_loop().create_task(gen.aclose())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     def new_request_id(self) -> str:
         """A request id unique to this process (random prefix, counter)."""
@@ -123,15 +155,19 @@ class Proxy:
         return len(left)
 
     async def aclose(self) -> None:
-        """Close the Router (its pool), then the store it was lent; safe to call twice."""
+        """Close the Router in force (its pool) and any retiring one, then the stores they
+        were lent; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self.router.aclose()
+            for gen in list(self._retiring):  # after the drain: nothing runs on them
+                self._close_later(gen)
+            if self._closers:
+                await asyncio.gather(*self._closers, return_exceptions=True)
         finally:
-            await self.store.aclose()
+            await self.generation.aclose()
 
 
-__all__ = ["DEFAULT_DRAIN", "DEFAULT_MAX_BODY", "KeyRing", "Proxy", "Settings",
-           "keys_from_env"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_DRAIN", "DEFAULT_HEADER_TIMEOUT",
+           "DEFAULT_MAX_BODY", "KeyRing", "Proxy", "Settings", "keys_from_env"]

@@ -18,7 +18,9 @@ from router.engine.router import Router
 from router.errors import ConfigError
 from router.obs import log
 from router.server.app import create_app
+from router.server.keys import load_key_file
 from router.server.proxy import Proxy, Settings
+from router.server.reload import Reloader
 from router.state import make_store
 
 #: How long the runner's cleanup waits for a connection after the drain (its handler done).
@@ -27,7 +29,8 @@ _CLOSE_TIMEOUT = 1.0
 
 async def open_proxy(path: Path, settings: Settings) -> Proxy:
     """The Proxy of route file ``path``: a Router sharing one state store with /readyz.
-    Raises ConfigError listing the file's errors."""
+    Raises ConfigError listing the file's errors, KeyFileError for a bad key file."""
+    file_keys = load_key_file(settings.keys_file) if settings.keys_file is not None else []
     result = validate_file(path)
     if result.plan is None:
         raise ConfigError(f"{path}: errors in the route file", result.errors)
@@ -39,7 +42,9 @@ async def open_proxy(path: Path, settings: Settings) -> Proxy:
         await store.aclose()
         raise
     log.add_secrets(settings.keys)  # an access key never appears in a log line
-    return Proxy(router, store, settings, path)
+    proxy = Proxy(router, store, settings, path)
+    proxy.set_file_keys(file_keys)
+    return proxy
 
 
 async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
@@ -48,8 +53,12 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
     settings = proxy.settings
     # The drain happens before the runner's cleanup (Proxy.drain), which then only closes
     # connections: its own shutdown would not let a cut stream say so.
+    # aiohttp's keep-alive timer runs from a connection's start (and from each reply) until
+    # a whole request head has come: as the header timeout, it disconnects a slow-loris
+    # client (and an idle kept-alive connection; clients' pools expire theirs sooner, 5 s).
     runner = web.AppRunner(create_app(proxy), handler_cancellation=True, access_log=None,
-                           shutdown_timeout=_CLOSE_TIMEOUT, handle_signals=False)
+                           shutdown_timeout=_CLOSE_TIMEOUT, handle_signals=False,
+                           keepalive_timeout=settings.header_timeout)
     try:
         await runner.setup()
     except BaseException:
@@ -57,10 +66,13 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
         raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reloader = Reloader(proxy)
+    watch = loop.create_task(reloader.run())
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reloader.poke)
         for host, port, *_ in runner.addresses:
             announce(f"http://{_bracketed(host)}:{port}")
         log.emit("proxy_started", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses],
@@ -68,9 +80,11 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
                  access_keys=proxy.keys.required)
         await stop.wait()
         stop.clear()  # a second signal ends the drain at once
+        watch.cancel()
         await _drain(runner, proxy, stop)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        watch.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stop listening, drain, then close the proxy (on_cleanup)
         log.emit("proxy_stopped")
