@@ -191,6 +191,15 @@ class Router:
         """The provider configured as ``name`` (KeyError when there is none)."""
         return self._rt.seats[name].provider
 
+    def breaker_states(self) -> dict[str, str]:
+        """Each plan target's circuit breaker in this Router: closed, open or half_open."""
+        states: dict[str, str] = {}
+        for route in self.plan.routes.values():
+            for t in route.targets:
+                if t.key not in states:
+                    states[t.key] = self._rt.breakers.state(t.key, t.breaker)
+        return states
+
     def close(self) -> None:
         """Close from sync code: the pool, the store and the sync facade's thread; safe to
         call twice. ``with Router.from_yaml(...) as r:`` calls it on exit."""

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from router.engine.request import build_request
 from router.policy.tokens import estimate_prompt_tokens
+from router.server import observe
 from router.server._anthropic_in import parse_messages
 from router.server._anthropic_shapes import EventEncoder, message_body
 from router.server.context import (
@@ -38,6 +39,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return await relay(request, chunks,
                            lambda first: EventEncoder(rid, served_model(first.target)))
     resp = await router.chat(call.model, call.messages, **options, **call.params)
+    observe.note_call(request, resp.attempts, resp.usage)
     return web.json_response(message_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
 

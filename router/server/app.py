@@ -11,7 +11,7 @@ from aiohttp import web
 
 from router.errors import LlmError
 from router.obs import log
-from router.server import anthropic_api, info, openai_api
+from router.server import anthropic_api, info, observe, openai_api
 from router.server.context import (
     ACCESS_KEY,
     ALIAS,
@@ -73,9 +73,12 @@ async def _answer(request: web.Request, handler: Handler, proxy: Proxy) -> web.S
             _check_key(proxy, request)
         response = await handler(request)
     except ApiError as e:
+        observe.note_call(request, e.attempts)
         response = error_response(request, e)
     except LlmError as e:
-        response = error_response(request, from_llm_error(e))
+        err = from_llm_error(e)
+        observe.note_call(request, err.attempts)
+        response = error_response(request, err)
     except web.HTTPException as e:  # aiohttp's own: no such route, wrong method
         if e.status < 400:
             raise
@@ -98,6 +101,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # aiohttp runs each request in a task
     proxy.enter(task)
+    observe.request_began(request)
     # The request keeps the route file in force now, to its end (a stream's too): a reload
     # closes the old Router only once its last request is done.
     gen = request[GENERATION] = proxy.lease()
@@ -108,6 +112,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         proxy.release(gen)
         proxy.leave(task)
+        observe.request_ended(request, status, began)
         log.emit("proxy_request", request_id=request[REQUEST_ID], method=request.method,
                  path=request.path, status=status, alias=request.get(ALIAS),
                  target=request.get(TARGET), error=request.get(ERROR_CODE),
@@ -132,6 +137,7 @@ def create_app(proxy: Proxy) -> web.Application:
     add.add_post("/v1/router/explain", info.explain)
     add.add_get("/healthz", info.healthz)
     add.add_get("/readyz", info.readyz)
+    observe.install(app)  # GET /metrics
     app.on_cleanup.append(_close_proxy)
     return app
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from router.server import observe
 from router.server._openai_shapes import ChunkEncoder, completion_body
 from router.server.context import (
     REQUEST_ID,
@@ -88,6 +89,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             rid, served_model(first.target), call.include_usage,
             n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1))
     resp = await router.chat(call.model, call.messages, **options, **call.params)
+    observe.note_call(request, resp.attempts, resp.usage)
     return web.json_response(completion_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from aiohttp import web
 
 from router.errors import LlmError
+from router.server import observe
 from router.server.context import ERROR_CODE, SSE_HEADERS, call_headers, log_bug
 from router.server.errors import ApiError, from_llm_error
 from router.types import ChatChunk
@@ -60,6 +61,7 @@ async def relay(request: web.Request, chunks: AsyncIterator[ChatChunk],
         except StopAsyncIteration:
             raise ApiError(502, "the upstream stream ended before any content",
                            "server") from None
+        observe.note_first_chunk(request)
         encoder = make_encoder(first)
         response = web.StreamResponse(headers={**SSE_HEADERS,
                                                **call_headers(request, first.target, None)})
@@ -76,6 +78,8 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
         await response.write(b"".join(encoder.start()))
         chunk = first
         while True:
+            if chunk.attempts is not None:  # the last chunk: the call's attempts and usage
+                observe.note_call(request, chunk.attempts, chunk.usage)
             frames = encoder.chunk(chunk)
             if frames:
                 await response.write(b"".join(frames))
@@ -86,6 +90,7 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
         await response.write(b"".join(encoder.end()))
     except LlmError as e:
         err = from_llm_error(e)
+        observe.note_call(request, err.attempts)
         request[ERROR_CODE] = err.code
         await _write_quietly(response, encoder.error(err))
     except ConnectionError:

@@ -1,0 +1,197 @@
+"""What the proxy records of each request for ``GET /metrics`` (router.obs.metrics), and
+that endpoint.
+
+Everything is derived from what a call already reports: the AttemptRecords of its response,
+last stream chunk or error, its usage, and the proxy's own clock. The router's overhead is a
+request's wall time less the time spent in upstream attempts and retry waits. Budgets are read
+from the state store at scrape time (every worker shares it), breakers from the Router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from router.errors import LlmError
+from router.obs import log
+from router.obs.metrics import CONTENT_TYPE, BudgetReading, Metrics, Vocabulary
+from router.plan.routes import BudgetSpec, Plan
+from router.policy.budget import budget_key
+from router.server.context import ALIAS, ERROR_CODE, ID_HEADER, REQUEST_ID, TARGET, proxy_of
+from router.server.proxy import Proxy
+from router.types import AttemptRecord, Usage
+
+#: Requests that are not counted: the scrape itself and the load balancer's probes.
+_UNCOUNTED = frozenset({"/metrics", "/healthz", "/readyz"})
+#: How long a scrape waits for the state store's budget figures.
+_STORE_TIMEOUT = 2.0
+
+
+@dataclass(slots=True)
+class CallFacts:
+    """What one request's call reported: its attempts, its usage, when its first chunk
+    came (streams)."""
+
+    attempts: Sequence[AttemptRecord] = ()
+    usage: Usage | None = None
+    first_chunk_at: float | None = None
+
+
+class Observer:
+    """The metrics of one app, and the label vocabulary of the plan in force."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self._plan: Plan | None = None
+        self._vocab = Vocabulary(frozenset(), frozenset())
+        self._breakers_open = False
+
+    def vocab(self, plan: Plan) -> Vocabulary:
+        """The plan's aliases and targets (computed once per plan: a reload brings a new
+        one)."""
+        if plan is not self._plan:
+            targets = frozenset(t.key for r in plan.routes.values() for t in r.targets)
+            self._vocab = Vocabulary(frozenset(plan.routes), targets)
+            self._plan = plan
+        return self._vocab
+
+    def refresh_breakers(self, proxy: Proxy) -> None:
+        states = proxy.router.breaker_states()
+        self.metrics.set_breakers(self.vocab(proxy.router.plan), states)
+        self._breakers_open = any(s != "closed" for s in states.values())
+
+    def breakers_may_have_moved(self, records: Sequence[AttemptRecord]) -> bool:
+        """Whether a call could have changed a breaker: a failure or skip, or any success
+        while some breaker was not closed."""
+        return self._breakers_open or any(r.outcome != "ok" for r in records)
+
+
+OBSERVER = web.AppKey("observer", Observer)
+_FACTS = web.RequestKey("call_facts", CallFacts)
+
+
+def install(app: web.Application) -> None:
+    """Give ``app`` its metrics and the ``GET /metrics`` endpoint."""
+    app[OBSERVER] = Observer()
+    app.router.add_get("/metrics", metrics_endpoint)
+
+
+def _facts(request: web.Request) -> CallFacts:
+    facts = request.get(_FACTS)
+    if facts is None:
+        facts = request[_FACTS] = CallFacts()
+    return facts
+
+
+def note_call(request: web.Request, attempts: Sequence[AttemptRecord] | None,
+              usage: Usage | None = None) -> None:
+    """The attempts (and usage) a call reported: a response, a stream's last chunk, or an
+    error's ``attempts``; an error without any (refused before the router) is no call."""
+    if not attempts and usage is None:
+        return
+    facts = _facts(request)
+    if attempts is not None:
+        facts.attempts = attempts
+    if usage is not None:
+        facts.usage = usage
+
+
+def note_first_chunk(request: web.Request) -> None:
+    """A stream's first chunk is out (time to first token, as the client sees it)."""
+    _facts(request).first_chunk_at = time.perf_counter()
+
+
+def request_began(request: web.Request) -> None:
+    """Count a request in flight (not the scrape and the probes)."""
+    if request.path not in _UNCOUNTED:
+        request.app[OBSERVER].metrics.in_flight.inc()
+
+
+def request_ended(request: web.Request, status: int, began: float) -> None:
+    """Record an answered request; never raises (it runs in the middleware's finally)."""
+    observer = request.app[OBSERVER]
+    try:
+        if request.path not in _UNCOUNTED:
+            observer.metrics.in_flight.dec()
+            _record(request, observer, status, began)
+    except Exception as e:  # metrics must never cost a client its answer
+        log.emit("metrics_error", level=logging.WARNING, request_id=request.get(REQUEST_ID),
+                 error=type(e).__name__)
+
+
+def _record(request: web.Request, observer: Observer, status: int, began: float) -> None:
+    now = time.perf_counter()
+    proxy = proxy_of(request)
+    vocab = observer.vocab(proxy.router.plan)
+    m = observer.metrics
+    endpoint = _endpoint(request)
+    alias = vocab.alias(request.get(ALIAS))
+    target = vocab.target(request.get(TARGET))
+    error = request.get(ERROR_CODE)
+    outcome = ("cancelled" if status == 499 else
+               "error" if status >= 400 or error is not None else "ok")
+    m.observe_request(endpoint, alias, target, outcome, error, now - began)
+    facts = request.get(_FACTS)
+    if facts is None:
+        return
+    m.observe_attempts(vocab, facts.attempts)
+    if facts.usage is not None:
+        m.observe_usage_detail(alias, target, facts.usage)
+    upstream_ms = sum((r.latency_ms or 0.0) + (r.retry_in_ms or 0.0)
+                      for r in facts.attempts if r.outcome != "skipped")
+    m.observe_overhead(endpoint, now - began - upstream_ms / 1e3)
+    if facts.first_chunk_at is not None:
+        m.observe_first_token(alias, facts.first_chunk_at - began)
+    if observer.breakers_may_have_moved(facts.attempts):
+        observer.refresh_breakers(proxy)
+
+
+def _endpoint(request: web.Request) -> str:
+    """The route's pattern (``/v1/models/{model}``), never the path a client made up."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text: every worker's counters and histograms, this worker's view of the
+    breakers (the worst of any live worker in multiprocess mode), budgets from the store."""
+    proxy = proxy_of(request)
+    observer = request.app[OBSERVER]
+    observer.refresh_breakers(proxy)
+    budgets = await read_budgets(proxy)
+    body = await asyncio.to_thread(observer.metrics.render, budgets)  # reads worker files
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
+                                            ID_HEADER: request[REQUEST_ID]})
+
+
+def _all_budgets(plan: Plan) -> list[BudgetSpec]:
+    seen: dict[tuple[str, str], BudgetSpec] = {}
+    for spec in [*plan.budgets, *(b for r in plan.routes.values() for b in r.budgets)]:
+        seen.setdefault((spec.scope, spec.per), spec)
+    return list(seen.values())
+
+
+async def read_budgets(proxy: Proxy) -> list[BudgetReading] | None:
+    """Every configured budget in its current window; None when the store does not answer."""
+    now = time.time()
+    readings = []
+    try:
+        async with asyncio.timeout(_STORE_TIMEOUT):
+            for spec in _all_budgets(proxy.router.plan):
+                usage = await proxy.store.usage(budget_key(spec, now).key)
+                readings.append(BudgetReading(spec.scope, spec.per, spec.usd,
+                                              usage.spent_micro / 1e6,
+                                              usage.reserved_micro / 1e6))
+    except (LlmError, OSError, TimeoutError) as e:
+        log.emit("metrics_store_unavailable", level=logging.WARNING, error=type(e).__name__)
+        return None
+    return readings
+
+
+__all__ = ["OBSERVER", "CallFacts", "Observer", "install", "metrics_endpoint", "note_call",
+           "note_first_chunk", "read_budgets", "request_began", "request_ended"]
