@@ -226,6 +226,18 @@ async def test_a_replay_calling_another_tool_diverges(
     assert isinstance(e, StreamInterruptedError) and e.cause == "resume_diverged"
 
 
+async def test_a_retry_that_would_not_fit_the_call_deadline_is_not_tried(
+        router_for: Factory, openai_server: OpenAIServer) -> None:
+    openai_server.enqueue(broken_reply(text_events(TOKENS), after=CUT),
+                          Reply(events=text_events(TOKENS)), path=chat_path("a"))
+    router = router_for({"r": [target("a")]}, retry={"attempts": 3, "initial": "30s",
+                                                     "max": "30s", "jitter": "none"})
+    got, e = await received_until_error(router.stream("r", MSG, timeout=20))
+    assert isinstance(e, StreamInterruptedError) and e.partial_text == got == SAID
+    assert hits(openai_server, "a") == 1
+    assert [a.retry_in_ms for a in e.attempts] == [None]
+
+
 async def test_when_recovery_fails_the_error_names_the_original_failure(
         router_for: Factory, openai_server: OpenAIServer) -> None:
     from tests.servers.openai import error_reply
