@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from router.obs import log
 from router.server.generation import Generation
 from router.server.keys import AccessKey, KeyRing, env_keys
 
@@ -111,6 +112,7 @@ class Proxy:
 
     def _close_later(self, gen: Generation) -> None:
         self._retiring.discard(gen)
+        log.emit("plan_retired", generation=gen.number)
         task = asyncio.get_running_loop().create_task(gen.aclose())
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
