@@ -2,11 +2,14 @@
 invalid UTF-8, wrong types, bodies over the limit), error bodies in each API's shape, the
 streaming contract (a failure after the first chunk ends with an error event and no
 terminator; a client that disconnects cancels the upstream call), call options from headers,
-explain and the probes. One proxy process (no access keys, loopback) serves the module."""
+explain and the probes, slow clients (a head or body trickled past its limit). One proxy
+process (no access keys, loopback) serves the module; another, with half-second head and body
+limits, the slow-client tests."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -274,3 +277,62 @@ async def test_probes(http: aiohttp.ClientSession) -> None:
         assert r.status == 200 and body["status"] == "ready"
         assert body["store"] == {"kind": "memory", "ok": True}
         assert body["plan"]["aliases"] == 5
+
+
+# -- slow clients (slow-loris) ----------------------------------------------------------------
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def strict(gated: GatedUpstream,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ProxyProcess]:
+    """A proxy that gives a request head and a body half a second each."""
+    path = tmp_path_factory.mktemp("strict") / "routes.yaml"
+    path.write_text(yaml.safe_dump(route_file(gated)))
+    async with ProxyProcess(path, args=("--header-timeout", "0.5s",
+                                        "--body-timeout", "0.5s")) as p:
+        yield p
+
+
+async def _connect(proxy: ProxyProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = proxy.base_url.removeprefix("http://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+async def test_partial_head_is_disconnected(strict: ProxyProcess) -> None:
+    reader, writer = await _connect(strict)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 30) == b""  # closed, nothing answered
+    writer.close()
+    async with aiohttp.ClientSession(base_url=strict.base_url) as http:
+        assert (await post(http, CHAT, {"model": "fast", "messages": USER}))[0] == 200
+
+
+async def test_trickled_head_is_disconnected(strict: ProxyProcess) -> None:
+    reader, writer = await _connect(strict)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    async with asyncio.timeout(30):
+        # One header line every 50 ms: never a whole head, each byte well inside the limit.
+        for n in itertools.count():
+            try:
+                writer.write(f"x-slow-{n}: {n}\r\n".encode())
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(1), 0.05)
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                break
+            assert data == b""  # closed without an answer
+            break
+    writer.close()
+
+
+async def test_trickled_body_is_408_and_closed(strict: ProxyProcess) -> None:
+    reader, writer = await _connect(strict)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\"")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)  # read to EOF: the proxy closes
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"]["code"] == "request_timeout"
