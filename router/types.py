@@ -269,3 +269,6 @@ class ChatChunk:
     provider_state: ProviderState | None = None
     #: On the final chunk: stream events that were not JSON and were skipped.
     malformed_events: int = 0
+    #: On a stream's first chunk: the attempts and skips made so far, the streaming attempt
+    #: included (0 on the other chunks); ``attempts`` on the final chunk lists every one.
+    attempts_made: int = 0

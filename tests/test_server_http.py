@@ -41,9 +41,11 @@ def route_file(gated: GatedUpstream) -> dict[str, Any]:
             "slow": {"kind": "fake", "latency": "30s"},
             "gated": {"kind": "openai-compatible", "base_url": gated.base_url},
             "rl": {"kind": "fake", "rate_limit": {"rpm": 1, "mode": "skip"}},
+            "down": {"kind": "fake", "script": ["server"]},
         },
         "models": {"fast": ["fk:m1"], "cut": ["cut:m"], "slow": ["slow:m"],
-                   "gated": ["gated:gated-model"], "limited": ["rl:m"]},
+                   "gated": ["gated:gated-model"], "limited": ["rl:m"],
+                   "flaky": ["down:m", "fk:m1"]},
         "budgets": [{"scope": "tag:team=blocked", "usd": 0.0000001, "per": "day"}],
     }
 
@@ -200,8 +202,19 @@ async def test_stream_reply_names_target(http: aiohttp.ClientSession) -> None:
     async with http.post(CHAT, json={"model": "fast", "messages": USER, "stream": True}) as r:
         assert r.headers["x-router-target"] == "fk:m1"
         assert r.headers["x-router-alias"] == "fast"
+        assert r.headers["x-router-attempts"] == "1"
         assert r.headers["Content-Type"].startswith("text/event-stream")
         assert (await r.read()).endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+async def test_stream_reply_counts_attempts_up_to_the_streaming_one(
+        http: aiohttp.ClientSession, path: str) -> None:
+    body = {"model": "flaky", "messages": USER, "stream": True, "max_tokens": 20}
+    async with http.post(path, json=body) as r:
+        assert r.headers["x-router-target"] == "fk:m1"
+        assert r.headers["x-router-attempts"] == "2"  # down:m failed, then fk:m1 streamed
+        await r.read()
 
 
 async def test_client_disconnect_cancels_upstream(proxy: ProxyProcess,
@@ -276,7 +289,7 @@ async def test_probes(http: aiohttp.ClientSession) -> None:
         body = await r.json()
         assert r.status == 200 and body["status"] == "ready"
         assert body["store"] == {"kind": "memory", "ok": True}
-        assert body["plan"]["aliases"] == 5
+        assert body["plan"]["aliases"] == 6
 
 
 # -- slow clients (slow-loris) ----------------------------------------------------------------

@@ -58,6 +58,8 @@ async def stream_call(begin: Begin, *args: Any,
     resume: Resume | None = None
     spent_before = 0.0  # the estimated cost of the attempts that broke
     chunk, ended = opened.first, False
+    # Known before the first byte goes out (the proxy's x-router-attempts of a stream).
+    chunk.attempts_made = len(call.records) + 1
     try:
         while True:  # once per committed attempt
             target, agen = d.target, opened.agen

@@ -80,8 +80,8 @@ def is_anthropic(request: web.Request) -> bool:
 def call_headers(request: web.Request, target: str | None, attempts: int | None,
                  ) -> dict[str, str]:
     """The ``x-router-*`` headers of a call's reply: request id, requested model, serving
-    target (``-`` when none served), attempts (left out where not known yet: a stream's
-    headers go out at its first chunk, before the engine reports its attempts)."""
+    target (``-`` when none served), attempts (a stream's: those made up to the one that
+    streams, as its headers go out with the first chunk)."""
     headers = {ID_HEADER: request[REQUEST_ID], TARGET_HEADER: target or _NO_TARGET}
     alias = request.get(ALIAS)
     if alias is not None:

@@ -64,7 +64,8 @@ async def relay(request: web.Request, chunks: AsyncIterator[ChatChunk],
         observe.note_first_chunk(request)
         encoder = make_encoder(first)
         response = web.StreamResponse(headers={**SSE_HEADERS,
-                                               **call_headers(request, first.target, None)})
+                                               **call_headers(request, first.target,
+                                                             first.attempts_made or None)})
         await response.prepare(request)
         await _pump(request, response, encoder, first, chunks)
         return response
