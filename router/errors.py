@@ -155,9 +155,11 @@ class NotFoundError(LlmError):
 
 
 class InvalidRequestError(LlmError):
-    """The request is malformed; it would fail on every provider."""
+    """The request is malformed; it would fail on every provider. ``param`` names the
+    offending parameter (``messages[0].role``) when the router's own checks found it."""
 
     error_class = ErrorClass.INVALID_REQUEST
+    param: str | None = None
 
 
 class ContextWindowError(LlmError):

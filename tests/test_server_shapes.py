@@ -13,8 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from router.engine.request import build_request
 from router.engine.router import Router
-from router.errors import ErrorClass, NoRouteError, RouteFailed, make_error
+from router.errors import ErrorClass, InvalidRequestError, NoRouteError, RouteFailed, make_error
 from router.server._anthropic_in import parse_messages
 from router.server._anthropic_shapes import EventEncoder
 from router.server._openai_shapes import ChunkEncoder
@@ -72,9 +73,18 @@ def test_local_refusal_gets_a_retry_after() -> None:
 
 
 def test_our_own_invalid_request_names_its_param() -> None:
-    err = from_llm_error(make_error(ErrorClass.INVALID_REQUEST,
-                                    "messages[2].content[0].text must be a string"))
-    assert openai_error_body(err)["error"]["param"] == "messages[2].content[0].text"
+    with pytest.raises(InvalidRequestError) as raised:
+        build_request([{"role": "user", "content": "hi"},
+                       {"role": "user", "content": [{"type": "text", "text": 5}]}], {})
+    assert raised.value.param == "messages[1].content[0].text"  # set where it is raised
+    err = from_llm_error(raised.value)
+    assert openai_error_body(err)["error"]["param"] == "messages[1].content[0].text"
+
+
+def test_an_upstream_invalid_request_names_no_param() -> None:
+    err = from_llm_error(make_error(ErrorClass.INVALID_REQUEST, "temperature too high",
+                                    status=400))
+    assert openai_error_body(err)["error"]["param"] is None
 
 
 def test_chain_summary_lists_attempts_not_upstream_bodies() -> None:

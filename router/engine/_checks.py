@@ -27,8 +27,10 @@ _Trail = tuple[Any, str | int] | None
 
 
 def fail(path: str, problem: str) -> NoReturn:
-    """Raise the InvalidRequestError of ``path`` with ``problem``."""
-    raise InvalidRequestError(f"{path} {problem}")
+    """Raise the InvalidRequestError of ``path`` with ``problem`` (``param`` is ``path``)."""
+    error = InvalidRequestError(f"{path} {problem}")
+    error.param = path
+    raise error
 
 
 def describe(value: object) -> str:
@@ -167,7 +169,9 @@ def json_object_text(raw: str, path: str) -> dict[str, Any]:
     try:
         parsed = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as e:
-        raise InvalidRequestError(f"{path} is not valid JSON") from e
+        error = InvalidRequestError(f"{path} is not valid JSON")
+        error.param = path
+        raise error from e
     if not isinstance(parsed, dict):
         fail(path, f"must be a JSON object, not {describe(parsed)}")
     json_value(parsed, path)  # escapes such as "\ud800" parse into lone surrogates

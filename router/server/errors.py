@@ -10,12 +10,11 @@ Provider keys never reach a body: LlmError messages are redacted where they are 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.errors import ErrorClass, LlmError, NoRouteError, RouteFailed
+from router.errors import ErrorClass, InvalidRequestError, LlmError, NoRouteError, RouteFailed
 
 #: The status the proxy answers for a call that ended with this class. Upstream failures the
 #: router could not route around are 502 (the proxy is a gateway); timeouts are 504.
@@ -44,8 +43,6 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
 _OPENAI_TYPES = {403: "permission_error", 429: "rate_limit_error", 500: "server_error",
                  502: "server_error", 503: "server_error", 504: "timeout_error"}
 
-# InvalidRequestError messages start with the parameter path (router.engine._checks.fail).
-_PARAM = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*) ")
 
 
 @dataclass(eq=False)  # an exception compares and hashes by identity
@@ -92,10 +89,9 @@ def from_llm_error(e: LlmError) -> ApiError:
     if status == 429 and retry_after is None:
         retry_after = DEFAULT_RETRY_AFTER
     message = e.message if not isinstance(e, RouteFailed) else summarize(e)
-    param = None
-    if cls is ErrorClass.INVALID_REQUEST and e.status is None:  # our own check, not upstream's
-        m = _PARAM.match(e.message)
-        param = m.group(1) if m else None
+    # The router's own checks name the parameter; an upstream's 400 does not (its message is
+    # the provider's, about the provider's own request).
+    param = e.param if isinstance(e, InvalidRequestError) and e.status is None else None
     return ApiError(status, message, cls.value, param=param, retry_after=retry_after,
                     target=e.target, attempts=attempts)
 
