@@ -9,7 +9,6 @@ trusted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import os
 import sys
@@ -50,6 +49,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--body-timeout", type=_seconds, default=DEFAULT_BODY_TIMEOUT,
                    help=f"seconds a client may take to send a request body "
                         f"(default {DEFAULT_BODY_TIMEOUT:g})")
+    s.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="worker processes on the one port (SO_REUSEPORT), sharing budgets, "
+                        "rate limits and breakers through the state store (default 1)")
     s.add_argument("--log-format", choices=["console", "json"], default="console")
 
 
@@ -117,7 +119,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_body_bytes=args.max_body_bytes, drain_timeout=args.drain_timeout,
                         keys_file=Path(keys_file) if keys_file else None,
                         header_timeout=args.header_timeout, body_timeout=args.body_timeout)
-    return asyncio.run(_run(path, settings))
+    from router.server.processes import run_async
+
+    if args.workers > 1:
+        return _run_workers(path, settings, args.workers, args.log_format)
+    return run_async(_run(path, settings))
+
+
+def _run_workers(path: Path, settings: Any, workers: int, log_format: str) -> int:
+    from router.server.processes import Supervisor, run_async, unshared_state
+
+    problem = unshared_state(path)
+    if problem:
+        print(f"router serve: --workers {workers}: {problem}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(path, settings, workers, log_format,
+                            lambda url: print(f"router serve: listening on {url}",
+                                              file=sys.stderr, flush=True))
+    try:
+        return run_async(supervisor.run())
+    except OSError as e:
+        print(f"router serve: cannot listen on {settings.host}:{settings.port}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 async def _run(path: Path, settings: Any) -> int:

@@ -47,9 +47,11 @@ async def open_proxy(path: Path, settings: Settings) -> Proxy:
     return proxy
 
 
-async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
+async def serve(proxy: Proxy, announce: Callable[[str], None], *,
+                reuse_port: bool = False) -> None:
     """Serve ``proxy`` until SIGTERM or SIGINT, then drain; ``announce`` gets each URL the
-    proxy listens on. The proxy is closed on return, whatever happened."""
+    proxy listens on (``reuse_port``: beside other workers, SO_REUSEPORT). The proxy is
+    closed on return, whatever happened."""
     settings = proxy.settings
     # The drain happens before the runner's cleanup (Proxy.drain), which then only closes
     # connections: its own shutdown would not let a cut stream say so.
@@ -69,7 +71,8 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
     reloader = Reloader(proxy)
     watch = loop.create_task(reloader.run())
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        await web.TCPSite(runner, settings.host, settings.port,
+                          reuse_port=reuse_port or None).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reloader.poke)
@@ -77,7 +80,8 @@ async def serve(proxy: Proxy, announce: Callable[[str], None]) -> None:
             announce(f"http://{_bracketed(host)}:{port}")
         log.emit("proxy_started", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses],
                  file=str(proxy.file), aliases=len(proxy.router.plan.routes),
-                 access_keys=proxy.keys.required)
+                 access_keys=proxy.keys.required,
+                 loop=type(loop).__module__.partition(".")[0])  # uvloop or asyncio
         await stop.wait()
         stop.clear()  # a second signal ends the drain at once
         watch.cancel()
