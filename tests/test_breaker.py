@@ -311,6 +311,6 @@ async def test_a_stream_failing_mid_way_counts_toward_the_breaker(
         openai_server.enqueue(Reply(events=text_events(["x", "y"]), reset_after=2),
                               path=chat_path("a"))
         with pytest.raises(StreamInterruptedError):
-            await collect(router.stream("r", MSG))
+            await collect(router.stream("r", MSG, recover="off"))
     r = await router.chat("r", MSG)
     assert (r.attempts[0].outcome, r.attempts[0].reason) == ("skipped", "breaker_open")

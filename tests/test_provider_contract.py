@@ -389,10 +389,23 @@ async def test_a_stream_cut_after_its_first_chunk_is_interrupted_with_every_atte
     seen: list[str] = []
     async with two_of(kind, server) as router:
         with pytest.raises(StreamInterruptedError) as info:
-            async for chunk in router.stream("r", MSG):
+            async for chunk in router.stream("r", MSG, recover="off"):
                 seen.append(chunk.delta or "")
     err = info.value
     assert "".join(seen) == "Hello" == err.partial_text
     assert [(a.target, a.outcome, a.error_class) for a in err.attempts] == [
         (f"a:{kind.model}", "error", ErrorClass.NETWORK)]
     assert server.request_count == 1  # nothing already sent is repeated elsewhere
+
+
+async def test_a_stream_cut_after_its_first_chunk_is_resumed_by_a_replay(
+        kind: Kind, server: ScriptedServer) -> None:
+    # issue 11: the next target replays the request; what the caller has is not repeated
+    server.enqueue(stream_reply(kind.cut(["Hel", "lo"])),
+                   stream_reply(kind.stream(["Hel", "lo, ", "world"])))
+    async with two_of(kind, server) as router:
+        chunks = [c async for c in router.stream("r", MSG)]
+    assert "".join(c.delta for c in chunks) == "Hello, world"
+    assert [(a.target, a.outcome) for a in chunks[-1].attempts or []] == [
+        (f"a:{kind.model}", "error"), (f"b:{kind.model}", "ok")]
+    assert server.request_count == 2
