@@ -14,8 +14,8 @@ from router import Router
 from router.cli.main import main
 from router.errors import ConfigError
 from router.providers.kinds import model_capabilities
-from tests.engine_helpers import MSG, make_router, route_file, target
-from tests.servers.openai import OpenAIServer
+from tests.engine_helpers import MSG, chat_path, collect, make_router, route_file, target
+from tests.servers.openai import OpenAIServer, Reply, broken_reply, text_events
 
 Factory = Callable[..., Router]
 
@@ -97,3 +97,20 @@ def test_the_cli_dry_run_simulates_a_cut(tmp_path: Path,
     assert report["answered_by"] == "anthropic:claude-haiku-4-5"
     assert [e["outcome"] for e in report["events"] if e["kind"] == "try"] == ["cut", "cut", "ok"]
     assert "prefill" in report["events"][-1]["action"]
+
+
+async def test_a_route_file_may_declare_prefill_for_a_compatible_server(
+        openai_server: OpenAIServer) -> None:
+    # llama.cpp's server continues a trailing assistant message: declared in the route file
+    tokens = [f"t{i:02d} " for i in range(12)]
+    openai_server.enqueue(broken_reply(text_events(tokens), after=7), path=chat_path("a"))
+    openai_server.enqueue(Reply(events=text_events(tokens[6:])), path=chat_path("b"))
+    data = route_file(openai_server.port, {"r": {"chain": ["a:m", "b:m"],
+                                                 "stream": {"recover": "continue"}}},
+                      names=["a"], providers={"b": {"models": {"m": {"prefill": True}}}},
+                      retry={"attempts": 1})
+    async with Router.from_dict(data) as router:
+        chunks = await collect(router.stream("r", MSG))
+    assert "".join(c.delta for c in chunks) == "".join(tokens)
+    sent = openai_server.requests[-1].json["messages"]
+    assert sent[-1] == {"role": "assistant", "content": "".join(tokens[:6]).rstrip()}
