@@ -142,6 +142,15 @@ async def test_anthropic_malformed_block_names_its_path(http: aiohttp.ClientSess
     assert body["error"]["message"].startswith("messages.0.content.1.type")
 
 
+async def test_anthropic_thinking_block_without_signature_names_its_path(
+        http: aiohttp.ClientSession) -> None:
+    status, body, _ = await post(http, MESSAGES, {"model": "fast", "max_tokens": 5, "messages": [
+        *USER, {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]},
+        {"role": "user", "content": "go on"}]})
+    assert status == 400
+    assert body["error"]["message"].startswith("messages.1.content.0.signature")
+
+
 @pytest.mark.parametrize("path", [CHAT, MESSAGES])
 async def test_body_over_limit_is_413(http: aiohttp.ClientSession, path: str) -> None:
     big = {"model": "fast", "messages": [{"role": "user", "content": "x" * (MAX_BODY + 1)}]}

@@ -396,3 +396,95 @@ async def test_probes_need_no_key_but_the_api_does(proxy: ProxyProcess) -> None:
             assert r.status == 200
         async with http.get("/v1/models", headers={"Authorization": f"Bearer {KEY}x"}) as r:
             assert r.status == 401 and r.headers["x-router-request-id"].startswith("req_")
+
+
+# -- reasoning state, refusals and cache usage passed through ----------------------------------
+
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA"
+
+
+async def test_anthropic_thinking_blocks_round_trip(claude: anthropic.AsyncAnthropic,
+                                                    upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message(
+        [an_wire.thinking_block("Let me think."), an_wire.text_block("42")])))
+    first = await claude.messages.create(model="claude", max_tokens=2048, messages=USER,
+                                         thinking={"type": "enabled", "budget_tokens": 1024})
+    assert [b.type for b in first.content] == ["thinking", "text"]
+    block = first.content[0]
+    assert block.type == "thinking" and block.thinking == "Let me think."
+    assert block.signature == SIGNATURE
+    assert upstreams.an.requests[-1].json["thinking"]["budget_tokens"] == 1024
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("ok")])))
+    await claude.messages.create(model="claude", max_tokens=2048, messages=[
+        *USER, {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": "and then?"}],
+        thinking={"type": "enabled", "budget_tokens": 1024})
+    sent = upstreams.an.requests[-1].json["messages"][1]["content"]
+    assert sent[0] == {"type": "thinking", "thinking": "Let me think.", "signature": SIGNATURE}
+    assert upstreams.an.problems == []
+
+
+async def test_anthropic_streamed_thinking_is_signed(claude: anthropic.AsyncAnthropic,
+                                                     upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.stream_reply(an_wire.thinking_events(
+        ["Let me ", "think."], ["4", "2"])))
+    async with claude.messages.stream(
+            model="claude", max_tokens=2048, messages=USER,
+            thinking={"type": "enabled", "budget_tokens": 1024}) as s:
+        deltas = [e.delta.type async for e in s if e.type == "content_block_delta"]
+        final = await s.get_final_message()
+    assert "thinking_delta" in deltas and "signature_delta" in deltas
+    thinking, text = final.content
+    assert thinking.type == "thinking" and thinking.thinking == "Let me think."
+    assert thinking.signature == "EqQBCgIYAhIM1gb" and text.type == "text"
+    assert text.text == "42"
+
+
+async def test_openai_client_gets_no_thinking_blocks_but_provider_state(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message(
+        [an_wire.thinking_block("Hmm."), an_wire.text_block("Yes")])))
+    resp = await oai.chat.completions.create(model="claude", messages=USER)
+    message = resp.choices[0].message
+    assert message.content == "Yes"
+    state = (message.model_extra or {})["provider_state"]
+    assert state["kind"] == "anthropic" and state["thinking"][0]["signature"] == SIGNATURE
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("ok")])))
+    await oai.chat.completions.create(model="claude", messages=[
+        *USER, message.model_dump(exclude_none=True), {"role": "user", "content": "more"}])
+    sent = upstreams.an.requests[-1].json["messages"][1]["content"]
+    assert sent[0]["type"] == "thinking" and sent[0]["signature"] == SIGNATURE
+
+
+async def test_anthropic_refusal_after_content_is_stop_reason_refusal(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message(
+        [an_wire.text_block("I started, but")], stop_reason="refusal")))
+    msg = await claude.messages.create(model="claude", max_tokens=50, messages=USER)
+    assert msg.stop_reason == "refusal"
+    events = [*an_wire.text_events(["I started"])[:-2], an_wire.message_delta("refusal"),
+              an_wire.MESSAGE_STOP]
+    upstreams.an.enqueue(an_wire.stream_reply(events))
+    async with claude.messages.stream(model="claude", max_tokens=50, messages=USER) as s:
+        final = await s.get_final_message()
+    assert final.stop_reason == "refusal"
+
+
+async def test_openai_refusal_passes_through(oai: openai.AsyncOpenAI,
+                                             upstreams: Upstreams) -> None:
+    body = oa_wire.completion("Partly")
+    body["choices"][0]["message"]["refusal"] = "I can't help with the rest."
+    upstreams.oa.enqueue(oa_wire.json_reply(body))
+    resp = await oai.chat.completions.create(model="gpt", messages=USER)
+    assert resp.choices[0].message.refusal == "I can't help with the rest."
+
+
+async def test_anthropic_cache_usage_counts_apart(claude: anthropic.AsyncAnthropic,
+                                                  upstreams: Upstreams) -> None:
+    usage = an_wire.usage(12, 5, cache_read=50, cache_creation=100)
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("c")],
+                                                           usage_=usage)))
+    msg = await claude.messages.create(model="claude", max_tokens=50, messages=USER)
+    assert msg.usage.input_tokens == 12  # cache reads and writes counted apart, as Anthropic
+    assert msg.usage.cache_read_input_tokens == 50
+    assert msg.usage.cache_creation_input_tokens == 100

@@ -182,6 +182,61 @@ def test_openai_encoder_sends_calls_known_only_at_the_end() -> None:
     assert all("usage" not in e for e in events)
 
 
+STATE = {"kind": "anthropic", "thinking": [
+    {"type": "thinking", "thinking": "Hmm.", "signature": "sig1"},
+    {"type": "redacted_thinking", "data": "opaque"}]}
+
+
+def test_anthropic_encoder_signs_thinking_at_the_end_and_adds_redacted_blocks() -> None:
+    enc = EventEncoder("r1", "m", thinking=True)
+    frames = [*enc.start(), *enc.chunk(ChatChunk(reasoning_delta="Hmm.")),
+              *enc.chunk(ChatChunk(delta="Yes")),
+              *enc.chunk(ChatChunk(finish_reason="stop", usage=Usage(5, 2),
+                                   provider_state=STATE, final_tool_calls=[])), *enc.end()]
+    events = [(e["type"], e.get("index")) for e in _events(frames)]
+    assert events[2:] == [
+        ("content_block_start", 0), ("content_block_delta", 0),  # thinking, open
+        ("content_block_start", 1), ("content_block_delta", 1),  # the answer
+        ("content_block_stop", 1), ("content_block_delta", 0),   # signature_delta
+        ("content_block_stop", 0), ("content_block_start", 2),   # redacted, whole
+        ("content_block_stop", 2), ("message_delta", None), ("message_stop", None)]
+    decoded = _events(frames)
+    assert decoded[7]["delta"] == {"type": "signature_delta", "signature": "sig1"}
+    assert decoded[9]["content_block"] == {"type": "redacted_thinking", "data": "opaque"}
+
+
+def test_anthropic_encoder_leaves_out_another_kinds_reasoning() -> None:
+    enc = EventEncoder("r1", "m", thinking=False)
+    frames = [*enc.start(), *enc.chunk(ChatChunk(reasoning_delta="deepseek thinks")),
+              *enc.chunk(ChatChunk(delta="Yes", finish_reason="stop", usage=Usage(1, 1))),
+              *enc.end()]
+    assert b"thinking" not in b"".join(frames)
+
+
+def test_anthropic_encoder_refusal_and_cache_writes() -> None:
+    enc = EventEncoder("r1", "m")
+    frames = [*enc.start(), *enc.chunk(ChatChunk(delta="No.")), *enc.chunk(ChatChunk(
+        finish_reason="stop", refusal="declined", usage=Usage(
+            input_tokens=100, output_tokens=3, cached_tokens=30, cache_write_tokens=60))),
+        *enc.end()]
+    delta = _events(frames)[-2]
+    assert delta["delta"]["stop_reason"] == "refusal"
+    assert delta["usage"]["input_tokens"] == 10
+    assert delta["usage"]["cache_creation_input_tokens"] == 60
+
+
+def test_openai_encoder_sends_provider_state_before_the_finish() -> None:
+    enc = ChunkEncoder("r1", "m", include_usage=False)
+    frames = [*enc.start(), *enc.chunk(ChatChunk(tool_calls=[ToolCallDelta(0, "c1", "f", "{}")])),
+              *enc.chunk(ChatChunk(finish_reason="tool_calls", provider_state=STATE,
+                                   final_tool_calls=[ToolCall("c1", "f", {}, {"kind": "google",
+                                                                               "sig": "t"})]))]
+    deltas = [e["choices"][0]["delta"] for e in _events(frames)]
+    assert deltas[2] == {"tool_calls": [{"index": 0, "function": {"arguments": ""},
+                                         "provider_state": {"kind": "google", "sig": "t"}}]}
+    assert deltas[3] == {"provider_state": STATE} and deltas[4] == {}
+
+
 # -- keys and headers -------------------------------------------------------------------------
 
 def test_key_ring_accepts_only_its_keys() -> None:

@@ -4,8 +4,10 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
 - ``system`` (a string or text blocks) becomes a system message;
 - user blocks: text, image (base64 or url source) become parts; each ``tool_result`` becomes
   a ``tool`` message (before the user's other parts, as the Messages API requires them first);
-- assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking blocks are left
-  out (their pass-through to Anthropic targets is not built yet);
+- assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking and
+  redacted_thinking blocks go unchanged into the message's ``provider_state`` (kind
+  anthropic), which the router sends back to Anthropic targets only (another kind's API
+  would refuse a signature it did not make);
 - ``stop_sequences`` -> ``stop``, ``tools`` -> functions, ``tool_choice`` (auto, any, tool,
   none; ``disable_parallel_tool_use``), ``metadata.user_id`` -> ``user``; any other field is
   passed to the provider as it is.
@@ -101,9 +103,20 @@ def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 
+def _thinking(block: dict[str, Any], kind: str, path: str) -> dict[str, Any]:
+    """A thinking or redacted_thinking block as it must go back: its fields unchanged."""
+    fields = ("data",) if kind == "redacted_thinking" else ("thinking", "signature")
+    for name in fields:
+        if not isinstance(block.get(name), str):
+            raise invalid(f"{path}.{name}", f"{path}.{name}: must be a string (send the "
+                                            "block back as it came)")
+    return {"type": kind, **{name: block[name] for name in fields}}
+
+
 def _assistant(content: list[Any], path: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []
     for j, block in enumerate(content):
         where = f"{path}.{j}"
         kind = _kind(block, where)
@@ -115,12 +128,16 @@ def _assistant(content: list[Any], path: str) -> dict[str, Any]:
                 raise invalid(f"{where}.input", f"{where}.input: must be an object")
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"), "arguments": args}})
-        elif kind not in ("thinking", "redacted_thinking"):
+        elif kind in ("thinking", "redacted_thinking"):
+            thinking.append(_thinking(block, kind, where))
+        else:
             raise invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported "
                                            "in assistant messages by this proxy")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:  # the router's reasoning state: sent back to Anthropic targets only
+        message["provider_state"] = {"kind": "anthropic", "thinking": thinking}
     return message
 
 

@@ -1,7 +1,15 @@
 """Router answers in Anthropic's Messages shapes (anthropic-sdk-python's ``Message`` and
 ``RawMessageStreamEvent``): the whole message, and the SSE event sequence of a stream:
 message_start, ping, per block content_block_start / content_block_delta (text_delta,
-input_json_delta) / content_block_stop, then message_delta and message_stop."""
+input_json_delta, thinking_delta, signature_delta) / content_block_stop, then message_delta
+and message_stop.
+
+Thinking blocks come out only when an Anthropic target served (its signed blocks are the
+reply's ``provider_state``); another kind's reasoning has no signature to send back. In a
+stream the router knows a thinking block's signature only at the end, so the block stays
+open while the answer's blocks stream after it, and gets its ``signature_delta`` and
+``content_block_stop`` at the end (blocks are addressed by index, as the SDKs accumulate
+them); redacted_thinking blocks, which carry no text to stream, come whole at the end."""
 
 from __future__ import annotations
 
@@ -18,10 +26,23 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 
 
 def usage_body(u: Usage) -> dict[str, Any]:
-    """Anthropic counts cache reads apart from ``input_tokens``; the router's input count
-    includes them."""
-    return {"input_tokens": u.input_tokens - u.cached_tokens, "output_tokens": u.output_tokens,
-            "cache_read_input_tokens": u.cached_tokens, "cache_creation_input_tokens": 0}
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; the router's
+    input count includes both (router.types.Usage)."""
+    return {"input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
+            "output_tokens": u.output_tokens, "cache_read_input_tokens": u.cached_tokens,
+            "cache_creation_input_tokens": u.cache_write_tokens}
+
+
+def thinking_blocks(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The signed thinking blocks of an Anthropic target's reasoning state ([] otherwise)."""
+    if not state or state.get("kind") != "anthropic":
+        return []
+    return [dict(b) for b in state.get("thinking") or () if isinstance(b, dict)]
+
+
+def stop_reason(finish_reason: str | None, refusal: str | None) -> str:
+    """The stop reason of an answer (``refusal`` when the provider refused)."""
+    return "refusal" if refusal else STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
 
 def _tool_use(tc: ToolCall) -> dict[str, Any]:
@@ -30,13 +51,13 @@ def _tool_use(tc: ToolCall) -> dict[str, Any]:
 
 def message_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
     """The ``message`` object of a router answer; ``model`` names the model that served."""
-    content: list[dict[str, Any]] = []
+    content = thinking_blocks(resp.provider_state)
     if resp.text or not resp.tool_calls:
         content.append({"type": "text", "text": resp.text})
     content += [_tool_use(tc) for tc in resp.tool_calls]
     return {"id": f"msg_{request_id}", "type": "message", "role": "assistant",
             "model": resp.model or served_model(resp.target), "content": content,
-            "stop_reason": STOP_REASONS.get(resp.finish_reason, "end_turn"),
+            "stop_reason": stop_reason(resp.finish_reason, resp.refusal),
             "stop_sequence": None, "usage": usage_body(resp.usage)}
 
 
@@ -47,15 +68,21 @@ def _event(obj: dict[str, Any]) -> bytes:
 
 class EventEncoder:
     """A router stream as Messages stream events. Text and each tool call are blocks in the
-    order they start; a tool call's arguments stream as ``input_json_delta``."""
+    order they start; a tool call's arguments stream as ``input_json_delta``. With
+    ``thinking`` (an Anthropic target serves) the reasoning streams as thinking blocks
+    (``thinking_delta``), signed at the end (see the module docstring)."""
 
-    def __init__(self, request_id: str, model: str) -> None:
+    def __init__(self, request_id: str, model: str, thinking: bool = False) -> None:
         self._id, self._model = f"msg_{request_id}", model
         self._index = -1  # the open block's index (-1: none yet)
-        self._open: str | None = None  # "text" or "tool"
+        self._open: str | None = None  # "text", "tool" or "thinking"
         self._tools: dict[int, int] = {}  # the router's tool index -> block index
         self._finish: str | None = None
+        self._refusal = False
         self._usage: Usage | None = None
+        self._thinking = thinking
+        self._unsigned: list[int] = []  # thinking blocks waiting for their signature
+        self._state: dict[str, Any] | None = None
 
     def start(self) -> list[bytes]:
         message: dict[str, Any] = {
@@ -67,6 +94,9 @@ class EventEncoder:
 
     def _close_block(self) -> list[bytes]:
         if self._open is None:
+            return []
+        if self._open == "thinking":  # left open until its signature comes (at the end)
+            self._open = None
             return []
         self._open = None
         return [_event({"type": "content_block_stop", "index": self._index})]
@@ -84,6 +114,13 @@ class EventEncoder:
 
     def chunk(self, c: ChatChunk) -> list[bytes]:
         out: list[bytes] = []
+        if c.reasoning_delta and self._thinking:
+            if self._open != "thinking":
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "",
+                                                     "signature": ""})
+                self._unsigned.append(self._index)
+            out.append(self._delta(self._index, {"type": "thinking_delta",
+                                                 "thinking": c.reasoning_delta}))
         if c.delta:
             if self._open != "text":
                 out += self._open_block("text", {"type": "text", "text": ""})
@@ -103,13 +140,34 @@ class EventEncoder:
                                                      "partial_json": json.dumps(tc.arguments)}))
         if c.finish_reason is not None:
             self._finish = c.finish_reason
+        self._refusal = self._refusal or bool(c.refusal)
         if c.usage is not None:
             self._usage = c.usage
+        if c.provider_state is not None:
+            self._state = c.provider_state
+        return out
+
+    def _sign(self) -> list[bytes]:
+        """Each streamed thinking block's signature and stop, then the redacted blocks."""
+        out: list[bytes] = []
+        blocks = thinking_blocks(self._state) if self._thinking else []
+        signed = [b for b in blocks if b.get("type") == "thinking"]
+        for k, index in enumerate(self._unsigned):
+            if k < len(signed) and isinstance(signed[k].get("signature"), str):
+                out.append(self._delta(index, {"type": "signature_delta",
+                                               "signature": signed[k]["signature"]}))
+            out.append(_event({"type": "content_block_stop", "index": index}))
+        for b in blocks:
+            if b.get("type") == "redacted_thinking":
+                self._index += 1
+                out += [_event({"type": "content_block_start", "index": self._index,
+                                "content_block": b}),
+                        _event({"type": "content_block_stop", "index": self._index})]
         return out
 
     def end(self) -> list[bytes]:
-        out = self._close_block()
-        stop = STOP_REASONS.get(self._finish or "stop", "end_turn")
+        out = self._close_block() + self._sign()
+        stop = stop_reason(self._finish, "refusal" if self._refusal else None)
         usage = usage_body(self._usage) if self._usage is not None else {"output_tokens": 0}
         out.append(_event({"type": "message_delta",
                            "delta": {"stop_reason": stop, "stop_sequence": None},
@@ -121,4 +179,5 @@ class EventEncoder:
         return _event(anthropic_error_body(err))
 
 
-__all__ = ["STOP_REASONS", "EventEncoder", "message_body", "usage_body"]
+__all__ = ["STOP_REASONS", "EventEncoder", "message_body", "stop_reason", "thinking_blocks",
+           "usage_body"]

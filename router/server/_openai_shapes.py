@@ -9,7 +9,7 @@ from typing import Any
 
 from router.server.context import served_model
 from router.server.errors import ApiError, openai_error_body
-from router.types import ChatChunk, ChatResponse, ToolCall, ToolCallDelta, Usage
+from router.types import ChatChunk, ChatResponse, ProviderState, ToolCall, ToolCallDelta, Usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -22,17 +22,24 @@ def usage_body(u: Usage) -> dict[str, Any]:
 
 
 def _tool_call(tc: ToolCall) -> dict[str, Any]:
-    return {"id": tc.id, "type": "function",
-            "function": {"name": tc.name, "arguments": json.dumps(tc.arguments)}}
+    out: dict[str, Any] = {"id": tc.id, "type": "function",
+                           "function": {"name": tc.name, "arguments": json.dumps(tc.arguments)}}
+    if tc.provider_state is not None:  # the router's extension: send it back with the call
+        out["provider_state"] = tc.provider_state
+    return out
 
 
 def _choice(index: int, text: str, tool_calls: list[ToolCall], finish_reason: str,
-            refusal: str | None) -> dict[str, Any]:
+            refusal: str | None, state: ProviderState | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant",
                                "content": text if text or not tool_calls else None,
                                "refusal": refusal, "annotations": []}
     if tool_calls:
         message["tool_calls"] = [_tool_call(tc) for tc in tool_calls]
+    if state is not None:
+        # The router's extension to the message: reasoning state (Anthropic's signed
+        # thinking...) that a client sending this message back passes on unchanged.
+        message["provider_state"] = state
     return {"index": index, "message": message, "logprobs": None,
             "finish_reason": finish_reason}
 
@@ -40,9 +47,11 @@ def _choice(index: int, text: str, tool_calls: list[ToolCall], finish_reason: st
 def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
     """The ``chat.completion`` object of a router answer (every choice when n > 1);
     ``model`` names the model that served (as the provider reported it)."""
-    choices = [_choice(c.index, c.text, c.tool_calls, c.finish_reason, c.refusal)
+    choices = [_choice(c.index, c.text, c.tool_calls, c.finish_reason, c.refusal,
+                       resp.provider_state if c.index == 0 else None)
                for c in resp.choices] or [
-        _choice(0, resp.text, resp.tool_calls, resp.finish_reason, resp.refusal)]
+        _choice(0, resp.text, resp.tool_calls, resp.finish_reason, resp.refusal,
+                resp.provider_state)]
     return {"id": f"chatcmpl-{request_id}", "object": "chat.completion",
             "created": int(time.time()), "model": resp.model or served_model(resp.target),
             "choices": choices, "usage": usage_body(resp.usage), "system_fingerprint": None}
@@ -120,10 +129,20 @@ class ChunkEncoder:
                     out.append(self._chunk({"tool_calls": [
                         {"index": i, **_tool_call(tc)} for i, tc in enumerate(calls)]},
                         index=index))
+                elif calls:
+                    out += self._states(index, calls)
+                if c.provider_state is not None and index == c.index:
+                    out.append(self._chunk({"provider_state": c.provider_state}, index=index))
                 out.append(self._chunk({}, finish, index))
         if c.usage is not None:
             self._usage = c.usage
         return out
+
+    def _states(self, index: int, calls: list[ToolCall]) -> list[bytes]:
+        """Streamed calls' reasoning state (Gemini's thought signatures), known at the end."""
+        deltas = [{"index": i, "function": {"arguments": ""}, "provider_state": tc.provider_state}
+                  for i, tc in enumerate(calls) if tc.provider_state is not None]
+        return [self._chunk({"tool_calls": deltas}, index=index)] if deltas else []
 
     def end(self) -> list[bytes]:
         out = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from router.engine.request import build_request
+from router.engine.router import Router
 from router.policy.tokens import estimate_prompt_tokens
 from router.server import observe
 from router.server._anthropic_in import parse_messages
@@ -36,12 +37,18 @@ async def messages(request: web.Request) -> web.StreamResponse:
     options = call_kwargs(request)
     if call.stream:
         chunks = router.stream(call.model, call.messages, **options, **call.params)
-        return await relay(request, chunks,
-                           lambda first: EventEncoder(rid, served_model(first.target)))
+        return await relay(request, chunks, lambda first: EventEncoder(
+            rid, served_model(first.target), thinking=_anthropic(router, first.target)))
     resp = await router.chat(call.model, call.messages, **options, **call.params)
     observe.note_call(request, resp.attempts, resp.usage)
     return web.json_response(message_body(resp, rid),
                              headers=call_headers(request, resp.target, len(resp.attempts)))
+
+
+def _anthropic(router: Router, target: str) -> bool:
+    """Whether ``target`` (``provider:model``) is served by an Anthropic provider."""
+    spec = router.plan.providers.get(target.partition(":")[0])
+    return spec is not None and spec.kind == "anthropic"
 
 
 async def count_tokens(request: web.Request) -> web.Response:
