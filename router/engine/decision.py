@@ -18,7 +18,7 @@ from typing import Protocol
 
 from router.engine.skips import missing_key_skip
 from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
-from router.plan.first_token import asks_reasoning, first_token_for
+from router.plan.first_token import TOKENS_PER_SECOND, asks_reasoning, first_token_for
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.tokens import estimate_prompt_tokens
 from router.types import ChatRequest, ImagePart
@@ -259,6 +259,8 @@ def walk(order: Sequence[Target], needs: CallNeeds,
     last: LlmError | None = None
     min_window: int | None = None
     attempt = 0
+    # Whether this call's first-token limit can differ from its targets' own (most do not).
+    moves = needs.reasoning or (needs.prompt_tokens or 0) >= TOKENS_PER_SECOND
     for index, target in enumerate(order):
         why = skip_reason(target, needs, min_window)
         if why is None and not env.breaker_allows(target):
@@ -285,7 +287,8 @@ def walk(order: Sequence[Target], needs: CallNeeds,
             limit = total if remaining is None else min(total, remaining)
             error = yield Try(target, attempt, try_number, limit,
                               remaining is not None and remaining < total,
-                              first_token_for(target, needs.prompt_tokens, needs.reasoning))
+                              first_token_for(target, needs.prompt_tokens, needs.reasoning)
+                              if moves else None)
             assert not isinstance(error, tuple)
             if error is None:
                 yield _DONE_OK
