@@ -53,19 +53,7 @@ async def serve(proxy: Proxy, announce: Callable[[str], None], *,
     proxy listens on (``reuse_port``: beside other workers, SO_REUSEPORT). The proxy is
     closed on return, whatever happened."""
     settings = proxy.settings
-    # The drain happens before the runner's cleanup (Proxy.drain), which then only closes
-    # connections: its own shutdown would not let a cut stream say so.
-    # aiohttp's keep-alive timer runs from a connection's start (and from each reply) until
-    # a whole request head has come: as the header timeout, it disconnects a slow-loris
-    # client (and an idle kept-alive connection; clients' pools expire theirs sooner, 5 s).
-    runner = web.AppRunner(create_app(proxy), handler_cancellation=True, access_log=None,
-                           shutdown_timeout=_CLOSE_TIMEOUT, handle_signals=False,
-                           keepalive_timeout=settings.header_timeout)
-    try:
-        await runner.setup()
-    except BaseException:
-        await proxy.aclose()
-        raise
+    runner = await _runner(proxy)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloader = Reloader(proxy)
@@ -92,6 +80,24 @@ async def serve(proxy: Proxy, announce: Callable[[str], None], *,
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stop listening, drain, then close the proxy (on_cleanup)
         log.emit("proxy_stopped")
+
+
+async def _runner(proxy: Proxy) -> web.AppRunner:
+    """The proxy's runner, set up (the proxy is closed if that fails)."""
+    # The drain happens before the runner's cleanup (Proxy.drain), which then only closes
+    # connections: its own shutdown would not let a cut stream say so.
+    # aiohttp's keep-alive timer runs from a connection's start (and from each reply) until
+    # a whole request head has come: as the header timeout, it disconnects a slow-loris
+    # client (and an idle kept-alive connection; clients' pools expire theirs sooner, 5 s).
+    runner = web.AppRunner(create_app(proxy), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=_CLOSE_TIMEOUT, handle_signals=False,
+                           keepalive_timeout=proxy.settings.header_timeout)
+    try:
+        await runner.setup()
+    except BaseException:
+        await proxy.aclose()
+        raise
+    return runner
 
 
 async def _drain(runner: web.AppRunner, proxy: Proxy, hurry: asyncio.Event) -> None:
