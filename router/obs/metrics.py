@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -118,7 +119,18 @@ class Metrics:
         self._endpoint = _Guard()
         self._error = _Guard()
         self._reason = _Guard()
+        # Children by label values: labels() validates and locks on every call; a request
+        # records a dozen samples, so the hot path looks its children up here instead. The
+        # label values are bounded (plan vocabulary, guards), and so is this dict.
+        self._children: dict[tuple[object, ...], Any] = {}
         self._define()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _define(self) -> None:
         r = self._registry
@@ -165,28 +177,29 @@ class Metrics:
         """One answered request (labels already bounded by a Vocabulary, but endpoint and
         error, which pass the guard here)."""
         endpoint = self._endpoint(endpoint)
-        self.requests.labels(endpoint, alias, target, outcome, self._error(error)).inc()
-        self.request_seconds.labels(endpoint, alias, outcome).observe(seconds)
+        self._child(self.requests, endpoint, alias, target, outcome, self._error(error)).inc()
+        self._child(self.request_seconds, endpoint, alias, outcome).observe(seconds)
 
     def observe_attempts(self, vocab: Vocabulary, records: Iterable[AttemptRecord]) -> None:
         """Every attempt and skip of a call: counts, times, tokens and cost by target."""
         for rec in records:
             alias, target = vocab.alias(rec.alias), vocab.target(rec.target)
             err = rec.error_class.value if rec.error_class is not None else None
-            self.attempts.labels(alias, target, rec.outcome, self._error(err),
-                                 self._reason(rec.reason)).inc()
+            child = self._child
+            child(self.attempts, alias, target, rec.outcome, self._error(err),
+                  self._reason(rec.reason)).inc()
             if rec.outcome == "skipped":
                 continue
             if rec.latency_ms is not None:
-                self.attempt_seconds.labels(target, rec.outcome).observe(rec.latency_ms / 1e3)
+                child(self.attempt_seconds, target, rec.outcome).observe(rec.latency_ms / 1e3)
             if rec.ttft_ms is not None:
-                self.upstream_ttft_seconds.labels(target).observe(rec.ttft_ms / 1e3)
+                child(self.upstream_ttft_seconds, target).observe(rec.ttft_ms / 1e3)
             if rec.input_tokens:
-                self.tokens.labels(alias, target, "input").inc(rec.input_tokens)
+                child(self.tokens, alias, target, "input").inc(rec.input_tokens)
             if rec.output_tokens:
-                self.tokens.labels(alias, target, "output").inc(rec.output_tokens)
+                child(self.tokens, alias, target, "output").inc(rec.output_tokens)
             if rec.cost_usd:
-                self.cost.labels(alias, target).inc(rec.cost_usd)
+                child(self.cost, alias, target).inc(rec.cost_usd)
 
     def observe_usage_detail(self, alias: str, target: str, usage: Usage) -> None:
         """The token types only the final usage carries (input and output come with the
@@ -194,13 +207,13 @@ class Metrics:
         for kind, n in (("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
                         ("cache_write", usage.cache_write_tokens)):
             if n:
-                self.tokens.labels(alias, target, kind).inc(n)
+                self._child(self.tokens, alias, target, kind).inc(n)
 
     def observe_overhead(self, endpoint: str, seconds: float) -> None:
-        self.overhead_seconds.labels(self._endpoint(endpoint)).observe(max(0.0, seconds))
+        self._child(self.overhead_seconds, self._endpoint(endpoint)).observe(max(0.0, seconds))
 
     def observe_first_token(self, alias: str, seconds: float) -> None:
-        self.first_token_seconds.labels(alias).observe(seconds)
+        self._child(self.first_token_seconds, alias).observe(seconds)
 
     def set_breakers(self, vocab: Vocabulary, states: Mapping[str, str]) -> None:
         """Breaker states (closed, half_open, open) of targets, as this process sees them."""

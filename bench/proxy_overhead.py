@@ -1,0 +1,264 @@
+"""What ``router serve`` adds on top of calling the upstream directly, side by side in one run.
+
+    python bench/proxy_overhead.py            # full run, ~10 s
+    python bench/proxy_overhead.py --quick    # smoke run, ~3 s (figures are rough)
+
+Three processes on 127.0.0.1: the OpenAI-shaped upstream (bench/_server.py), ``router serve``
+with one worker in front of it (a one-target route), and this client. The client sends the
+same chat completion body to the upstream directly and through the proxy, rounds alternating
+(ABBA) so drift hits both sides: p50 latency at concurrency 1 (the target: under 1 ms added)
+and throughput at concurrency 64 (the target: at least 0.5x direct). Then it reads the
+proxy's own overhead histogram (``router_overhead_seconds``) from its /metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from overhead import server_process  # bench/: the upstream process, as bench/overhead.py runs it
+
+KEY = "sk-bench-0123456789abcdef"
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+ENDPOINT = "/v1/chat/completions"
+LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+Call = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    warmup: int
+    latency_calls: int
+    throughput_seconds: float
+
+
+FULL = Sizes(rounds=4, warmup=300, latency_calls=250, throughput_seconds=0.8)
+QUICK = Sizes(rounds=2, warmup=50, latency_calls=60, throughput_seconds=0.25)
+
+
+@contextmanager
+def proxy_process(upstream_port: int, workdir: Path) -> Iterator[tuple[str, int]]:
+    """``router serve`` (one worker, 127.0.0.1, port 0) in front of the upstream; yields its
+    base URL and pid, and stops it with SIGTERM."""
+    routes = workdir / "routes.yaml"
+    routes.write_text(
+        "version: 1\n"
+        "defaults: {retry: {attempts: 1}}\n"
+        "providers:\n"
+        f"  up: {{kind: openai, base_url: 'http://127.0.0.1:{upstream_port}/v1', "
+        "api_key: '${BENCH_KEY}'}\n"
+        "models:\n  one: [up:gpt-4o-mini]\n")
+    log = workdir / "proxy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", str(routes),
+                                 "--port", "0", "--log-format", "json"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env={**os.environ, "BENCH_KEY": KEY})
+    try:
+        end = time.monotonic() + 60
+        while not (m := LISTENING.search(log.read_text(errors="replace"))):
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"router serve did not start:\n{log.read_text()}")
+            time.sleep(0.02)
+        yield m.group(1), proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Client:
+    """One keep-alive session posting the same body to one URL."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, model: str) -> None:
+        self.session = session
+        self.url = url
+        self.body = {"model": model, "messages": MESSAGES, "max_tokens": 16}
+
+    async def chat(self) -> str:
+        async with self.session.post(self.url, json=self.body,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as r:
+            data: dict[str, Any] = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"{self.url}: {r.status} {data}")
+            text: str = data["choices"][0]["message"]["content"]
+            return text
+
+
+async def latencies(fn: Call, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+async def throughput(fn: Call, concurrency: int, seconds: float) -> float:
+    """Calls per second with ``concurrency`` in flight, for about ``seconds``."""
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            await fn()
+            done += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - t)
+
+
+async def alternate(direct: Call, proxied: Call, rounds: int,
+                    measure: Callable[[Call], Awaitable[Any]]) -> tuple[list[Any], list[Any]]:
+    """``measure`` each side once per round, ABBA order."""
+    a: list[Any] = []
+    b: list[Any] = []
+    for r in range(rounds):
+        first, second = ((direct, a), (proxied, b)) if r % 2 == 0 else ((proxied, b), (direct, a))
+        first[1].append(await measure(first[0]))
+        second[1].append(await measure(second[0]))
+    return a, b
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(min(values))}..{fmt.format(max(values))}" if len(values) > 1 else "-"
+
+
+async def measure(direct: Client, proxied: Client, s: Sizes) -> list[tuple[str, ...]]:
+    a, b = await alternate(direct.chat, proxied.chat, s.rounds,
+                           lambda fn: latencies(fn, s.latency_calls))
+    p50_direct = statistics.median(x for r in a for x in r) * 1e3
+    p50_proxy = statistics.median(x for r in b for x in r) * 1e3
+    added = p50_proxy - p50_direct
+    per_round = [(statistics.median(y) - statistics.median(x)) * 1e3
+                 for x, y in zip(a, b, strict=True)]
+    rows = [("c=1 p50 latency", f"{p50_direct:.3f} ms", f"{p50_proxy:.3f} ms",
+             f"+{added:.3f} ms", _spread(per_round, "{:+.3f}"), "< 1 ms added",
+             "ok" if added < 1.0 else "MISSED")]
+    a, b = await alternate(direct.chat, proxied.chat, s.rounds,
+                           lambda fn: throughput(fn, 64, s.throughput_seconds))
+    ratio = statistics.median(b) / statistics.median(a)
+    rows.append(("c=64 throughput", f"{statistics.median(a):.0f}/s",
+                 f"{statistics.median(b):.0f}/s", f"{ratio:.2f}x",
+                 _spread([y / x for x, y in zip(a, b, strict=True)], "{:.2f}x"), ">= 0.5x direct",
+                 "ok" if ratio >= 0.5 else "MISSED"))
+    return rows
+
+
+def overhead_report(metrics_text: str) -> str:
+    """The proxy's ``router_overhead_seconds`` histogram for chat completions: count, mean,
+    and the bucket bounds holding the 50th, 90th and 99th percentiles."""
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("router_overhead_seconds") or f'"{ENDPOINT}"' not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("router_overhead_seconds_bucket"):
+            le = re.search(r'le="([^"]+)"', name)
+            assert le is not None
+            buckets.append((float(le.group(1)), float(value)))
+        elif name.startswith("router_overhead_seconds_sum"):
+            total = float(value)
+        elif name.startswith("router_overhead_seconds_count"):
+            count = float(value)
+    if not count:
+        return "router_overhead_seconds: no observations"
+    buckets.sort()
+
+    def upper(q: float) -> str:
+        bound = next(le for le, n in buckets if n >= q * count)
+        return "+Inf" if bound == float("inf") else f"{bound * 1e3:g} ms"
+
+    shares = "  ".join(f"<={le * 1e3:g}ms {n / count:.0%}" for le, n in buckets
+                       if le != float("inf"))
+    return (f"router_overhead_seconds (the proxy's /metrics, {count:.0f} calls incl. warm-up): "
+            f"mean {total / count * 1e3:.3f} ms, p50 <= {upper(0.5)}, p90 <= {upper(0.9)}, "
+            f"p99 <= {upper(0.99)}\n  {shares}")
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    head = ("metric", "direct", "proxy", "added/ratio", "spread", "target", "verdict")
+    table = [head, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+async def run(upstream_port: int, proxy_url: str, s: Sizes) -> tuple[list[tuple[str, ...]], str]:
+    connector = aiohttp.TCPConnector(limit=128)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        direct = Client(session, f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+                        "gpt-4o-mini")
+        proxied = Client(session, proxy_url + ENDPOINT, "one")
+        answers = {await direct.chat(), await proxied.chat()}
+        if len(answers) != 1:
+            raise RuntimeError(f"the two paths answer differently: {answers}")
+        await latencies(direct.chat, s.warmup)
+        await latencies(proxied.chat, s.warmup)
+        rows = await measure(direct, proxied, s)
+        async with session.get(proxy_url + "/metrics") as r:
+            report = overhead_report(await r.text())
+    return rows, report
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="router serve overhead vs direct calls")
+    parser.add_argument("--quick", action="store_true", help="tiny run (~3 s), rough figures")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    print(f"proxy overhead bench ({'quick' if args.quick else 'full'}): python "
+          f"{platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus, "
+          f"proxy loop {_loop()}, {sizes.rounds} alternating rounds, load average {_load()}")
+    with tempfile.TemporaryDirectory() as tmp, server_process(1) as (port, pid), \
+            proxy_process(port, Path(tmp)) as (proxy_url, proxy_pid):
+        print(f"upstream: bench/_server.py pid {pid} on 127.0.0.1:{port}; proxy: router serve "
+              f"pid {proxy_pid} at {proxy_url} (1 worker, JSON logs to a file)")
+        rows, report = asyncio.run(run(port, proxy_url, sizes))
+    print()
+    print_table(rows)
+    print()
+    print(report)
+    missed = [r[0] for r in rows if r[-1] == "MISSED"]
+    print(f"\n{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; "
+          f"ran in {time.perf_counter() - started:.1f} s; load average now {_load()} "
+          f"(above {os.cpu_count()}, the three processes shared the cores with others)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
