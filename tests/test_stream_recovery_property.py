@@ -1,11 +1,13 @@
-"""Property (issue 11): over random cut points, ways of breaking and divergence points of the
+"""Properties (issue 11): over random cut points, ways of breaking and divergence points of the
 attempts that follow, what the caller of a recovered stream sees is always a prefix of one
 attempt's whole output (all of it when the stream ends cleanly), so nothing is ever repeated
-or contradicted; a failure carries exactly what the caller got."""
+or contradicted; a failure carries exactly what the caller got. Tool-call arguments cut
+anywhere and replayed in other fragments reach the caller once, under the id it was given."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -13,8 +15,15 @@ from hypothesis import strategies as st
 
 from router import Router
 from router.errors import StreamInterruptedError
+from router.types import ChatChunk
 from tests.engine_helpers import MSG, chat_path, route_file
-from tests.servers.openai import OpenAIServer, Reply, broken_reply, text_events
+from tests.servers.openai import (
+    OpenAIServer,
+    Reply,
+    broken_reply,
+    text_events,
+    tool_call_events,
+)
 
 Attempt = tuple[int | None, int | None]  # (diverges at this character, breaks after N parts)
 
@@ -79,3 +88,30 @@ def test_the_caller_sees_a_prefix_of_one_attempt_and_never_a_repeat(
         assert seen in outputs  # a clean end: one attempt's whole answer
     else:
         assert isinstance(error, StreamInterruptedError) and error.partial_text == seen
+
+
+async def run_tools(args: str, cut: int, first: int, again: int) -> list[ChatChunk]:
+    events = tool_call_events([("call_1", "get_weather", args)], fragment=first)
+    replay = tool_call_events([("call_2", "get_weather", args)], fragment=again)
+    async with OpenAIServer() as server:
+        server.enqueue(broken_reply(events, after=min(cut, len(events) - 2)),
+                       Reply(events=replay), path=chat_path("a"))
+        data = route_file(server.port, {"r": ["a:m"]}, names=["a"])
+        async with Router.from_dict(data) as router:
+            return [c async for c in router.stream("r", MSG, tools=[{
+                "type": "function", "function": {"name": "get_weather", "parameters": {}}}])]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["city", "unit", "days", "q"]),
+                       st.text("abc xyz", max_size=12), min_size=1),
+       st.integers(2, 40), st.integers(1, 7), st.integers(1, 7))
+def test_tool_call_arguments_cut_anywhere_reach_the_caller_once(
+        arguments: dict[str, str], cut: int, first: int, again: int) -> None:
+    args = json.dumps(arguments)
+    chunks = asyncio.run(run_tools(args, cut, first, again))
+    deltas = [d for c in chunks for d in c.tool_calls]
+    assert "".join(d.arguments for d in deltas) == args
+    assert [d.id for d in deltas if d.id] == ["call_1"]
+    final = chunks[-1].final_tool_calls or []
+    assert [(c.id, c.arguments) for c in final] == [("call_1", arguments)]
