@@ -145,7 +145,17 @@ def _spread(values: list[float], fmt: str) -> str:
     return f"{fmt.format(min(values))}..{fmt.format(max(values))}" if len(values) > 1 else "-"
 
 
-async def measure(direct: Client, proxied: Client, s: Sizes) -> list[tuple[str, ...]]:
+def process_cpu(pid: int) -> float | None:
+    """Seconds of CPU (user + system) process ``pid`` has used; None without Linux's /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(direct: Client, proxied: Client, s: Sizes,
+                  proxy_pid: int) -> list[tuple[str, ...]]:
     a, b = await alternate(direct.chat, proxied.chat, s.rounds,
                            lambda fn: latencies(fn, s.latency_calls))
     p50_direct = statistics.median(x for r in a for x in r) * 1e3
@@ -156,13 +166,26 @@ async def measure(direct: Client, proxied: Client, s: Sizes) -> list[tuple[str, 
     rows = [("c=1 p50 latency", f"{p50_direct:.3f} ms", f"{p50_proxy:.3f} ms",
              f"+{added:.3f} ms", _spread(per_round, "{:+.3f}"), "< 1 ms added",
              "ok" if added < 1.0 else "MISSED")]
-    a, b = await alternate(direct.chat, proxied.chat, s.rounds,
+    calls = 0
+
+    async def counted() -> str:
+        nonlocal calls
+        calls += 1
+        return await proxied.chat()
+
+    cpu_before = process_cpu(proxy_pid)
+    a, b = await alternate(direct.chat, counted, s.rounds,
                            lambda fn: throughput(fn, 64, s.throughput_seconds))
+    cpu_after = process_cpu(proxy_pid)
     ratio = statistics.median(b) / statistics.median(a)
     rows.append(("c=64 throughput", f"{statistics.median(a):.0f}/s",
                  f"{statistics.median(b):.0f}/s", f"{ratio:.2f}x",
                  _spread([y / x for x, y in zip(a, b, strict=True)], "{:.2f}x"), ">= 0.5x direct",
                  "ok" if ratio >= 0.5 else "MISSED"))
+    if cpu_before is not None and cpu_after is not None and calls:
+        rows.append(("proxy CPU per call, c=64", "-",
+                     f"{(cpu_after - cpu_before) / calls * 1e6:.0f} us", "-", "-",
+                     "information", "-"))
     return rows
 
 
@@ -206,7 +229,8 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-async def run(upstream_port: int, proxy_url: str, s: Sizes) -> tuple[list[tuple[str, ...]], str]:
+async def run(upstream_port: int, proxy_url: str, proxy_pid: int,
+              s: Sizes) -> tuple[list[tuple[str, ...]], str]:
     connector = aiohttp.TCPConnector(limit=128)
     async with aiohttp.ClientSession(connector=connector) as session:
         direct = Client(session, f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
@@ -217,7 +241,7 @@ async def run(upstream_port: int, proxy_url: str, s: Sizes) -> tuple[list[tuple[
             raise RuntimeError(f"the two paths answer differently: {answers}")
         await latencies(direct.chat, s.warmup)
         await latencies(proxied.chat, s.warmup)
-        rows = await measure(direct, proxied, s)
+        rows = await measure(direct, proxied, s, proxy_pid)
         async with session.get(proxy_url + "/metrics") as r:
             report = overhead_report(await r.text())
     return rows, report
@@ -248,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             proxy_process(port, Path(tmp)) as (proxy_url, proxy_pid):
         print(f"upstream: bench/_server.py pid {pid} on 127.0.0.1:{port}; proxy: router serve "
               f"pid {proxy_pid} at {proxy_url} (1 worker, JSON logs to a file)")
-        rows, report = asyncio.run(run(port, proxy_url, sizes))
+        rows, report = asyncio.run(run(port, proxy_url, proxy_pid, sizes))
     print()
     print_table(rows)
     print()

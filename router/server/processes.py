@@ -113,8 +113,9 @@ class Supervisor:
 
     async def run(self) -> int:
         """Start the workers, wait for all of them to exit; 0 when they ended cleanly."""
-        placeholder = reserve_port(self.settings.host, self.settings.port)
-        self.settings = dataclasses.replace(self.settings, port=placeholder.getsockname()[1])
+        placeholders = reserve_port(self.settings.host, self.settings.port)
+        port = placeholders[0].getsockname()[1]
+        self.settings = dataclasses.replace(self.settings, port=port)
         self._metrics_dir = tempfile.mkdtemp(prefix="router-metrics-")
         self._env = {**os.environ, MULTIPROC_ENV: self._metrics_dir}
         log.emit("workers_starting", workers=self.count, port=self.settings.port,
@@ -127,7 +128,8 @@ class Supervisor:
         finally:
             for sig in _FORWARDED:
                 loop.remove_signal_handler(sig)
-            placeholder.close()
+            for sock in placeholders:
+                sock.close()
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         log.emit("workers_stopped", workers=self.count)
         return 1 if self.failed or any(results) else 0
@@ -184,19 +186,27 @@ class Supervisor:
                     w.process.send_signal(sig)
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` with SO_REUSEPORT, not listening (it takes no
-    connections): the port is ours for the workers to bind, and in use is an error now."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
+def reserve_port(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to ``port`` on every address of ``host`` (as aiohttp binds them), with
+    SO_REUSEPORT and not listening (they take no connections): the port is ours for the
+    workers, and a port in use is an error now. Port 0: the first address picks one."""
+    held: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        for family, kind, proto, _, address in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            sock = socket.socket(family, kind, proto)
+            held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if held[0] is not sock:
+                address = (address[0], held[0].getsockname()[1], *address[2:])
+            sock.bind(address)
     except BaseException:
-        sock.close()
+        for sock in held:
+            sock.close()
         raise
-    return sock
+    return held
 
 
 # -- a worker ------------------------------------------------------------------------------
