@@ -7,7 +7,9 @@ one Router. Clients in any language use the route file's aliases as model names.
     GET  /v1/models                  the aliases
     POST /v1/router/explain          the dry-run decision for a chat body
     GET  /healthz, /readyz           liveness, readiness
+    GET  /metrics                    Prometheus text (router.server.observe)
 
-``router.server.run`` builds and runs it; ``router.server.app.create_app`` is the
-application for embedding or tests.
+``router.server.run`` builds and runs it (``router.server.processes``: uvloop, and
+``--workers`` on one port); ``router.server.app.create_app`` is the application for embedding
+or tests.
 """
