@@ -143,6 +143,12 @@ def test_a_reasoning_request_waits_as_long_as_a_reasoning_model() -> None:
     ({"generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}}, False),
     ({"generationConfig": {"temperature": 0.1}}, False),
     ({"reasoning": {"effort": "high"}}, True),
+    ({"reasoning": {"effort": "none"}}, False),
+    ({"reasoning": {"enabled": False}}, False),
+    ({"reasoning": {"effort": ["odd"]}}, True),  # any JSON value, never an exception
+    ({"reasoning": "yes"}, False),
+    ({"thinking": ["odd"]}, False),
+    ({"generationConfig": {"thinkingConfig": [1]}}, False),
     ({"enable_thinking": True}, True),
     ({"enable_thinking": False}, False),
     ({"seed": 3}, False),

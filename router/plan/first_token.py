@@ -88,8 +88,10 @@ def _thinking_on(key: str, value: Any) -> bool:
         config = value.get("thinkingConfig") if isinstance(value, Mapping) else None
         return isinstance(config, Mapping) and config.get("thinkingBudget") != 0
     if key == "reasoning":  # OpenRouter-style {"effort": ...} / {"enabled": true}
-        return isinstance(value, Mapping) and value.get("enabled", True) is not False and (
-            value.get("effort") not in _NO_EFFORT)
+        if not isinstance(value, Mapping) or value.get("enabled", True) is False:
+            return False
+        effort = value.get("effort")
+        return not (isinstance(effort, str) and effort in _NO_EFFORT)
     return bool(value)  # thinking_level, enable_thinking
 
 
