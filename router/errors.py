@@ -56,6 +56,9 @@ DEFAULT_ACTIONS: dict[ErrorClass, Action] = {
     ErrorClass.RATE_LIMIT: Action.RETRY,
     ErrorClass.OVERLOADED: Action.RETRY,
     ErrorClass.SERVER: Action.RETRY,
+    # ...except a connect, first-token or pool timeout while the chain has a later target
+    # that can be tried: a silent provider stays silent, so the next one is tried at once
+    # (router.engine.decision.FAST_FALLBACK_TIMEOUTS; only a chain's last target retries).
     ErrorClass.TIMEOUT: Action.RETRY,
     ErrorClass.NETWORK: Action.RETRY,
     ErrorClass.QUOTA_EXHAUSTED: Action.FALLBACK,
