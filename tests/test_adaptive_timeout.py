@@ -190,6 +190,7 @@ def test_dry_run_prints_a_reasoning_request_s_limit_and_an_explicit_one() -> Non
                      simulate={"s:gpt-4o-mini": "auth"})
     assert report.needs.reasoning
     text = str(report).splitlines()
+    assert text[1].endswith(", reasoning on")
     assert "     first-token limit: 7s (set in the route file)" in text
     assert "     first-token limit: 60s (adaptive)" in text
 

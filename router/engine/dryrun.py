@@ -337,7 +337,8 @@ def render_text(r: DryRunReport) -> str:
     lines = [f"route {r.alias!r}: {len(r.targets)} target(s), deadline "
              f"{format_duration(r.deadline) if r.deadline else 'none'}",
              f"request: ~{n.prompt_tokens} prompt tokens, max {n.max_tokens or 'default'} output"
-             + (f", needs {', '.join(wants)}" if wants else "")]
+             + (f", needs {', '.join(wants)}" if wants else "")
+             + (", reasoning on" if n.reasoning else "")]
     for i, key in enumerate(r.targets, 1):
         lines.append(f"{i}. {key}")
         evs = [e for e in r.events if e.target == key]
