@@ -155,7 +155,8 @@ async def _end_ok(call: Call, d: Try, opened: Opened, last: ChatChunk | None,
     usage = last.usage if last is not None else None
     cost = last.cost_usd if last is not None else None
     await end_ok(call, d, usage, cost, ttft_ms=opened.ttft_ms,
-                 finish_reason=last.finish_reason if last is not None else None)
+                 finish_reason=last.finish_reason if last is not None else None,
+                 malformed_events=last.malformed_events if last is not None else 0)
     if last is not None:
         if spent_before and cost is not None:  # the whole call: the broken attempts too
             cost = last.cost_usd = cost + spent_before
