@@ -1,14 +1,16 @@
 """What ``router serve`` adds on top of calling the upstream directly, side by side in one run.
 
-    python bench/proxy_overhead.py            # full run, ~10 s
+    python bench/proxy_overhead.py            # full run, ~15 s
     python bench/proxy_overhead.py --quick    # smoke run, ~3 s (figures are rough)
 
-Three processes on 127.0.0.1: the OpenAI-shaped upstream (bench/_server.py), ``router serve``
-with one worker in front of it (a one-target route), and this client. The client sends the
-same chat completion body to the upstream directly and through the proxy, rounds alternating
-(ABBA) so drift hits both sides: p50 latency at concurrency 1 (the target: under 1 ms added)
-and throughput at concurrency 64 (the target: at least 0.5x direct). Then it reads the
-proxy's own overhead histogram (``router_overhead_seconds``) from its /metrics.
+Four processes on 127.0.0.1: the OpenAI-shaped upstream (bench/_server.py), ``router serve``
+with one worker in front of it (a one-target route), a bare aiohttp pass-through
+(bench/_forwarder.py: the floor any aiohttp proxy pays) and this client. The client sends the
+same chat completion body to the upstream directly, through the forwarder and through the
+proxy, the order rotating round by round so drift hits all sides: p50 latency at concurrency
+1 (the target: under 1 ms added) and throughput at concurrency 64 (the target: at least 0.5x
+direct), with each proxy's CPU per call. Then it reads the proxy's own overhead histogram
+(``router_overhead_seconds``) from its /metrics.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from overhead import server_process  # bench/: the upstream process, as bench/ov
 KEY = "sk-bench-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 ENDPOINT = "/v1/chat/completions"
+HERE = Path(__file__).resolve().parent
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 Call = Callable[[], Awaitable[str]]
@@ -129,16 +132,16 @@ async def throughput(fn: Call, concurrency: int, seconds: float) -> float:
     return done / (time.perf_counter() - t)
 
 
-async def alternate(direct: Call, proxied: Call, rounds: int,
-                    measure: Callable[[Call], Awaitable[Any]]) -> tuple[list[Any], list[Any]]:
-    """``measure`` each side once per round, ABBA order."""
-    a: list[Any] = []
-    b: list[Any] = []
+async def alternate(sides: list[Call], rounds: int,
+                    measure: Callable[[Call], Awaitable[Any]]) -> list[list[Any]]:
+    """``measure`` every side once per round, the order rotating (and reversed every other
+    round) so drift hits all sides alike; one list of results per side."""
+    results: list[list[Any]] = [[] for _ in sides]
     for r in range(rounds):
-        first, second = ((direct, a), (proxied, b)) if r % 2 == 0 else ((proxied, b), (direct, a))
-        first[1].append(await measure(first[0]))
-        second[1].append(await measure(second[0]))
-    return a, b
+        order = [(i + r) % len(sides) for i in range(len(sides))]
+        for i in order if r % 2 == 0 else reversed(order):
+            results[i].append(await measure(sides[i]))
+    return results
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -154,39 +157,60 @@ def process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(direct: Client, proxied: Client, s: Sizes,
-                  proxy_pid: int) -> list[tuple[str, ...]]:
-    a, b = await alternate(direct.chat, proxied.chat, s.rounds,
+@dataclass
+class Side:
+    """One way to the upstream: a client, and the process whose CPU it costs (if any)."""
+
+    client: Client
+    pid: int | None = None
+    calls: int = 0
+
+    async def chat(self) -> str:
+        self.calls += 1
+        return await self.client.chat()
+
+
+async def latency_rows(sides: list[Side], s: Sizes) -> tuple[tuple[str, ...], float]:
+    runs = await alternate([x.chat for x in sides], s.rounds,
                            lambda fn: latencies(fn, s.latency_calls))
-    p50_direct = statistics.median(x for r in a for x in r) * 1e3
-    p50_proxy = statistics.median(x for r in b for x in r) * 1e3
-    added = p50_proxy - p50_direct
+    p50 = [statistics.median(v for r in side for v in r) * 1e3 for side in runs]
+    added = p50[2] - p50[0]
     per_round = [(statistics.median(y) - statistics.median(x)) * 1e3
-                 for x, y in zip(a, b, strict=True)]
-    rows = [("c=1 p50 latency", f"{p50_direct:.3f} ms", f"{p50_proxy:.3f} ms",
-             f"+{added:.3f} ms", _spread(per_round, "{:+.3f}"), "< 1 ms added",
-             "ok" if added < 1.0 else "MISSED")]
-    calls = 0
+                 for x, y in zip(runs[0], runs[2], strict=True)]
+    return (("c=1 p50 latency", *(f"{v:.3f} ms" for v in p50), f"+{added:.3f} ms",
+             _spread(per_round, "{:+.3f}"), "< 1 ms added", "ok" if added < 1.0 else "MISSED"),
+            p50[1] - p50[0])
 
-    async def counted() -> str:
-        nonlocal calls
-        calls += 1
-        return await proxied.chat()
 
-    cpu_before = process_cpu(proxy_pid)
-    a, b = await alternate(direct.chat, counted, s.rounds,
+async def throughput_rows(sides: list[Side], s: Sizes) -> tuple[list[tuple[str, ...]], float]:
+    for side in sides:
+        side.calls = 0
+    cpu_before = [process_cpu(x.pid) if x.pid else None for x in sides]
+    runs = await alternate([x.chat for x in sides], s.rounds,
                            lambda fn: throughput(fn, 64, s.throughput_seconds))
-    cpu_after = process_cpu(proxy_pid)
-    ratio = statistics.median(b) / statistics.median(a)
-    rows.append(("c=64 throughput", f"{statistics.median(a):.0f}/s",
-                 f"{statistics.median(b):.0f}/s", f"{ratio:.2f}x",
-                 _spread([y / x for x, y in zip(a, b, strict=True)], "{:.2f}x"), ">= 0.5x direct",
-                 "ok" if ratio >= 0.5 else "MISSED"))
-    if cpu_before is not None and cpu_after is not None and calls:
-        rows.append(("proxy CPU per call, c=64", "-",
-                     f"{(cpu_after - cpu_before) / calls * 1e6:.0f} us", "-", "-",
-                     "information", "-"))
-    return rows
+    rate = [statistics.median(r) for r in runs]
+    ratio = rate[2] / rate[0]
+    rows: list[tuple[str, ...]] = [(
+        "c=64 throughput", *(f"{v:.0f}/s" for v in rate), f"{ratio:.2f}x",
+        _spread([y / x for x, y in zip(runs[0], runs[2], strict=True)], "{:.2f}x"),
+        ">= 0.5x direct", "ok" if ratio >= 0.5 else "MISSED")]
+    cpu = []
+    for side, before in zip(sides, cpu_before, strict=True):
+        after = process_cpu(side.pid) if side.pid else None
+        cpu.append("-" if before is None or after is None or not side.calls
+                   else f"{(after - before) / side.calls * 1e6:.0f} us")
+    if cpu[2] != "-":
+        rows.append(("CPU per call, c=64", *cpu, "-", "-", "information", "-"))
+    return rows, rate[1] / rate[0]
+
+
+async def measure(sides: list[Side], s: Sizes) -> tuple[list[tuple[str, ...]], str]:
+    latency, floor_added = await latency_rows(sides, s)
+    rows, floor_ratio = await throughput_rows(sides, s)
+    floor = (f"the bare aiohttp forwarder (bench/_forwarder.py: no router, logs or metrics) "
+             f"adds {floor_added:+.3f} ms at c=1 and reaches {floor_ratio:.2f}x of direct at "
+             "c=64: what any aiohttp proxy pays on this machine")
+    return [latency, *rows], floor
 
 
 def overhead_report(metrics_text: str) -> str:
@@ -222,29 +246,53 @@ def overhead_report(metrics_text: str) -> str:
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:
-    head = ("metric", "direct", "proxy", "added/ratio", "spread", "target", "verdict")
+    head = ("metric", "direct", "aiohttp fwd", "proxy", "proxy vs direct", "spread", "target",
+            "verdict")
     table = [head, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-async def run(upstream_port: int, proxy_url: str, proxy_pid: int,
+@contextmanager
+def forwarder_process(upstream_port: int) -> Iterator[tuple[int, int]]:
+    """bench/_forwarder.py in front of the upstream; yields (port, pid)."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "_forwarder.py"), str(upstream_port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"bench forwarder did not start: {line!r}")
+        yield int(line.split()[1]), proc.pid
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run(upstream_port: int, forwarder: tuple[int, int], proxy: tuple[str, int],
               s: Sizes) -> tuple[list[tuple[str, ...]], str]:
-    connector = aiohttp.TCPConnector(limit=128)
+    connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
-        direct = Client(session, f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
-                        "gpt-4o-mini")
-        proxied = Client(session, proxy_url + ENDPOINT, "one")
-        answers = {await direct.chat(), await proxied.chat()}
+        sides = [
+            Side(Client(session, f"http://127.0.0.1:{upstream_port}{ENDPOINT}", "gpt-4o-mini")),
+            Side(Client(session, f"http://127.0.0.1:{forwarder[0]}{ENDPOINT}", "one"),
+                 forwarder[1]),
+            Side(Client(session, proxy[0] + ENDPOINT, "one"), proxy[1])]
+        answers = {await side.chat() for side in sides}
         if len(answers) != 1:
-            raise RuntimeError(f"the two paths answer differently: {answers}")
-        await latencies(direct.chat, s.warmup)
-        await latencies(proxied.chat, s.warmup)
-        rows = await measure(direct, proxied, s, proxy_pid)
-        async with session.get(proxy_url + "/metrics") as r:
+            raise RuntimeError(f"the paths answer differently: {answers}")
+        for side in sides:
+            await latencies(side.chat, s.warmup)
+        rows, floor = await measure(sides, s)
+        async with session.get(proxy[0] + "/metrics") as r:
             report = overhead_report(await r.text())
-    return rows, report
+    return rows, floor + "\n\n" + report
 
 
 def _load() -> str:
@@ -269,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus, "
           f"proxy loop {_loop()}, {sizes.rounds} alternating rounds, load average {_load()}")
     with tempfile.TemporaryDirectory() as tmp, server_process(1) as (port, pid), \
+            forwarder_process(port) as forwarder, \
             proxy_process(port, Path(tmp)) as (proxy_url, proxy_pid):
-        print(f"upstream: bench/_server.py pid {pid} on 127.0.0.1:{port}; proxy: router serve "
-              f"pid {proxy_pid} at {proxy_url} (1 worker, JSON logs to a file)")
-        rows, report = asyncio.run(run(port, proxy_url, proxy_pid, sizes))
+        print(f"upstream: bench/_server.py pid {pid} on 127.0.0.1:{port}; aiohttp fwd: "
+              f"bench/_forwarder.py pid {forwarder[1]}; proxy: router serve pid {proxy_pid} "
+              f"at {proxy_url} (1 worker, JSON logs to a file)")
+        rows, report = asyncio.run(run(port, forwarder, (proxy_url, proxy_pid), sizes))
     print()
     print_table(rows)
     print()
@@ -280,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = [r[0] for r in rows if r[-1] == "MISSED"]
     print(f"\n{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; "
           f"ran in {time.perf_counter() - started:.1f} s; load average now {_load()} "
-          f"(above {os.cpu_count()}, the three processes shared the cores with others)")
+          f"(above {os.cpu_count()}, the four processes shared the cores with others)")
     return 0
 
 

@@ -67,14 +67,15 @@ def test_budget_overhead_bench_prints_ratios_to_the_unbudgeted_call() -> None:
 
 def test_proxy_overhead_bench_prints_both_rows_and_the_overhead_histogram() -> None:
     out = run_bench("proxy_overhead.py")
-    assert re.search(r"^metric\s+direct\s+proxy\s+added/ratio\s+spread\s+target\s+verdict",
-                     out, re.M)
+    assert re.search(r"^metric\s+direct\s+aiohttp fwd\s+proxy\s+proxy vs direct\s+spread\s+"
+                     r"target\s+verdict", out, re.M)
     latency = row(out, "c=1 p50 latency")
     assert re.search(r"\+-?\d+\.\d{3} ms", latency), latency
     throughput = row(out, "c=64 throughput")
     assert re.search(RATIO, throughput), throughput
     for line in (latency, throughput):
         assert line.rstrip().endswith(("ok", "MISSED")), line
+    assert re.search(r"^the bare aiohttp forwarder .* reaches \d+\.\d\dx of direct", out, re.M)
     assert re.search(r"^router_overhead_seconds .* \d+ calls incl\. warm-up\): mean "
                      r"\d+\.\d{3} ms, p50 <= ", out, re.M), out
     assert "target(s) missed" in out
