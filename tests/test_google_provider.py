@@ -23,7 +23,6 @@ from router.errors import (
     ConfigError,
     ContentPolicyError,
     ContextWindowError,
-    ErrorClass,
     InvalidRequestError,
     LlmError,
     NetworkError,
@@ -216,11 +215,13 @@ async def test_finish_reason_of_an_answer_with_text(server: GoogleServer, http_p
 
 @pytest.mark.parametrize("finish", ["SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST",
                                     "SPII", "IMAGE_SAFETY", "LANGUAGE"])
-async def test_filter_finish_without_content_is_content_policy(
+async def test_filter_finish_without_content_is_a_refusal(
         server: GoogleServer, http_pool: HttpPool, finish: str) -> None:
-    err = await chat_error(server, http_pool, json_reply(response(None, finish_reason=finish)))
-    assert isinstance(err, ContentPolicyError) and err.provider_code == finish
-    assert err.error_class is ErrorClass.CONTENT_POLICY and not err.retryable
+    # Issue 12: a refusal, not an error; the engine applies the route's content_policy action.
+    server.enqueue(json_reply(response(None, finish_reason=finish)))
+    r = await gemini(server, http_pool).chat(MODEL, ask(), TIMEOUTS)
+    assert (r.text, r.tool_calls, r.finish_reason) == ("", [], "content_filter")
+    assert r.refusal == f"Gemini withheld the answer (finishReason {finish})"
 
 
 @pytest.mark.parametrize("finish", ["MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL",
@@ -740,14 +741,14 @@ async def test_stream_blocked_prompt_raises_before_any_chunk(server: GoogleServe
     assert got == []
 
 
-async def test_stream_safety_finish_without_content_raises_before_any_chunk(
+async def test_stream_safety_finish_without_content_is_one_refusal_chunk(
         server: GoogleServer, http_pool: HttpPool) -> None:
     server.enqueue(stream_reply([chunk([], finish_reason="SAFETY", usage_=usage(9, 0))]))
-    got: list[ChatChunk] = []
-    with pytest.raises(ContentPolicyError):
-        async for c in gemini(server, http_pool).stream(MODEL, ask(), TIMEOUTS):
-            got.append(c)
-    assert got == []
+    chunks = await collect(gemini(server, http_pool).stream(MODEL, ask(), TIMEOUTS))
+    assert len(chunks) == 1 and chunks[0].delta == ""
+    assert (chunks[0].finish_reason, chunks[0].refusal) == (
+        "content_filter", "Gemini withheld the answer (finishReason SAFETY)")
+    assert chunks[0].usage is not None and chunks[0].usage.input_tokens == 9
 
 
 async def test_stream_safety_finish_after_text_ends_with_content_filter(

@@ -12,31 +12,30 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from router.engine.call import Call
 from router.engine.decision import Try
+from router.engine.refusals import Reply, judge
 from router.errors import LlmError
 from router.providers.base import Provider
 from router.specs import Timeouts
 from router.types import AttemptRecord, ChatRequest, ChatResponse, Usage
 
-T = TypeVar("T")
-
 _NO_SPAN = contextlib.nullcontext()  # an untraced attempt's "span"
 
-#: The estimated usage and cost of a stream attempt that read output, then failed.
+#: The usage and cost of a failed attempt that was billed: a stream that read output, then
+#: failed (estimated), or a refusal under a content_policy action other than fail.
 Spent = tuple[Usage, float | None]
 
 
 def spent_of(error: LlmError) -> Spent | None:
-    """What a failed stream attempt spent, when its opener said (``router.engine.recover``)."""
+    """What a failed attempt spent, when it says (``router.engine.recover``, ``.refusals``)."""
     spent: Spent | None = getattr(error, "spent", None)
     return spent
 
 
 #: What an attempt does with the provider: ``opener(provider, model, request, timeouts)``.
-Opener = Callable[[Provider, str, ChatRequest, Timeouts], Awaitable[T]]
+Opener = Callable[[Provider, str, ChatRequest, Timeouts], Awaitable[Reply]]
 
 
 def open_chat(provider: Provider, model: str, request: ChatRequest,
@@ -46,7 +45,7 @@ def open_chat(provider: Provider, model: str, request: ChatRequest,
 
 
 async def run_attempt(call: Call, d: Try, request: ChatRequest,
-                      opener: Opener[T]) -> T | LlmError:
+                      opener: Opener[Reply]) -> Reply | LlmError:
     """Run ``opener`` as attempt ``d``. A failure is ended here and returned; a success is
     returned unended (``end_ok`` ends it). A cancellation (or any BaseException) ends the
     attempt without a verdict or a record, freeing its hold and probe, and propagates."""
@@ -64,10 +63,13 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
                         else rt.request_for(target, request, call.hold))
                 timeouts = (target.timeouts if d.timeout == target.timeouts.total
                             and d.first_token is None else rt.timeouts_for(d))
+                # A reply that is a refusal meets the route's content_policy action (judge).
                 if seat.enforces_timeouts and not d.timeout_is_deadline:
-                    return await opener(seat.provider, target.model, sent, timeouts)
+                    reply = await opener(seat.provider, target.model, sent, timeouts)
+                    return reply if reply.refusal is None else await judge(target, sent, reply)
                 async with asyncio.timeout(d.timeout):
-                    return await opener(seat.provider, target.model, sent, timeouts)
+                    reply = await opener(seat.provider, target.model, sent, timeouts)
+                    return reply if reply.refusal is None else await judge(target, sent, reply)
             except LlmError as e:
                 error = rt.classify(target, e)
                 spent = spent_of(e)

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from typing import TypeVar
 
 from router.engine.attempt import Opener, run_attempt
 from router.engine.call import Call
 from router.engine.decision import Admit, Decision, Done, Fallback, Outcome, Skip, Try, Wait
+from router.engine.refusals import Reply
 from router.errors import LlmError
 from router.types import ChatRequest
 
-T = TypeVar("T")
-
 
 async def drive(call: Call, gen: Generator[Decision, Outcome, None], request: ChatRequest,
-                opener: Opener[T], *, first: Decision | None = None, keep: bool = False,
-                failed: Callable[[Done], Exception] | None = None) -> tuple[T, Try]:
+                opener: Opener[Reply], *, first: Decision | None = None, keep: bool = False,
+                failed: Callable[[Done], Exception] | None = None) -> tuple[Reply, Try]:
     """The first successful attempt's result and its Try, not yet ended (the caller ends it
     with ``end_ok``). Raises RouteFailed when the walk ends without one (``failed(done)``
     instead, when given). Whatever the exit, the walk is closed (``keep``: not after a

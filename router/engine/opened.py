@@ -13,18 +13,23 @@ from router.types import ChatChunk, ChatRequest
 
 
 class Opened:
-    """A stream whose first chunk with content has arrived."""
+    """A stream whose first chunk with content has arrived. ``refusal``: that chunk's refusal
+    when it carries neither text nor a tool call (a stream that may be a refusal and nothing
+    else: router.engine.refusals reads on); None otherwise."""
 
-    __slots__ = ("agen", "first", "ttft_ms")
+    __slots__ = ("agen", "first", "refusal", "ttft_ms")
 
     def __init__(self, agen: AsyncIterator[ChatChunk], first: ChatChunk,
                  ttft_ms: float) -> None:
         self.agen, self.first, self.ttft_ms = agen, first, ttft_ms
+        self.refusal = first.refusal if first.refusal and not (
+            first.delta or first.tool_calls) else None
 
 
 def has_content(c: ChatChunk) -> bool:
     """Whether ``c`` carries anything for the caller."""
-    return bool(c.delta or c.tool_calls or c.finish_reason or c.usage or c.reasoning_delta)
+    return bool(c.delta or c.tool_calls or c.finish_reason or c.usage or c.reasoning_delta
+                or c.refusal)
 
 
 async def close_stream(agen: AsyncIterator[ChatChunk]) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 from router.providers._anthropic_thinking import (
     provider_state,
-    refusal_error,
     refusal_text,
     thinking_state,
 )
@@ -46,7 +45,7 @@ class StreamAssembler:
     text and free text is held back: it is the answer only if the tool is never called.
     """
 
-    __slots__ = ("_answer", "_answered", "_blocks", "_emitted", "_held", "_signed", "_tools",
+    __slots__ = ("_answer", "_answered", "_blocks", "_held", "_signed", "_tools",
                  "_usage", "id", "model", "stop_details", "stop_reason", "stopped")
 
     def __init__(self, answer: AnswerTool | None = None) -> None:
@@ -56,7 +55,6 @@ class StreamAssembler:
         self._tools: list[_Block] = []
         self._held: list[str] = []
         self._signed: list[_Block] = []  # thinking blocks, to go back with the turn
-        self._emitted = False  # a chunk went out
         self._usage: dict[str, Any] = {}
         self.stop_details: Any = None
         self.stop_reason: str | None = None
@@ -79,19 +77,14 @@ class StreamAssembler:
         if not isinstance(data, dict):
             raise ValueError(f"event is {type(data).__name__}, not an object")
         kind = data.get("type")
-        chunk: ChatChunk | None
         if kind == "content_block_delta":
-            chunk = self._delta(data)
-        elif kind == "content_block_start":
-            chunk = self._start(data)
-        elif kind == "content_block_stop":
-            chunk = self._stop(data)
-        else:
-            self._message_event(kind, data)
-            return None
-        if chunk is not None:
-            self._emitted = True
-        return chunk
+            return self._delta(data)
+        if kind == "content_block_start":
+            return self._start(data)
+        if kind == "content_block_stop":
+            return self._stop(data)
+        self._message_event(kind, data)
+        return None
 
     def _message_event(self, kind: Any, data: Mapping[str, Any]) -> None:
         if kind == "message_start":
@@ -201,11 +194,9 @@ class StreamAssembler:
         out: list[ChatChunk] = []
         if self._held and not self._answered:
             out.append(ChatChunk(delta="".join(self._held)))
-        refusal = ""
-        if self.stop_reason == "refusal":
-            refusal = refusal_text(self.stop_details)
-            if not (out or self._emitted):  # nothing came: the route's action decides
-                raise refusal_error(refusal)
+        # A refusal with nothing before it is still the answer: the engine applies the
+        # route's content_policy action to it (router.engine.refusals).
+        refusal = refusal_text(self.stop_details) if self.stop_reason == "refusal" else ""
         calls = self.tool_calls()
         out.append(ChatChunk(finish_reason=finish_reason(self.stop_reason, bool(calls)),
                              usage=parse_usage(self._usage) if self._usage else None,

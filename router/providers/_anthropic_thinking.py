@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from router.errors import ContentPolicyError
 from router.providers.catalog import facts_for
 from router.types import ChatRequest
 
@@ -84,12 +83,6 @@ def refusal_text(details: Any) -> str:
         return explanation
     return f"stop_reason refusal ({category})" if isinstance(category, str) else \
         "stop_reason refusal"
-
-
-def refusal_error(refusal: str) -> ContentPolicyError:
-    """A refusal before any content: the route's content_policy action decides what follows."""
-    return ContentPolicyError(f"Claude declined to answer: {refusal}", provider_message=refusal,
-                              provider_code="refusal", retryable=False)
 
 
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")

@@ -25,7 +25,6 @@ from typing import Any
 from router.errors import InvalidRequestError, ServerError
 from router.providers._anthropic_thinking import (
     provider_state,
-    refusal_error,
     refusal_text,
     size_budget,
     thinking_config,
@@ -347,8 +346,8 @@ def parse_usage(data: Any) -> Usage | None:
 def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> ChatResponse:
     """A ``message`` object to ChatResponse: text blocks joined, tool_use blocks as calls,
     thinking blocks as ``reasoning`` (never in ``text``; with their signatures in
-    ``provider_state``); the answer tool's input as ``text``. A refusal that left no content
-    raises ContentPolicyError; after content it is ``refusal``."""
+    ``provider_state``); the answer tool's input as ``text``. ``stop_reason: "refusal"`` sets
+    ``refusal`` (finish_reason content_filter), whether or not content came before it."""
     content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, list):
         raise ServerError("message has no content list")
@@ -381,8 +380,6 @@ def parse_message(data: Any, model: str, answer: AnswerTool | None = None) -> Ch
     refusal = None
     if data.get("stop_reason") == "refusal":
         refusal = refusal_text(data.get("stop_details"))
-        if not text and not calls:
-            raise refusal_error(refusal)
     return ChatResponse(
         text=text,
         tool_calls=calls,

@@ -15,8 +15,9 @@ from router.errors import ContentPolicyError, LlmError, ServerError
 from router.providers._google_wire import call_id
 from router.types import ChatChunk, ChatResponse, FinishReason, ToolCall, ToolCallDelta, Usage
 
-#: Output withheld by a filter (safety family, recitation, unsupported language): another
-#: target may answer, so an answer left empty by one of these is a ContentPolicyError.
+#: Output withheld by a filter (safety family, recitation, unsupported language): an answer
+#: left empty by one of these is a refusal (``refusal`` set, finish_reason content_filter), to
+#: which the engine applies the route's content_policy action (router.engine.refusals).
 FILTER_FINISHES = frozenset({
     "SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
     "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
@@ -80,10 +81,16 @@ def _block_error(feedback: Mapping[str, Any]) -> ContentPolicyError:
                               provider_code=reason, retryable=False)
 
 
-def filter_notice(finish: str | None) -> str | None:
-    """The refusal of an answer a filter cut short (after some content came)."""
-    return f"Gemini withheld the rest (finishReason {finish})" if finish in FILTER_FINISHES \
-        else None
+def filter_notice(finish: str | None, candidate: Mapping[str, Any] | None = None) -> str | None:
+    """The refusal of an answer a filter withheld: whole (``candidate`` given: nothing came,
+    its ``finishMessage`` said why) or cut short after some content came."""
+    if finish not in FILTER_FINISHES:
+        return None
+    if candidate is None:
+        return f"Gemini withheld the rest (finishReason {finish})"
+    message = candidate.get("finishMessage")
+    suffix = f": {message}" if isinstance(message, str) and message else ""
+    return f"Gemini withheld the answer (finishReason {finish}){suffix}"
 
 
 def text_state(signature: str | None) -> dict[str, Any] | None:
@@ -92,13 +99,11 @@ def text_state(signature: str | None) -> dict[str, Any] | None:
 
 
 def empty_answer_error(finish: str | None, candidate: Mapping[str, Any]) -> LlmError | None:
-    """The error for an answer with no text and no calls, by finish reason (None: none)."""
-    message = candidate.get("finishMessage")
-    suffix = f": {message}" if isinstance(message, str) and message else ""
-    if finish in FILTER_FINISHES:
-        return ContentPolicyError(f"Gemini withheld the answer (finishReason {finish}){suffix}",
-                                  provider_code=finish, retryable=False)
+    """The error for an answer with no text and no calls, by finish reason (None: none; a
+    filter's is a refusal, not an error)."""
     if finish in FAILED_FINISHES:
+        message = candidate.get("finishMessage")
+        suffix = f": {message}" if isinstance(message, str) and message else ""
         return ServerError(f"Gemini produced no usable answer (finishReason {finish}){suffix}",
                            provider_code=finish)
     return None
@@ -149,8 +154,8 @@ class _Parts:
 
 
 def parse_response(data: Any, model: str) -> ChatResponse:
-    """A whole ``GenerateContentResponse`` to ChatResponse (first candidate). A blocked prompt,
-    or an answer left empty by a filter, raises ContentPolicyError."""
+    """A whole ``GenerateContentResponse`` to ChatResponse (first candidate). A blocked prompt
+    raises ContentPolicyError; an answer a filter withheld is a refusal."""
     if not isinstance(data, dict):
         raise ServerError("response is not a JSON object")
     candidate = _candidate(data)
@@ -163,12 +168,13 @@ def parse_response(data: Any, model: str) -> ChatResponse:
     finish = candidate.get("finishReason")
     finish = finish if isinstance(finish, str) else None
     text = "".join(parts.text)
-    if not text and not parts.calls:
+    whole = not text and not parts.calls
+    if whole:
         error = empty_answer_error(finish, candidate)
         if error is not None:
             raise error
     return ChatResponse(
-        refusal=filter_notice(finish),
+        refusal=filter_notice(finish, candidate if whole else None),
         provider_state=text_state(parts.signature),
         text=text,
         tool_calls=parts.calls,
@@ -185,8 +191,8 @@ class StreamAssembler:
 
     Function calls arrive whole, one part each; they are numbered across the stream so ids
     match what ``parse_response`` gives the same answer. Until a chunk has been emitted, a
-    blocked prompt or an answer withheld by a filter raises (so the router can still fall back);
-    after that the final chunk says ``content_filter``.
+    blocked prompt raises (so the router can still fall back); after that, or when a filter
+    withheld the answer, the final chunk says ``content_filter`` with the ``refusal``.
     """
 
     __slots__ = ("_calls", "_signature", "emitted", "finish_reason", "model", "refusal",
@@ -195,7 +201,7 @@ class StreamAssembler:
     def __init__(self) -> None:
         self._calls: list[ToolCall] = []
         self._signature: str | None = None
-        self.refusal = ""  # a prompt block after content came
+        self.refusal = ""  # a prompt block after content came, or a withheld answer
         self.emitted = False
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -243,9 +249,11 @@ class StreamAssembler:
             self.finish_reason = finish
         text, thoughts = "".join(parts.text), "".join(parts.thoughts)
         if not (text or thoughts or parts.calls):
-            error = empty_answer_error(self.finish_reason, candidate) if not self.emitted else None
-            if error is not None:
-                raise error
+            if not self.emitted:
+                error = empty_answer_error(self.finish_reason, candidate)
+                if error is not None:
+                    raise error
+                self.refusal = filter_notice(self.finish_reason, candidate) or self.refusal
             return None
         deltas = [ToolCallDelta(index=len(self._calls) + i, id=c.id, name=c.name,
                                 arguments=json.dumps(c.arguments, separators=(",", ":"),

@@ -10,7 +10,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from router.providers._openai_wire import normalize_finish_reason, parse_arguments, reasoning_text
+from router.providers._openai_wire import (
+    choice_finish,
+    parse_arguments,
+    reasoning_text,
+)
 from router.providers.base import reply_text
 from router.types import ChatChunk, Choice, ToolCall, ToolCallDelta
 
@@ -141,7 +145,8 @@ class ChoiceStates:
         out = []
         for index, state in sorted(self._states.items()):
             calls = assembled_calls(state.calls)
-            out.append(Choice(index=index, text="".join(state.text), tool_calls=calls,
-                              finish_reason=normalize_finish_reason(state.finish, bool(calls)),
-                              refusal="".join(state.refusal) or None))
+            text, refusal = "".join(state.text), "".join(state.refusal) or None
+            out.append(Choice(index=index, text=text, tool_calls=calls,
+                              finish_reason=choice_finish(state.finish, text, calls, refusal),
+                              refusal=refusal))
         return out

@@ -14,7 +14,6 @@ from router.providers._openai_wire import (
     normalize_finish_reason,
     parse_usage,
     reasoning_text,
-    refusal_error,
 )
 from router.providers.base import reply_text
 from router.types import ChatChunk, ToolCall, ToolCallDelta, Usage
@@ -25,14 +24,14 @@ __all__ = ["StreamAssembler"]
 class StreamAssembler:
     """Folds ``chat.completion.chunk`` objects into ChatChunks and the final chunk.
 
-    ``delta.refusal`` pieces are held back until something else has been sent: a stream that
-    is nothing but a refusal is a ContentPolicyError before its first chunk (so the route's
-    content_policy action applies); after content they pass as ``ChatChunk.refusal``. With
-    ``n`` > 1 the choices are assembled apart (``_openai_choices``).
+    ``delta.refusal`` pieces pass as ``ChatChunk.refusal``; a stream that is nothing but a
+    refusal ends with finish_reason content_filter (the engine applies the route's
+    content_policy action to it: router.engine.refusals). With ``n`` > 1 the choices are
+    assembled apart (``_openai_choices``).
     """
 
-    __slots__ = ("_calls", "_choices", "_emitted", "_held", "finish_reason", "finished", "model",
-                 "usage")
+    __slots__ = ("_calls", "_choices", "_content", "finish_reason", "finished", "model",
+                 "refused", "usage")
 
     def __init__(self, n: int | None = None) -> None:
         #: The answer is whole once every choice has its finish_reason and the usage came:
@@ -41,8 +40,8 @@ class StreamAssembler:
         self.finished = False
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
         self._choices = ChoiceStates() if n is not None else None
-        self._emitted = False  # a chunk went out
-        self._held: list[str] = []  # refusal pieces not sent yet
+        self._content = False  # text or a tool call came
+        self.refused = False  # a refusal piece came
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
@@ -92,27 +91,17 @@ class StreamAssembler:
             text = reply_text(text)
         reasoning = reasoning_text(delta) or ""
         refusal = delta.get("refusal")
-        if refusal or self._held:  # (a refusal-free stream never comes here)
-            refusal = self._refusal(reply_text(refusal), bool(text or deltas or reasoning))
+        if refusal:  # (None or absent in a refusal-free stream)
+            refusal = reply_text(refusal)
+            self.refused = self.refused or bool(refusal)
         else:
             refusal = ""
-        if not (text or deltas or reasoning or refusal):
+        if text or deltas:
+            self._content = True
+        elif not (reasoning or refusal):
             return None
-        self._emitted = True
         return ChatChunk(delta=text, tool_calls=deltas, reasoning_delta=reasoning,
                          refusal=refusal)
-
-    def _refusal(self, piece: str, with_content: bool) -> str:
-        """The refusal text to send now: held pieces and ``piece`` once something else goes
-        out (or went out), else nothing (``piece`` is held)."""
-        held = self._held
-        if piece:
-            held.append(piece)
-        if not (with_content or self._emitted) or not held:
-            return ""
-        out = "".join(held)
-        held.clear()
-        return out
 
     def _add(self, d: Mapping[str, Any]) -> ToolCallDelta:
         return add_call_delta(d, self._calls)
@@ -132,9 +121,7 @@ class StreamAssembler:
         return [self.final_chunk()]
 
     def final_chunk(self) -> ChatChunk:
-        """The last chunk; a stream that sent nothing but a refusal raises ContentPolicyError."""
-        if self._held and not self._emitted:
-            raise refusal_error("".join(self._held))
+        """The last chunk; content_filter when the stream sent a refusal and no content."""
         if self._choices is not None:
             choices = self._choices.choices()
             first = choices[0] if choices else None
@@ -145,7 +132,8 @@ class StreamAssembler:
                 final_choices=choices)
         calls = self.tool_calls()
         return ChatChunk(
-            finish_reason=normalize_finish_reason(self.finish_reason, bool(calls)),
+            finish_reason="content_filter" if self.refused and not self._content
+            else normalize_finish_reason(self.finish_reason, bool(calls)),
             usage=self.usage,
             final_tool_calls=calls,
         )

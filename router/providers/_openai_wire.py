@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from router.errors import (
-    ContentPolicyError,
     ErrorClass,
     LlmError,
     QuotaExhaustedError,
@@ -326,18 +325,13 @@ def parse_completion(data: Any, model: str, *, several: bool = False) -> ChatRes
         reasoning=reasoning_text(message),
         refusal=reply_text(refusal) or None if refusal is not None else None,
     )
+    if response.refusal is not None and not content and not calls:
+        # A refusal instead of content is an answer; the engine applies the route's
+        # content_policy action to it (router.engine.refusals).
+        response.finish_reason = "content_filter"
     if type(choices) is list and (several or len(choices) > 1):
         response.choices = sorted((_choice(c) for c in choices), key=lambda c: c.index)
-    if response.refusal is not None and not content and not calls and not any(
-            c.text or c.tool_calls for c in response.choices):
-        raise refusal_error(response.refusal)
     return response
-
-
-def refusal_error(refusal: str) -> ContentPolicyError:
-    """A refusal with no content: the route's content_policy action decides what follows."""
-    return ContentPolicyError(f"the model refused: {refusal}", provider_message=refusal,
-                              provider_code="refusal", retryable=False)
 
 
 def _choice(choice: Any) -> Choice:
@@ -349,10 +343,19 @@ def _choice(choice: Any) -> Choice:
         raise ValueError(f"message is {type(message).__name__}, not an object")
     calls = _calls(message)
     index = choice.get("index")
-    return Choice(index=index if type(index) is int else 0,
-                  text=reply_text(message.get("content")), tool_calls=calls,
-                  finish_reason=normalize_finish_reason(choice.get("finish_reason"), bool(calls)),
-                  refusal=reply_text(message.get("refusal")) or None)
+    text = reply_text(message.get("content"))
+    refusal = reply_text(message.get("refusal")) or None
+    return Choice(index=index if type(index) is int else 0, text=text, tool_calls=calls,
+                  finish_reason=choice_finish(choice.get("finish_reason"), text, calls, refusal),
+                  refusal=refusal)
+
+
+def choice_finish(reason: Any, text: str, calls: list[ToolCall],
+                  refusal: str | None) -> FinishReason:
+    """A choice's finish reason: content_filter when it holds a refusal and nothing else."""
+    if refusal and not text and not calls:
+        return "content_filter"
+    return normalize_finish_reason(reason, bool(calls))
 
 
 # --------------------------------------------------------------------------------------------

@@ -99,9 +99,10 @@ class AzureOpenAIProvider(OpenAIProvider):
             )
 
     def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
-        """A completion the content filter withheld is a ContentPolicyError."""
+        """A completion the content filter withheld is a ContentPolicyError (a refusal the
+        model sent, ``message.refusal``, is an answer like OpenAI's)."""
         response = super().parse_reply(data, call)
-        if response.finish_reason == "content_filter":
+        if response.finish_reason == "content_filter" and response.refusal is None:
             raise _filtered_completion()
         return response
 
@@ -111,13 +112,14 @@ class AzureOpenAIProvider(OpenAIProvider):
 
 
 class _FilteredStream(StreamAssembler):
-    """A stream the content filter ends is a ContentPolicyError."""
+    """A stream the content filter ends is a ContentPolicyError (not one the model ended with
+    a refusal)."""
 
     __slots__ = ()
 
     def final_chunks(self) -> list[ChatChunk]:
         chunks = super().final_chunks()
-        if chunks[-1].finish_reason == "content_filter":
+        if chunks[-1].finish_reason == "content_filter" and not self.refused:
             raise _filtered_completion()
         return chunks
 
