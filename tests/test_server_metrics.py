@@ -40,13 +40,15 @@ def route_file(upstream: OpenAIServer, gated: GatedUpstream) -> dict[str, Any]:
             "fk": {"kind": "fake", "text": "hello",
                    "models": {"m1": {"price": {"input": 1, "output": 1}}}},
             "bad": {"kind": "fake", "script": ["server"]},
+            "brk": {"kind": "fake", "script": ["server"],
+                    "breaker": {"failures": 2, "cooldown": "10m"}},
             "up": {"kind": "openai", "base_url": upstream.base_url,
                    "api_key": "${METRICS_TEST_KEY}",
                    "models": {"gpt-4o-mini": {"price": {"input": 1, "output": 1}}}},
             "gated": {"kind": "openai-compatible", "base_url": gated.base_url,
                       "models": {"gated-model": {"price": {"input": 1, "output": 1}}}},
         },
-        "models": {"fast": ["fk:m1"], "chain": ["bad:m", "fk:m1"],
+        "models": {"fast": ["fk:m1"], "chain": ["bad:m", "fk:m1"], "brk": ["brk:m", "fk:m1"],
                    "cached": ["up:gpt-4o-mini"], "gated": ["gated:gated-model"]},
         "budgets": [{"scope": "global", "usd": 100, "per": "day"}],
     }
@@ -183,6 +185,27 @@ async def test_a_failed_call_is_an_error_with_its_class(http: aiohttp.ClientSess
                  error_class="server") >= 1
 
 
+async def test_an_open_breaker_shows_and_its_skips_are_counted(
+        http: aiohttp.ClientSession) -> None:
+    for _ in range(3):  # two failures open it; the third call skips it
+        assert await chat(http, "brk") == 200
+    samples = await scrape(http)
+    assert value(samples, "router_breaker_state", target="brk:m") == 2
+    assert value(samples, "router_breaker_state", target="fk:m1") == 0
+    assert value(samples, "router_attempts_total", alias="brk", target="brk:m",
+                 outcome="skipped", reason="breaker_open") >= 1
+
+
+async def test_the_messages_api_is_counted_under_its_endpoint(
+        http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/messages", json={"model": "fast", "max_tokens": 20,
+                                               "messages": USER}) as r:
+        assert r.status == 200
+    samples = await scrape(http)
+    assert value(samples, "router_requests_total", endpoint="/v1/messages", alias="fast",
+                 outcome="ok") >= 1
+
+
 # -- tokens, cost, budgets ---------------------------------------------------------------------
 
 async def test_tokens_by_type_and_cost(http: aiohttp.ClientSession) -> None:
@@ -206,6 +229,19 @@ async def test_budget_spend_and_remaining_come_from_the_store(
     held = value(samples, "router_budget_reserved_usd", **scope)
     assert remaining == pytest.approx(100 - spent - held)
     assert value(samples, "router_state_store_up") == 1
+
+
+async def test_budgets_are_left_out_when_the_store_does_not_answer(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = tmp_path_factory.mktemp("down") / "routes.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "providers": {"fk": {"kind": "fake"}}, "models": {"fast": ["fk:m"]},
+        "state": {"kind": "redis", "url": "redis://127.0.0.1:9/0"},  # nothing listens
+        "budgets": [{"scope": "global", "usd": 1, "per": "day"}]}))
+    async with ProxyProcess(path) as p, aiohttp.ClientSession(base_url=p.base_url) as s:
+        samples = await scrape(s)
+    assert value(samples, "router_state_store_up") == 0
+    assert not any(name.startswith("router_budget_") for name, _ in samples)
 
 
 # -- streams and in-flight ---------------------------------------------------------------------
