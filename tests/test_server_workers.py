@@ -2,7 +2,8 @@
 parent. Two workers sharing a Redis budget never overspend under concurrent requests; /metrics
 on either worker adds both up; SIGTERM drains every worker (a stream in flight finishes) and
 the parent exits when they have; a worker that dies is replaced; budgets kept in memory are
-refused. And uvloop runs the proxy when it is installed."""
+refused; a port in use fails once, in one line; SIGHUP reaches every worker. And uvloop runs
+the proxy when it is installed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -178,6 +180,18 @@ async def test_sigterm_lets_a_stream_on_a_worker_finish(tmp_path: Path) -> None:
             assert await proxy.wait() == 0
 
 
+async def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    async with ProxyProcess(write(tmp_path, plain_doc()), args=WORKERS) as proxy:
+        assert "routes_reloaded" not in proxy.log()
+        proxy.signal(signal.SIGHUP)  # a forced reload, the file unchanged
+        async with asyncio.timeout(30):
+            while proxy.log().count("routes_reloaded") < 2:
+                await asyncio.sleep(0.02)
+        assert (await post(proxy.base_url, {"model": "fast", "messages": [
+            {"role": "user", "content": "hi"}]}))[0] == 200
+        assert await proxy.stop() == 0
+
+
 async def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     async with ProxyProcess(write(tmp_path, plain_doc()), args=WORKERS) as proxy:
         victim = worker_pids(proxy.log())[0]
@@ -192,14 +206,31 @@ async def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert await proxy.stop() == 0
 
 
-async def test_budgets_in_memory_are_refused_with_workers(tmp_path: Path) -> None:
-    doc = budget_doc("http://127.0.0.1:9/v1", {"kind": "memory"})
+async def serve_exit(tmp_path: Path, doc: dict[str, Any], *args: str) -> tuple[int, bytes]:
+    """Run ``router serve`` that is expected to refuse: its exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "serve", str(write(tmp_path, doc)), "--port", "0",
-        *WORKERS, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "router", "serve", str(write(tmp_path, doc)), *args,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2
+    assert proc.returncode is not None
+    return proc.returncode, err
+
+
+async def test_a_port_in_use_fails_once_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = await serve_exit(tmp_path, plain_doc(), "--port", str(port), *WORKERS)
+    assert code == 1 and err.count(b"cannot listen on 127.0.0.1") == 1
+    assert b"worker_started" not in err and b"Traceback" not in err
+
+
+async def test_budgets_in_memory_are_refused_with_workers(tmp_path: Path) -> None:
+    doc = budget_doc("http://127.0.0.1:9/v1", {"kind": "memory"})
+    code, err = await serve_exit(tmp_path, doc, "--port", "0", *WORKERS)
+    assert code == 2
     assert b"budgets need a state store the workers share" in err
     assert b"Traceback" not in err
 
