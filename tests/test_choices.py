@@ -226,3 +226,45 @@ async def test_n_of_one_asks_nothing_of_a_target(openai_server: oa.OpenAIServer)
         async with Router.from_dict(doc) as router:
             r = await router.chat("anthropic:claude-haiku-4-5", ASK, n=1)
     assert r.text == "Hello!" and "n" not in anthropic.requests[0].json
+
+
+# -- a route file's models: entry declares n (issue 12) ---------------------------------------
+
+
+def compatible_file(url: str, models: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"local": {"kind": "openai-compatible", "base_url": url,
+                                    "models": models}}}
+
+
+def test_a_models_entry_n_compiles_into_the_targets_capabilities() -> None:
+    doc = compatible_file("http://127.0.0.1:9/v1", {"small": {"n": False}, "big": {"n": True}})
+    doc["models"] = {"r": ["local:small", "local:big", "local:other"]}
+    with Router.from_dict(doc) as router:
+        caps = [t.capabilities.n for t in router.plan.routes["r"].targets]
+    assert caps == [False, True, True]  # the kind's default where no entry says
+
+
+async def test_router_skips_a_compatible_server_whose_model_says_n_false(
+        openai_server: oa.OpenAIServer) -> None:
+    openai_server.enqueue(oa.json_reply(json.loads(
+        (RECORDED / "n3_completion.json").read_text())))
+    doc = compatible_file(openai_server.base_url, {"small": {"n": False}})
+    async with Router.from_dict(doc) as router:
+        r = await router.chat("local:small,local:big", ASK, n=3)
+    assert len(r.choices) == 3 and r.target == "local:big"
+    assert [(a.target, a.outcome, a.reason) for a in r.attempts] == [
+        ("local:small", "skipped", "capability"), ("local:big", "ok", None)]
+    assert [q.json["model"] for q in openai_server.requests] == ["big"]
+    assert openai_server.requests[0].json["n"] == 3
+
+
+async def test_a_model_that_says_n_false_still_serves_calls_without_n(
+        openai_server: oa.OpenAIServer) -> None:
+    doc = compatible_file(openai_server.base_url, {"small": {"n": False}})
+    async with Router.from_dict(doc) as router:
+        r = await router.chat("local:small", ASK)
+        with pytest.raises(RouteFailed) as caught:
+            await router.chat("local:small", ASK, n=2)
+    assert r.target == "local:small" and len(openai_server.requests) == 1
+    assert [(a.outcome, a.reason) for a in caught.value.attempts] == [("skipped", "capability")]

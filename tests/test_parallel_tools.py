@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from router import Router
 from router.providers.anthropic import AnthropicProvider
 from router.providers.base import HttpPool, ProviderConfig, Timeouts
 from router.providers.google import GoogleProvider
@@ -204,3 +205,41 @@ def test_the_kinds_table_records_who_has_the_switch() -> None:
                      "ollama")}
     assert has == {"openai": True, "openai-compatible": True, "azure-openai": True,
                    "anthropic": True, "google": False, "ollama": False}
+
+
+# -- a route file's models: entry declares the switch (issue 12) ------------------------------
+
+
+def compatible_file(url: str) -> dict[str, Any]:
+    return {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"local": {"kind": "openai-compatible", "base_url": url, "models": {
+                "old": {"parallel_tool_calls": False}, "new": {"parallel_tool_calls": True}}}}}
+
+
+def test_a_models_entry_parallel_tool_calls_compiles_into_the_targets_capabilities() -> None:
+    doc = {**compatible_file("http://127.0.0.1:9/v1"),
+           "models": {"r": ["local:old", "local:new", "local:other"]}}
+    with Router.from_dict(doc) as router:
+        caps = [t.capabilities.parallel_tool_calls for t in router.plan.routes["r"].targets]
+    assert caps == [False, True, True]
+
+
+@pytest.mark.parametrize(("model", "sent"), [("old", None), ("new", False), ("other", False)])
+async def test_the_switch_is_sent_only_where_the_model_has_it(
+        openai_server: oa.OpenAIServer, model: str, sent: bool | None) -> None:
+    async with Router.from_dict(compatible_file(openai_server.base_url)) as router:
+        await router.chat(f"local:{model}", [{"role": "user", "content": "Weather in Paris?"}],
+                          tools=TOOLS, parallel_tool_calls=False)
+    body = openai_server.requests[0].json
+    assert body.get("parallel_tool_calls") == sent and len(body["tools"]) == 2
+    assert ("parallel_tool_calls" in body) is (sent is not None)
+
+
+async def test_a_fallback_from_a_model_without_the_switch_sends_it_to_the_next(
+        openai_server: oa.OpenAIServer) -> None:
+    openai_server.enqueue(oa.error_reply("server_error"))
+    async with Router.from_dict(compatible_file(openai_server.base_url)) as router:
+        await router.chat("local:old,local:new", [{"role": "user", "content": "Weather?"}],
+                          tools=TOOLS, parallel_tool_calls=False)
+    assert [("parallel_tool_calls" in q.json, q.json["model"])
+            for q in openai_server.requests] == [(False, "old"), (True, "new")]

@@ -163,6 +163,8 @@ class ModelInfoCfg(_Model):
     json_schema: StrictBool | None = None
     streaming: StrictBool | None = None
     prefill: StrictBool | None = None
+    n: StrictBool | None = None
+    parallel_tool_calls: StrictBool | None = None
     price: PriceCfg | None = None
     rate_limit: RateLimitCfg | None = None
 

@@ -58,8 +58,9 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
         with _NO_SPAN if call.span is None else call.attempt(target, d.attempt):
             try:
                 # Most calls send the request as built, under the target's own timeouts.
-                sent = (request if request.max_tokens is not None
-                        or (target.max_tokens is None and call.hold is None)
+                sent = (request if (request.max_tokens is not None
+                                    or (target.max_tokens is None and call.hold is None))
+                        and request.parallel_tool_calls is None
                         else rt.request_for(target, request, call.hold))
                 timeouts = (target.timeouts if d.timeout == target.timeouts.total
                             and d.first_token is None else rt.timeouts_for(d))

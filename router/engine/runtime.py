@@ -10,7 +10,7 @@ import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from router.engine.decision import Try, order_targets
 from router.errors import ConfigError, ErrorClass, LlmError, TimeoutError_, make_error
@@ -159,12 +159,16 @@ class Runtime:
     @staticmethod
     def request_for(target: Target, request: ChatRequest, hold: Hold | None) -> ChatRequest:
         """The request as sent to ``target``: with its max_tokens when the caller gave none,
-        or the output limit a budget hold assumed (so the provider enforces the worst case)."""
+        or the output limit a budget hold assumed (so the provider enforces the worst case);
+        without ``parallel_tool_calls`` where the model lacks the switch (its capability)."""
+        changes: dict[str, Any] = {}
         if request.max_tokens is None:
             cap = target.max_tokens or (hold.output_cap if hold is not None else None)
             if cap is not None:
-                return replace(request, max_tokens=cap)
-        return request
+                changes["max_tokens"] = cap
+        if request.parallel_tool_calls is not None and not target.capabilities.parallel_tool_calls:
+            changes["parallel_tool_calls"] = None
+        return replace(request, **changes) if changes else request
 
     async def note_failure(self, target: Target, error: LlmError) -> None:
         """Count ``error`` against the target's breaker. A pool timeout (no free connection
