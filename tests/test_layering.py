@@ -280,3 +280,49 @@ def test_dry_run_worst_case_uses_each_targets_own_max_tokens() -> None:
     assert router.plan.routes["mixed"].max_tokens is None  # the targets' limits differ
     report = router.dry_run("mixed", messages=MSG)
     assert report.worst_cost_usd == pytest.approx(0.03)  # q's 3,000 tokens
+
+
+# -- the context-window pre-check assumes the output limit each target is sent ---------------
+
+LONG = [{"role": "user", "content": "word " * 400}]  # ~505 estimated prompt tokens
+
+
+def _window_doc(base: str, layer: str) -> dict[str, Any]:
+    """A chain whose targets have different limits (the route has none): a:m, with a window of
+    1,000 tokens, is sent 600 (set on its provider, or on its target entry); b:big 100."""
+    small: Any = "a:m"
+    a: dict[str, Any] = {"kind": "openai-compatible", "base_url": base,
+                         "models": {"m": {"context_window": 1000}}}
+    if layer == "provider":
+        a["max_tokens"] = 600
+    else:
+        small = {"target": "a:m", "max_tokens": 600}
+    return {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"a": a, "b": {"kind": "openai-compatible", "base_url": base,
+                                        "max_tokens": 100}},
+            "models": {"mixed": [small, "b:big"]}}
+
+
+@pytest.mark.parametrize("layer", ["provider", "target"])
+async def test_the_window_check_counts_the_targets_own_max_tokens(
+        server: OpenAIServer, layer: str) -> None:
+    # Issue 12 follow-up: 505 + 600 > 1,000, so a:m is skipped before any I/O (the check
+    # used to assume no output at all when a chain's targets had different limits).
+    doc = _window_doc(server.base_url, layer)
+    async with Router.from_dict(doc, env=ENV) as router:
+        assert router.plan.routes["mixed"].max_tokens is None
+        r = await router.chat("mixed", LONG)
+        report = router.dry_run("mixed", messages=LONG)
+    assert [(a.target, a.outcome, a.reason) for a in r.attempts] == [
+        ("a:m", "skipped", "context_window"), ("b:big", "ok", None)]
+    assert r.attempts[0].detail == "~505 prompt + 600 output tokens > window 1000"
+    assert [(q.json["model"], q.json["max_tokens"]) for q in server.requests] == [("big", 100)]
+    first = report.events[0]  # dry-run decides the same way
+    assert (first.kind, first.target, first.reason) == ("skip", "a:m", "context_window")
+
+
+async def test_the_window_check_counts_the_callers_max_tokens_when_given(
+        server: OpenAIServer) -> None:
+    async with Router.from_dict(_window_doc(server.base_url, "provider"), env=ENV) as router:
+        r = await router.chat("mixed", LONG, max_tokens=300)  # 505 + 300 fits in 1,000
+    assert r.target == "a:m" and [q.json["max_tokens"] for q in server.requests] == [300]

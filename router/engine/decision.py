@@ -36,7 +36,7 @@ class CallNeeds:
     image_urls: bool = False  # an image is given by http(s) URL, not inline
     n: bool = False  # several choices (n > 1)
     prompt_tokens: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # the caller's, or the route's shared one (None: per target)
     reasoning: bool = False  # the request turns reasoning or thinking on
 
 
@@ -207,10 +207,11 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
             return ("context_window",
                     f"window {window} < {min_window} tokens reported by an earlier target")
         if needs.prompt_tokens is not None:
-            want = needs.prompt_tokens + (needs.max_tokens or 0)
-            if want > window:
+            # The output limit it is sent: the caller's (or the route's shared one), else its own.
+            out = needs.max_tokens or target.max_tokens or 0
+            if needs.prompt_tokens + out > window:
                 return ("context_window", f"~{needs.prompt_tokens} prompt + "
-                        f"{needs.max_tokens or 0} output tokens > window {window}")
+                        f"{out} output tokens > window {window}")
     return None
 
 
