@@ -67,7 +67,8 @@ DEFAULT_ACTIONS: dict[ErrorClass, Action] = {
     ErrorClass.NOT_FOUND: Action.FALLBACK,
     ErrorClass.CONTEXT_WINDOW: Action.FALLBACK,
     # A safety system's verdict is an answer, not an outage: propagated, never routed around
-    # unless a route says so (``on: {content_policy: fallback}``).
+    # unless a route says so (``on: {content_policy: fallback}``). A refusal the model sent
+    # in a reply is then the answer, not an error (router.engine.refusals).
     ErrorClass.CONTENT_POLICY: Action.FAIL,
     ErrorClass.INVALID_REQUEST: Action.FAIL,
     ErrorClass.BUDGET_EXCEEDED: Action.FALLBACK,

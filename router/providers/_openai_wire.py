@@ -310,25 +310,23 @@ def parse_completion(data: Any, model: str, *, several: bool = False) -> ChatRes
     content = message.get("content")
     if type(content) is not str or not content:
         content = reply_text(content)
-    # Structured-output refusals come as message.refusal with null content: never text.
-    refusal = message.get("refusal")
+    refusal = message.get("refusal")  # structured outputs' refusal: never text (choice_finish)
+    if refusal is not None:
+        refusal = reply_text(refusal) or None
     reason = choice.get("finish_reason")
     finish = _FINISH_REASONS.get(reason) if type(reason) is str else None
     rid = data.get("id")
     response = ChatResponse(
         text=content,
         tool_calls=calls,
-        finish_reason=finish or normalize_finish_reason(reason, bool(calls)),
+        finish_reason=choice_finish(reason, content, calls, refusal) if refusal
+        else finish or normalize_finish_reason(reason, bool(calls)),
         usage=parse_usage(data.get("usage")) or Usage(),
         model=str(data.get("model") or model),
         id=rid if type(rid) is str else None,
         reasoning=reasoning_text(message),
-        refusal=reply_text(refusal) or None if refusal is not None else None,
+        refusal=refusal,
     )
-    if response.refusal is not None and not content and not calls:
-        # A refusal instead of content is an answer; the engine applies the route's
-        # content_policy action to it (router.engine.refusals).
-        response.finish_reason = "content_filter"
     if type(choices) is list and (several or len(choices) > 1):
         response.choices = sorted((_choice(c) for c in choices), key=lambda c: c.index)
     return response
@@ -352,10 +350,10 @@ def _choice(choice: Any) -> Choice:
 
 def choice_finish(reason: Any, text: str, calls: list[ToolCall],
                   refusal: str | None) -> FinishReason:
-    """A choice's finish reason: content_filter when it holds a refusal and nothing else."""
-    if refusal and not text and not calls:
-        return "content_filter"
-    return normalize_finish_reason(reason, bool(calls))
+    """content_filter for a refusal instead of content (an answer, which the engine meets with
+    the route's content_policy action: router.engine.refusals); else the choice's reason."""
+    return "content_filter" if refusal and not text and not calls else \
+        normalize_finish_reason(reason, bool(calls))
 
 
 # --------------------------------------------------------------------------------------------
