@@ -464,3 +464,22 @@ async def test_router_stream_of_refusals_under_fallback_fails_before_any_chunk(
     assert outcomes(caught.value.attempts) == [
         (OPENAI_TARGET, "error", ErrorClass.CONTENT_POLICY),
         (ANTHROPIC_TARGET, "error", ErrorClass.CONTENT_POLICY)]
+
+
+async def test_a_refusal_stream_broken_midway_is_replayed_without_repeating_it(
+        openai_server: oa.OpenAIServer, anthropic_server: an.AnthropicServer) -> None:
+    # Under fail the refusal pieces reach the caller as they come; a replay after a cut must
+    # reproduce them (like text) and deliver only the rest.
+    pieces = ["I'm", " sorry", ", I", " can't", " help."]
+    events = [oa.chunk({"role": "assistant", "content": None, "refusal": ""}),
+              *(oa.chunk({"refusal": p}) for p in pieces), oa.chunk({}, finish_reason="stop"),
+              oa.chunk(choices=False, usage_=oa.usage())]
+    openai_server.enqueue(oa.broken_reply(events, after=4), oa.stream_reply(events))
+    doc = route_file(openai_server.base_url, anthropic_server.base_url,
+                     retry={"attempts": 2, "initial": "1ms", "max": "1ms"})
+    async with Router.from_dict(doc) as router:
+        chunks = await collect(router.stream("safe", ASK))
+    assert "".join(c.refusal for c in chunks) == "".join(pieces)
+    assert chunks[-1].finish_reason == "content_filter" and len(openai_server.requests) == 2
+    assert chunks[-1].attempts is not None and [a.outcome for a in chunks[-1].attempts] == [
+        "error", "ok"]

@@ -41,6 +41,7 @@ from router.types import ChatChunk, ChatRequest, Message, ToolCallDelta, Usage
 
 MODES: tuple[Recover, ...] = ("replay", "continue", "off")
 TEXT = -1  # the key of the text in a segment; a tool call's is its index
+REFUSAL = -2  # the key of refusal pieces (``chunk.refusal``), replayed like text
 _CHARS_PER_TOKEN = 4  # the estimate of a failed attempt's output tokens
 
 
@@ -56,7 +57,8 @@ def recover_mode(value: object, default: Recover) -> Recover:
 
 class Delivered:
     """What the caller has been given. The relay appends each text delta to ``parts`` and
-    passes each chunk's tool-call deltas to ``note_tools``; nothing else is kept."""
+    passes each chunk's tool-call deltas to ``note_tools`` and refusal to ``note_refusal``;
+    nothing else is kept."""
 
     __slots__ = ("ids", "names", "parts", "tools")
 
@@ -75,13 +77,17 @@ class Delivered:
                 self.ids.setdefault(t.index, t.id)
             self.tools.append((at, t.index, t.arguments))
 
+    def note_refusal(self, piece: str) -> None:
+        """A refusal piece went out: a replay reproduces it too, never repeats it."""
+        self.tools.append((len(self.parts), REFUSAL, piece))
+
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
     def segments(self) -> list[tuple[int, str]]:
-        """The delivered output as runs of one stream each (TEXT or a tool call's index), in
-        the order delivered."""
+        """The delivered output as runs of one stream each (TEXT, REFUSAL or a tool call's
+        index), in the order delivered."""
         segs: list[tuple[int, str]] = []
 
         def add(key: int, piece: str) -> None:
@@ -134,6 +140,9 @@ class _Replay:
             chunk.delta = self._feed(TEXT, chunk.delta)
         if chunk.tool_calls:
             chunk.tool_calls = self._tools(chunk.tool_calls)
+        if chunk.refusal:
+            self.read += len(chunk.refusal)
+            chunk.refusal = self._feed(REFUSAL, chunk.refusal)
         if not self.done:
             if chunk.finish_reason is not None or chunk.final_tool_calls is not None:
                 raise ResumeDiverged(f"the replay ended after {self.read} characters, short "

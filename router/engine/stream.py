@@ -72,6 +72,8 @@ async def stream_call(begin: Begin, *args: Any,
                         parts.append(chunk.delta)
                     if chunk.tool_calls:
                         delivered.note_tools(chunk.tool_calls)
+                    if chunk.refusal:
+                        delivered.note_refusal(chunk.refusal)
                     if chunk.usage is not None:
                         chunk.cost_usd = cost_usd(price, chunk.usage)
                     # The final chunk: every provider sets final_tool_calls on its last chunk,
