@@ -7,8 +7,8 @@ or the next one, within the call's deadline and budgets. Each new attempt is ope
 ``Resume``:
 
 - replay: the same request. Its output is read without yielding until it has reproduced what
-  the caller has, character for character, in the order it was delivered (text, then each
-  tool call's name and arguments); from there the rest goes to the caller. The first
+  the caller has, character for character, in the order it was delivered (text, refusal
+  pieces, each tool call's name and arguments); from there the rest goes to the caller. The first
   differing character closes it (``ResumeDiverged``, class stream_interrupted, whose default
   action moves on to the next target; ``on: {stream_interrupted: fail}`` stops there).
 - continue: a target whose model declares ``prefill`` (with no tool call under way and no
