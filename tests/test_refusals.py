@@ -28,11 +28,13 @@ from pydantic import SecretStr
 from router import Router
 from router.errors import ContentPolicyError, ErrorClass, RouteFailed
 from router.providers.anthropic import AnthropicProvider
+from router.providers.azure import AzureOpenAIProvider
 from router.providers.base import HttpPool, ProviderConfig, Timeouts
 from router.providers.google import GoogleProvider
 from router.providers.openai import OpenAIProvider
 from router.types import AttemptRecord, ChatChunk, ChatRequest, Message, ResponseFormat
 from tests.servers import anthropic as an
+from tests.servers import azure as az
 from tests.servers import google as gg
 from tests.servers import openai as oa
 
@@ -142,6 +144,25 @@ async def test_openai_streamed_refusal_after_content_arrives_as_chunk_refusal(
     assert "".join(c.delta for c in chunks) == "Anthrax"
     assert "".join(c.refusal for c in chunks) == "I'm sorry, no."
     assert chunks[-1].finish_reason == "stop"
+
+
+async def test_azure_refusal_is_a_reply_not_its_content_filter_error(
+        http_pool: HttpPool) -> None:
+    # Azure's filtered completion (finish_reason content_filter, no refusal) stays an error;
+    # a structured-output refusal the model sent is a reply, as on OpenAI.
+    body = az.azure_completion(None)
+    body["choices"][0]["message"]["refusal"] = APOLOGY
+    events = [az.prompt_filter_chunk(), oa.chunk({"role": "assistant", "refusal": ""}),
+              oa.chunk({"refusal": APOLOGY}), oa.chunk({}, finish_reason="stop"),
+              oa.chunk(choices=False, usage_=oa.usage())]
+    async with az.AzureServer() as server:
+        server.enqueue(oa.json_reply(body), oa.stream_reply(events))
+        provider = AzureOpenAIProvider(config("azure-openai", server.base_url), http_pool)
+        r = await provider.chat("gpt-4o", ask(), TIMEOUTS)
+        chunks = await collect(provider.stream("gpt-4o", ask(), TIMEOUTS))
+    assert (r.text, r.refusal, r.finish_reason) == ("", APOLOGY, "content_filter")
+    assert "".join(c.refusal for c in chunks) == APOLOGY
+    assert chunks[-1].finish_reason == "content_filter"
 
 
 # --------------------------------------------------------------------------------------------
