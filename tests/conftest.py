@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from router import Router
 from router.providers.base import HttpPool
+from tests.engine_helpers import Factory, make_router
 from tests.servers.openai import OpenAIServer
 
 
@@ -22,3 +25,18 @@ async def http_pool() -> AsyncIterator[HttpPool]:
     """One HttpPool, closed after the test."""
     async with HttpPool() as pool:
         yield pool
+
+
+@pytest.fixture
+async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
+    """make_router bound to the test's server; every router it made is closed after the test."""
+    routers: list[Router] = []
+
+    def make(models: dict[str, Any], **kw: Any) -> Router:
+        r = make_router(openai_server, models, **kw)
+        routers.append(r)
+        return r
+
+    yield make
+    for r in routers:
+        await r.aclose()

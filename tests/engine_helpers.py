@@ -12,17 +12,21 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from router import Router
+from router.types import ChatChunk
 from tests.servers.openai import OpenAIServer, sse_frame
 
 KEY = "sk-engine-DISTINCTIVE-5c1e0b7a9d"
 MSG = [{"role": "user", "content": "hi"}]
 MODEL = "m"
+
+#: What the ``router_for`` fixture (conftest.py) gives: ``make_router`` bound to the server.
+Factory = Callable[..., Router]
 
 #: Small but not flaky: a test that waits on one of these waits at most this long.
 DEFAULT_TIMEOUTS = {"connect": "1s", "first_token": "1s", "total": "3s", "idle": "1s"}
@@ -162,3 +166,14 @@ def json_pieces(body: Any, n: int) -> list[bytes]:
 
 async def collect(agen: AsyncIterator[Any]) -> list[Any]:
     return [c async for c in agen]
+
+
+def text_of(chunks: Sequence[ChatChunk]) -> str:
+    """The text a stream's chunks carried, joined."""
+    return "".join(c.delta for c in chunks)
+
+
+def outcomes(records: Sequence[Any]) -> list[tuple[str, str, str | None]]:
+    """(target, outcome, error_class or skip reason) per attempt record."""
+    return [(r.target, r.outcome, r.error_class.value if r.error_class else r.reason)
+            for r in records]

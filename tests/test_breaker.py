@@ -4,7 +4,6 @@ the loopback server (the server counts what reaches it)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from router import Router
 from router.errors import ErrorClass, RouteFailed, StreamInterruptedError
 from router.plan.routes import BreakerPolicy
 from router.policy.breaker import Breakers
-from tests.engine_helpers import MSG, chat_path, collect, hits, make_router, target
+from tests.engine_helpers import MSG, Factory, chat_path, collect, hits, target
 from tests.servers.openai import (
     OpenAIServer,
     Reply,
@@ -23,7 +22,6 @@ from tests.servers.openai import (
     text_events,
 )
 
-Factory = Callable[..., Router]
 POLICY = BreakerPolicy(enabled=True, failures=3, cooldown=10.0)
 COOLDOWN = 0.05
 BREAKER = {"failures": 2, "cooldown": "50ms"}
@@ -136,19 +134,14 @@ def test_a_disabled_breaker_always_allows(breakers: Breakers) -> None:
 
 
 @pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    routers: list[Router] = []
-
+def router_for(router_for: Factory) -> Factory:
+    """The shared router_for (conftest.py) with a quick breaker and one attempt per target."""
     def make(models: dict[str, Any], **kw: Any) -> Router:
         kw.setdefault("breaker", BREAKER)
         kw.setdefault("retry", {"attempts": 1})
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
+        return router_for(models, **kw)
 
-    yield make
-    for r in routers:
-        await r.aclose()
+    return make
 
 
 def failing(server: OpenAIServer, name: str, n: int, error: str = "server_error") -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -18,12 +17,14 @@ from router.providers.base import HttpPool
 from tests.engine_helpers import (
     KEY,
     MSG,
+    Factory,
     TrickleServer,
     chat_path,
     free_port,
     hits,
     json_pieces,
     make_router,
+    outcomes,
     provider,
     route_file,
     target,
@@ -40,29 +41,6 @@ from tests.servers.openai import (
     tool_call,
     usage,
 )
-
-Factory = Callable[..., Router]
-
-
-@pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    """make_router bound to the test's server; every router is closed after the test."""
-    routers: list[Router] = []
-
-    def make(models: dict[str, Any], **kw: Any) -> Router:
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
-
-    yield make
-    for r in routers:
-        await r.aclose()
-
-
-def outcomes(records: list[Any]) -> list[tuple[str, str, str | None]]:
-    """(target, outcome, error_class or skip reason) per record."""
-    return [(r.target, r.outcome,
-             r.error_class.value if r.error_class else r.reason) for r in records]
 
 
 def stamp(times: list[float], reply: Reply) -> Callable[[RecordedRequest], Reply]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from router.errors import LlmError, RouteFailed, StreamInterruptedError
 from router.obs import log
 from router.plan.routes import ProviderSpec
 from router.providers.base import ProviderConfig
-from tests.engine_helpers import MSG, chat_path, collect, make_router, route_file, target
+from tests.engine_helpers import MSG, Factory, chat_path, collect, route_file, target
 from tests.servers.openai import (
     OpenAIServer,
     Reply,
@@ -32,23 +32,8 @@ from tests.servers.openai import (
     usage,
 )
 
-Factory = Callable[..., Router]
 Events = list[MutableMapping[str, Any]]
 RECORD_FIELDS = {"request_id", "alias", "target", "attempt", "outcome"}
-
-
-@pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    routers: list[Router] = []
-
-    def make(models: dict[str, Any], **kw: Any) -> Router:
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
-
-    yield make
-    for r in routers:
-        await r.aclose()
 
 
 @pytest.fixture

@@ -7,27 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
 from router import Router
 from router.errors import ErrorClass, RouteFailed, StreamInterruptedError
-from router.types import ChatChunk
 from tests.engine_helpers import (
     MSG,
+    Factory,
     TrickleServer,
     chat_path,
     collect,
     free_port,
     hits,
-    make_router,
     our_pending_tasks,
     provider,
     route_file,
     sse_body,
     target,
+    text_of,
 )
 from tests.servers.openai import (
     OpenAIServer,
@@ -39,26 +37,7 @@ from tests.servers.openai import (
     usage,
 )
 
-Factory = Callable[..., Router]
 PARTS = ["Hel", "lo, ", "wor", "ld", "!"]
-
-
-@pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    routers: list[Router] = []
-
-    def make(models: dict[str, Any], **kw: Any) -> Router:
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
-
-    yield make
-    for r in routers:
-        await r.aclose()
-
-
-def text_of(chunks: list[ChatChunk]) -> str:
-    return "".join(c.delta for c in chunks)
 
 
 # -- reassembly ---------------------------------------------------------------------------------

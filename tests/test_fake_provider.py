@@ -11,7 +11,7 @@ import pytest
 
 from router import Router
 from router.errors import ErrorClass, RouteFailed, StreamInterruptedError
-from tests.engine_helpers import MSG, collect
+from tests.engine_helpers import MSG, collect, outcomes
 
 TIMEOUTS = {"connect": "1s", "first_token": "50ms", "total": "1s", "idle": "1s"}
 
@@ -32,11 +32,6 @@ def fake_router(script: list[Any], *, attempts: int = 2, fallback: bool = False,
         "providers": providers,
         "models": {"r": chain},
     })
-
-
-def outcomes(records: list[Any]) -> list[tuple[str, str, str | None]]:
-    return [(r.target, r.outcome, r.error_class.value if r.error_class else r.reason)
-            for r in records]
 
 
 async def test_fake_ok_answers_with_its_text_and_one_ok_record() -> None:

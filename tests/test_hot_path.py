@@ -7,53 +7,36 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from router import Router
 from router.engine.decision import needs_for
 from router.engine.request import build_request
 from router.errors import InvalidRequestError
 from router.plan.values import Route, Step
 from router.providers._json import loads_json
 from router.types import ChatRequest, Message, Tool
-from tests.engine_helpers import MSG, hits, make_router, target
+from tests.engine_helpers import MSG, Factory, hits, outcomes, target
 from tests.servers.openai import OpenAIServer
 
 
-@pytest.fixture
-async def routers(openai_server: OpenAIServer) -> AsyncIterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for r in made:
-        await r.aclose()
-
-
-def _outcomes(records: list[Any]) -> list[tuple[str, str, str | None]]:
-    return [(r.target, r.outcome, r.error_class.value if r.error_class else r.reason)
-            for r in records]
-
-
 async def test_long_prompt_skips_a_target_whose_window_is_too_small_before_sending(
-        openai_server: OpenAIServer, routers: list[Router]) -> None:
+        openai_server: OpenAIServer, router_for: Factory) -> None:
     # Only "small" declares a window: the route's calls must still estimate their prompts.
-    router = make_router(openai_server, {"r": [target("small"), target("a")]},
-                         providers={"small": {"models": {"m": {"context_window": 1_000}}}})
-    routers.append(router)
+    router = router_for({"r": [target("small"), target("a")]},
+                        providers={"small": {"models": {"m": {"context_window": 1_000}}}})
     r = await router.chat("r", [{"role": "user", "content": "x" * 100_000}])
     assert r.target == "a:m"
-    assert _outcomes(r.attempts) == [("small:m", "skipped", "context_window"),
-                                     ("a:m", "ok", None)]
+    assert outcomes(r.attempts) == [("small:m", "skipped", "context_window"),
+                                    ("a:m", "ok", None)]
     assert hits(openai_server, "small") == 0
 
 
 async def test_short_prompt_is_sent_to_a_target_with_a_window(
-        openai_server: OpenAIServer, routers: list[Router]) -> None:
-    router = make_router(openai_server, {"r": [target("small"), target("a")]},
-                         providers={"small": {"models": {"m": {"context_window": 1_000}}}})
-    routers.append(router)
+        openai_server: OpenAIServer, router_for: Factory) -> None:
+    router = router_for({"r": [target("small"), target("a")]},
+                        providers={"small": {"models": {"m": {"context_window": 1_000}}}})
     r = await router.chat("r", MSG)
     assert r.target == "small:m"
     assert hits(openai_server, "a") == 0

@@ -39,6 +39,7 @@ from router.providers.base import HttpPool, Provider, ProviderConfig, Timeouts
 from router.providers.registry import provider_class
 from router.secret import Secret
 from router.types import ChatChunk, ChatRequest, Message
+from tests.engine_helpers import text_of
 from tests.servers import anthropic as an
 from tests.servers import azure as az
 from tests.servers import google as gg
@@ -136,10 +137,6 @@ async def collect(kind: Kind, server: ScriptedServer, pool: HttpPool,
     stream = provider(kind, server, pool).stream(kind.model, ask(), timeouts)
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         return [c async for c in stream]
-
-
-def text_of(chunks: list[ChatChunk]) -> str:
-    return "".join(c.delta or "" for c in chunks)
 
 
 # -- the connection is freed -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from router.types import ChatChunk
 from tests.engine_helpers import (
     KEY,
     MSG,
+    Factory,
     chat_path,
     collect,
     hits,
@@ -28,6 +29,7 @@ from tests.engine_helpers import (
     our_pending_tasks,
     route_file,
     target,
+    text_of,
 )
 from tests.servers import anthropic as anth
 from tests.servers.anthropic import AnthropicServer
@@ -41,7 +43,6 @@ from tests.servers.openai import (
     usage,
 )
 
-Factory = Callable[..., Router]
 TOKENS = [f"t{i:02d} " for i in range(60)]  # 60 tokens of 4 characters
 ANSWER = "".join(TOKENS)
 CUT = 41  # events before the break: the role chunk and 40 tokens
@@ -49,27 +50,9 @@ SAID = "".join(TOKENS[:40])
 
 
 @pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    routers: list[Router] = []
-
-    def make(models: dict[str, Any], **kw: Any) -> Router:
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
-
-    yield make
-    for r in routers:
-        await r.aclose()
-
-
-@pytest.fixture
 async def claude() -> AsyncIterator[AnthropicServer]:
     async with AnthropicServer() as server:
         yield server
-
-
-def text_of(chunks: list[ChatChunk]) -> str:
-    return "".join(c.delta for c in chunks)
 
 
 async def received_until_error(stream: AsyncIterator[ChatChunk]) -> tuple[str, Exception]:

@@ -4,9 +4,7 @@ in a route file, and what dry-run tells of a stream that breaks (``--simulate TA
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,25 +12,8 @@ from router import Router
 from router.cli.main import main
 from router.errors import ConfigError
 from router.providers.kinds import model_capabilities
-from tests.engine_helpers import MSG, chat_path, collect, make_router, route_file, target
+from tests.engine_helpers import MSG, Factory, chat_path, collect, route_file, target
 from tests.servers.openai import OpenAIServer, Reply, broken_reply, text_events
-
-Factory = Callable[..., Router]
-
-
-@pytest.fixture
-async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
-    routers: list[Router] = []
-
-    def make(models: dict[str, Any], **kw: Any) -> Router:
-        r = make_router(openai_server, models, **kw)
-        routers.append(r)
-        return r
-
-    yield make
-    for r in routers:
-        await r.aclose()
-
 
 # -- configuration and capability ----------------------------------------------------------------
 
