@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from router import Router
 from router.providers.base import HttpPool
-from tests.engine_helpers import Factory, make_router
+from tests.engine_helpers import Events, Factory, make_router
 from tests.servers.openai import OpenAIServer
 
 
@@ -40,3 +43,26 @@ async def router_for(openai_server: OpenAIServer) -> AsyncIterator[Factory]:
     yield make
     for r in routers:
         await r.aclose()
+
+
+@pytest.fixture
+def router_logger() -> Iterator[logging.Logger]:
+    """The ``router`` stdlib logger; its level, handlers and propagation, and structlog's
+    configuration, are restored after the test."""
+    std = logging.getLogger("router")
+    saved = (std.level, list(std.handlers), std.propagate)
+    config = structlog.get_config()
+    config["processors"] = list(config["processors"])
+    yield std
+    std.setLevel(saved[0])
+    std.handlers[:] = saved[1]
+    std.propagate = saved[2]
+    structlog.configure(**config)
+
+
+@pytest.fixture
+def events(router_logger: logging.Logger) -> Iterator[Events]:
+    """Router's events, captured as dicts, with the ``router`` logger at INFO."""
+    router_logger.setLevel(logging.INFO)
+    with capture_logs() as captured:
+        yield captured

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +27,8 @@ MODEL = "m"
 
 #: What the ``router_for`` fixture (conftest.py) gives: ``make_router`` bound to the server.
 Factory = Callable[..., Router]
+#: What the ``events`` fixture (conftest.py) gives: router's log events as dicts.
+Events = list[MutableMapping[str, Any]]
 
 #: Small but not flaky: a test that waits on one of these waits at most this long.
 DEFAULT_TIMEOUTS = {"connect": "1s", "first_token": "1s", "total": "3s", "idle": "1s"}

@@ -7,11 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator, MutableMapping
-from typing import Any
 
 import pytest
-import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -20,7 +17,7 @@ from router.errors import LlmError, RouteFailed, StreamInterruptedError
 from router.obs import log
 from router.plan.routes import ProviderSpec
 from router.providers.base import ProviderConfig
-from tests.engine_helpers import MSG, Factory, chat_path, collect, route_file, target
+from tests.engine_helpers import MSG, Events, Factory, chat_path, collect, route_file, target
 from tests.servers.openai import (
     OpenAIServer,
     Reply,
@@ -32,30 +29,7 @@ from tests.servers.openai import (
     usage,
 )
 
-Events = list[MutableMapping[str, Any]]
 RECORD_FIELDS = {"request_id", "alias", "target", "attempt", "outcome"}
-
-
-@pytest.fixture
-def router_logger() -> Iterator[logging.Logger]:
-    """The ``router`` stdlib logger; it and structlog's configuration are restored after."""
-    std = logging.getLogger("router")
-    saved = (std.level, list(std.handlers), std.propagate)
-    config = structlog.get_config()
-    config["processors"] = list(config["processors"])
-    yield std
-    std.setLevel(saved[0])
-    std.handlers[:] = saved[1]
-    std.propagate = saved[2]
-    structlog.configure(**config)
-
-
-@pytest.fixture
-def events(router_logger: logging.Logger) -> Iterator[Events]:
-    """Router's events, captured as dicts, with the ``router`` logger at INFO."""
-    router_logger.setLevel(logging.INFO)
-    with capture_logs() as captured:
-        yield captured
 
 
 def named(events: Events, name: str) -> Events:

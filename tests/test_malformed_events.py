@@ -7,25 +7,21 @@ every kind is checked, each against its own loopback stand-in."""
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 from router.errors import NetworkError, ServerError
 from router.providers.base import MAX_MALFORMED_EVENTS, HttpPool
 from router.providers.sse import Malformed, NDJSONDecoder
 from router.types import ChatChunk
-from tests.engine_helpers import MSG, chat_path, make_router
+from tests.engine_helpers import MSG, Events, chat_path, make_router
 from tests.servers.base import Reply, ScriptedServer
 from tests.servers.openai import OpenAIServer, text_events
 from tests.test_provider_contract import KINDS, Kind, T, ask, provider, text_of
 
 PAYLOAD = "SECRET-PAYLOAD-text-7f3a"  # must never reach a log event
-Events = list[MutableMapping[str, Any]]
 
 
 @pytest.fixture(params=KINDS, ids=[k.kind for k in KINDS])
@@ -38,22 +34,6 @@ def kind(request: pytest.FixtureRequest) -> Kind:
 async def server(kind: Kind) -> AsyncIterator[ScriptedServer]:
     async with kind.server() as s:
         yield s
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Router's events as dicts, the ``router`` logger at INFO (restored after)."""
-    std = logging.getLogger("router")
-    saved = std.level
-    config = structlog.get_config()
-    config["processors"] = list(config["processors"])
-    std.setLevel(logging.INFO)
-    try:
-        with capture_logs() as captured:
-            yield captured
-    finally:
-        std.setLevel(saved)
-        structlog.configure(**config)
 
 
 def bad_event(kind: Kind) -> bytes:

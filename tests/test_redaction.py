@@ -10,17 +10,14 @@ non-JSON 500 body and a stream error event.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import structlog
 from aiohttp import web
-from structlog.testing import capture_logs
 
 from router import Router
 from router.errors import AuthError, ErrorClass, LlmError, RouteFailed, StreamInterruptedError
@@ -30,6 +27,7 @@ from router.providers import registry
 from router.providers.base import Capabilities, Provider, ProviderConfig, Timeouts
 from router.secret import Secret
 from router.types import ChatChunk, ChatRequest, ChatResponse
+from tests.engine_helpers import Events
 from tests.servers.anthropic import block_delta, block_start, message_start, text_block
 from tests.test_cli import cli_env, run_cli_async
 
@@ -49,7 +47,6 @@ NO_KEY = ("You didn't provide an API key. You need to provide your API key in an
           "field (with blank username) if you're accessing the API from your browser and are "
           "prompted for a username and password. You can obtain an API key from "
           "https://platform.openai.com/account/api-keys.")
-Events = list[MutableMapping[str, Any]]
 
 
 def assert_clean(*texts: str) -> None:
@@ -237,20 +234,6 @@ async def failing_run(port: int) -> Run:
 @pytest.fixture
 async def run(upstream: int) -> Run:
     return await failing_run(upstream)
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Router's events as dicts, with the ``router`` logger at INFO (restored after)."""
-    std = logging.getLogger("router")
-    level = std.level
-    config = structlog.get_config()
-    config["processors"] = list(config["processors"])
-    std.setLevel(logging.INFO)
-    with capture_logs() as captured:
-        yield captured
-    std.setLevel(level)
-    structlog.configure(**config)
 
 
 # -- the library --------------------------------------------------------------------------------

@@ -12,27 +12,24 @@ import asyncio
 import contextlib
 import io
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import structlog
-from structlog.testing import capture_logs
 
 from router import Router
 from router.errors import ErrorClass, LlmError, RouteFailed, StoreUnavailableError
 from router.obs import log
 from router.state import StoreError, make_store
+from tests.engine_helpers import Events
 from tests.servers.openai import OpenAIServer, Reply, completion, usage
 
 PASSWORD = "s3cretpass"
 DEAD_REDIS = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # port 1: connection refused at once
 MSG = [{"role": "user", "content": "x" * 100}]
-Events = list[MutableMapping[str, Any]]
 
 
 def route_file(base_url: str, policy: str, gate: str,
@@ -64,28 +61,6 @@ async def server() -> AsyncIterator[OpenAIServer]:
     async with OpenAIServer() as s:
         s.default = Reply(json=completion("ok", usage_=usage(100, 10)))
         yield s
-
-
-@pytest.fixture
-def router_logger() -> Iterator[logging.Logger]:
-    """The ``router`` stdlib logger at INFO; it and structlog's configuration are restored."""
-    std = logging.getLogger("router")
-    saved = (std.level, list(std.handlers), std.propagate)
-    config = structlog.get_config()
-    config["processors"] = list(config["processors"])
-    std.setLevel(logging.INFO)
-    yield std
-    std.setLevel(saved[0])
-    std.handlers[:] = saved[1]
-    std.propagate = saved[2]
-    structlog.configure(**config)
-
-
-@pytest.fixture
-def events(request: pytest.FixtureRequest) -> Iterator[Events]:
-    request.getfixturevalue("router_logger")  # events are emitted at INFO
-    with capture_logs() as captured:
-        yield captured
 
 
 def store_errors(events: Events) -> Events:
