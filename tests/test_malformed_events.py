@@ -7,7 +7,6 @@ every kind is checked, each against its own loopback stand-in."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,24 +15,17 @@ from router.errors import NetworkError, ServerError
 from router.providers.base import MAX_MALFORMED_EVENTS, HttpPool
 from router.providers.sse import Malformed, NDJSONDecoder
 from router.types import ChatChunk
-from tests.engine_helpers import MSG, Events, chat_path, make_router
+from tests import test_provider_contract as contract
+from tests.engine_helpers import MSG, Events, chat_path, make_router, text_of
 from tests.servers.base import Reply, ScriptedServer
 from tests.servers.openai import OpenAIServer, text_events
-from tests.test_provider_contract import KINDS, Kind, T, ask, provider, text_of
+from tests.test_provider_contract import Kind, T, ask, provider
+
+# The contract's fixtures: every HTTP kind, each against its own loopback stand-in.
+kind = contract.kind
+server = contract.server
 
 PAYLOAD = "SECRET-PAYLOAD-text-7f3a"  # must never reach a log event
-
-
-@pytest.fixture(params=KINDS, ids=[k.kind for k in KINDS])
-def kind(request: pytest.FixtureRequest) -> Kind:
-    k: Kind = request.param
-    return k
-
-
-@pytest.fixture
-async def server(kind: Kind) -> AsyncIterator[ScriptedServer]:
-    async with kind.server() as s:
-        yield s
 
 
 def bad_event(kind: Kind) -> bytes:
