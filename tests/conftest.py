@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import redis
+import redis.exceptions
 import structlog
 from structlog.testing import capture_logs
 
@@ -14,6 +18,8 @@ from router import Router
 from router.providers.base import HttpPool
 from tests.engine_helpers import Events, Factory, make_router
 from tests.servers.openai import OpenAIServer
+
+REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
@@ -66,3 +72,20 @@ def events(router_logger: logging.Logger) -> Iterator[Events]:
     router_logger.setLevel(logging.INFO)
     with capture_logs() as captured:
         yield captured
+
+
+@pytest.fixture
+def redis_state(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A route file's ``state:`` (also make_store's arguments) in the test Redis, under a key
+    prefix of its own whose keys are removed afterwards; the test is skipped without Redis."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError:
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    module = request.module.__name__.rpartition(".")[2]
+    prefix = f"{module}:{uuid.uuid4().hex}:"
+    yield {"kind": "redis", "url": REDIS_URL, "prefix": prefix}
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()

@@ -14,15 +14,12 @@ import os
 import signal
 import time
 import traceback
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import redis.exceptions
 
 from router import Router
 from router.errors import ErrorClass, RouteFailed
@@ -31,7 +28,6 @@ from router.state import Usage, make_store, to_micro
 from router.types import ChatResponse
 from tests.servers.openai import OpenAIServer, RecordedRequest, Reply, completion, usage
 
-REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PROCESSES = 8
 CALLS = 50
 CAP = 1_000_000  # $1 in micro-dollars
@@ -63,22 +59,13 @@ def route_file(base_url: str, state: dict[str, Any], cap_usd: float,
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """The route file's ``state:`` (also make_store's arguments): one SQLite file, or one
-    Redis prefix of its own."""
+    Redis prefix of its own (conftest.py's redis_state)."""
     if request.param == "sqlite":
-        yield {"kind": "sqlite", "path": str(tmp_path / "state.db")}
-        return
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    prefix = f"test-budget-mp:{uuid.uuid4().hex}:"
-    yield {"kind": "redis", "url": REDIS_URL, "prefix": prefix}
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+        return {"kind": "sqlite", "path": str(tmp_path / "state.db")}
+    redis_state: dict[str, Any] = request.getfixturevalue("redis_state")
+    return redis_state
 
 
 @pytest.fixture

@@ -10,15 +10,11 @@ reservation back until the test has cancelled the call."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import redis.exceptions
 
 from router import Router
 from router.policy.budget import budget_key
@@ -26,7 +22,6 @@ from router.state import BudgetKey, Refusal, StateStore, Usage, make_store
 from tests.engine_helpers import MSG, chat_path, route_file
 from tests.servers.openai import OpenAIServer, Reply, error_reply, text_events
 
-REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PRICE = {"input": 1, "output": 1}  # $ per 1M tokens: a hold of ~1,000 tokens is ~$0.001
 MAX_TOKENS = 1000
 CAP_USD = 0.0015  # one hold fits, two do not
@@ -101,19 +96,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     elif request.param == "sqlite":
         real = make_store("sqlite", path=tmp_path / "state.db")
     else:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-        try:
-            client.ping()
-        except redis.exceptions.RedisError:
-            pytest.skip(f"no Redis at {REDIS_URL}")
-        prefix = f"test-cancel:{uuid.uuid4().hex}:"
-        real = make_store("redis", url=REDIS_URL, prefix=prefix)
+        real = make_store(**request.getfixturevalue("redis_state"))
     async with real:
         yield real
-    if request.param == "redis":
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-        client.close()
 
 
 def budgeted(server: OpenAIServer, **retry: Any) -> dict[str, Any]:

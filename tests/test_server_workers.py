@@ -14,15 +14,12 @@ import signal
 import socket
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import redis
-import redis.exceptions
 import yaml
 
 from router import Router
@@ -32,7 +29,6 @@ from router.state import make_store, to_micro
 from tests.servers.openai import OpenAIServer, Reply, completion, usage
 from tests.servers.proxy import GatedUpstream, ProxyProcess
 
-REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CHAT = "/v1/chat/completions"
 WORKERS = ("--workers", "2")
 # The upstream reports 1,000 prompt and 4,000 completion tokens; at $1 per 1M tokens each way
@@ -43,21 +39,6 @@ CAP_USD = 0.05  # ten calls
 CALLS = 30
 BODY = {"model": "solo", "max_tokens": OUTPUT_TOKENS,
         "messages": [{"role": "user", "content": "x" * PROMPT_TOKENS}]}
-
-
-@pytest.fixture
-def redis_state() -> Iterator[dict[str, Any]]:
-    """A ``state:`` of its own in Redis (a unique key prefix), removed afterwards."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    prefix = f"test-workers:{uuid.uuid4().hex}:"
-    yield {"kind": "redis", "url": REDIS_URL, "prefix": prefix}
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture

@@ -10,19 +10,14 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import redis.exceptions
 
 from router.state import BudgetKey, Usage, make_store
 
-REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PROCESSES = 8
 CALLS = 50
 CAP = 1_000_000  # $1
@@ -39,21 +34,13 @@ SPAWN.set_forkserver_preload(["pytest", "router.state.sqlite", "router.state.red
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """make_store arguments every process shares: one SQLite file, or one Redis prefix."""
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """make_store arguments every process shares: one SQLite file, or one Redis prefix
+    (conftest.py's redis_state)."""
     if request.param == "sqlite":
-        yield {"kind": "sqlite", "path": str(tmp_path / "state.db")}
-        return
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    prefix = f"test-router:{uuid.uuid4().hex}:"
-    yield {"kind": "redis", "url": REDIS_URL, "prefix": prefix}
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+        return {"kind": "sqlite", "path": str(tmp_path / "state.db")}
+    redis_state: dict[str, Any] = request.getfixturevalue("redis_state")
+    return redis_state
 
 
 # -- in the child processes ---------------------------------------------------------------------
