@@ -89,6 +89,17 @@ def make_router(server: OpenAIServer, models: Mapping[str, Any], **kw: Any) -> R
     return Router.from_dict(route_file(server.port, models, **kw))
 
 
+class Clock:
+    """A test's clock: what the breakers (and a scripted outage) read as now; it moves only
+    when the test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     """A loopback port with nothing listening (bound, then released at once)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

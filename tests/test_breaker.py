@@ -12,7 +12,7 @@ from router import Router
 from router.errors import ErrorClass, RouteFailed, StreamInterruptedError
 from router.plan.routes import BreakerPolicy
 from router.policy.breaker import Breakers
-from tests.engine_helpers import MSG, Factory, chat_path, collect, hits, target
+from tests.engine_helpers import MSG, Clock, Factory, chat_path, collect, hits, target
 from tests.servers.openai import (
     OpenAIServer,
     Reply,
@@ -25,14 +25,6 @@ from tests.servers.openai import (
 POLICY = BreakerPolicy(enabled=True, failures=3, cooldown=10.0)
 COOLDOWN = 0.05
 BREAKER = {"failures": 2, "cooldown": "50ms"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

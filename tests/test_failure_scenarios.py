@@ -15,7 +15,7 @@ import pytest
 from router import Router
 from router.errors import ErrorClass, RouteFailed
 from router.types import ChatChunk
-from tests.engine_helpers import MSG, chat_path, hits, route_file
+from tests.engine_helpers import MSG, Clock, chat_path, hits, route_file
 from tests.servers.base import RecordedRequest, gaps
 from tests.servers.openai import (
     OpenAIServer,
@@ -268,16 +268,6 @@ async def test_a_400_content_filter_is_propagated_without_a_retry(server: OpenAI
 
 
 # -- a primary that is down for a while --------------------------------------------------------
-
-
-class Clock:
-    """A test's clock: what the breakers (and the scripted outage) read as now."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_primary_down_for_60s_is_probed_and_back_within_one_cooldown(
