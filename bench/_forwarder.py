@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
-import threading
 from typing import Any
 
+from _child import until_stdin_closes
 from aiohttp import ClientSession, TCPConnector, web
 
 
 async def serve(upstream_port: int) -> None:
     url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     async with ClientSession(connector=TCPConnector(limit=0)) as session:
 
         async def forward(request: web.Request) -> web.Response:
@@ -38,16 +36,8 @@ async def serve(upstream_port: int) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
-        sys.stdout.write(f"PORT {runner.addresses[0][1]}\n")
-        sys.stdout.flush()
-
-        def wait_stdin() -> None:  # the parent closes our stdin (or dies): time to go
-            sys.stdin.read()
-            loop.call_soon_threadsafe(stop.set)
-
-        threading.Thread(target=wait_stdin, daemon=True).start()
         try:
-            await stop.wait()
+            await until_stdin_closes(runner.addresses[0][1])
         finally:
             await runner.cleanup()
 

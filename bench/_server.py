@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-import threading
 from typing import Any
+
+from _child import until_stdin_closes
 
 _MODEL = "gpt-4o-mini-2024-07-18"
 _USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
@@ -136,21 +136,11 @@ class _Connection(asyncio.Protocol):
 
 async def serve(chunks: int) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     replies = _Replies(chunks)
     server = await loop.create_server(lambda: _Connection(replies), "127.0.0.1", 0,
                                       backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    sys.stdout.write(f"PORT {port}\n")
-    sys.stdout.flush()
-
-    def wait_stdin() -> None:  # the parent closes our stdin (or dies): time to go
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_stdin, daemon=True).start()
     async with server:
-        await stop.wait()
+        await until_stdin_closes(server.sockets[0].getsockname()[1])
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overhead import cpu_per_call, latencies, server_process
+from overhead import cpu_per_call, latencies, load_average, server_process
 
 from router import Router
 from router.policy.budget import budget_key
@@ -205,7 +205,7 @@ def timed() -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f"\nran in {time.perf_counter() - started:.1f} s; load average now "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (above {os.cpu_count()} the "
+          f"{load_average()} (above {os.cpu_count()} the "
           "machine was shared: trust the CPU columns most)")
 
 

@@ -25,13 +25,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _child import child_process
 
 from router import Router
 
@@ -73,25 +74,9 @@ QUICK = Sizes(rounds=2, warmup=40, chat_latency=60, chat_throughput=192, stream_
 # the server process
 
 
-@contextmanager
-def server_process(chunks: int) -> Iterator[tuple[int, int]]:
+def server_process(chunks: int) -> AbstractContextManager[tuple[int, int]]:
     """Start bench/_server.py; yield (port, pid). Closing its stdin stops it."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "_server.py"), "--chunks", str(chunks)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"bench server did not start: {line!r}")
-        yield int(line.split()[1]), proc.pid
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return child_process("_server.py", "--chunks", str(chunks))
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,7 +422,7 @@ async def measure(port: int, s: Sizes, profile: bool | None) -> tuple[list[Row],
         await router.aclose()
 
 
-def _load() -> str:
+def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
@@ -453,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"router overhead bench ({'quick' if args.quick else 'full'}): python "
           f"{platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus, "
-          f"{sizes.rounds} alternating rounds, load average {_load()}")
+          f"{sizes.rounds} alternating rounds, load average {load_average()}")
     with server_process(args.chunks) as (port, pid):
         print(f"server: bench/_server.py pid {pid} on 127.0.0.1:{port}, {args.chunks} chunks "
               "per stream")
@@ -464,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     missed = [r.metric for r in rows if r.verdict == "MISSED"]
     print(f"\n{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; "
-          f"ran in {time.perf_counter() - started:.1f} s; load average now {_load()} "
+          f"ran in {time.perf_counter() - started:.1f} s; load average now {load_average()} "
           f"(above {os.cpu_count()} the machine was shared: trust the CPU rows most)")
     if report:
         print(report)

@@ -26,18 +26,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from overhead import server_process  # bench/: the upstream process, as bench/overhead.py runs it
+from _child import child_process
+from overhead import latencies, load_average, server_process  # bench/overhead.py's pieces
 
 KEY = "sk-bench-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 ENDPOINT = "/v1/chat/completions"
-HERE = Path(__file__).resolve().parent
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 Call = Callable[[], Awaitable[str]]
@@ -105,15 +105,6 @@ class Client:
                 raise RuntimeError(f"{self.url}: {r.status} {data}")
             text: str = data["choices"][0]["message"]["content"]
             return text
-
-
-async def latencies(fn: Call, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 async def throughput(fn: Call, concurrency: int, seconds: float) -> float:
@@ -254,25 +245,9 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-@contextmanager
-def forwarder_process(upstream_port: int) -> Iterator[tuple[int, int]]:
+def forwarder_process(upstream_port: int) -> AbstractContextManager[tuple[int, int]]:
     """bench/_forwarder.py in front of the upstream; yields (port, pid)."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "_forwarder.py"), str(upstream_port)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"bench forwarder did not start: {line!r}")
-        yield int(line.split()[1]), proc.pid
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return child_process("_forwarder.py", str(upstream_port))
 
 
 async def run(upstream_port: int, forwarder: tuple[int, int], proxy: tuple[str, int],
@@ -295,10 +270,6 @@ async def run(upstream_port: int, forwarder: tuple[int, int], proxy: tuple[str, 
     return rows, floor + "\n\n" + report
 
 
-def _load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def _loop() -> str:
     try:
         import uvloop  # noqa: F401
@@ -315,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"proxy overhead bench ({'quick' if args.quick else 'full'}): python "
           f"{platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus, "
-          f"proxy loop {_loop()}, {sizes.rounds} alternating rounds, load average {_load()}")
+          f"proxy loop {_loop()}, {sizes.rounds} alternating rounds, load average {load_average()}")
     with tempfile.TemporaryDirectory() as tmp, server_process(1) as (port, pid), \
             forwarder_process(port) as forwarder, \
             proxy_process(port, Path(tmp)) as (proxy_url, proxy_pid):
@@ -329,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     missed = [r[0] for r in rows if r[-1] == "MISSED"]
     print(f"\n{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; "
-          f"ran in {time.perf_counter() - started:.1f} s; load average now {_load()} "
+          f"ran in {time.perf_counter() - started:.1f} s; load average now {load_average()} "
           f"(above {os.cpu_count()}, the four processes shared the cores with others)")
     return 0
 
