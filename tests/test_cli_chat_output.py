@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.servers import openai
+from tests.servers.base import json_reply
 from tests.test_cli import FILES, run_cli, run_cli_async
 from tests.test_cli_chat import KEY, KINDS, PIECES, TEXT, kind_env, route_file
 
@@ -177,3 +178,42 @@ def test_chat_log_format_json_without_verbose_still_writes_json_only() -> None:
     assert (r.returncode, r.stdout) == (0, "hello from primary:demo-large\n")
     [event] = json_lines(r.stderr)
     assert (event["event"], event["target"]) == ("chat_done", "primary:demo-large")
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+APOLOGY = "I'm very sorry, but I can't assist with that."
+
+
+async def test_chat_prints_a_refusal_as_the_answer_and_says_refused(
+        openai_server: openai.OpenAIServer, tmp_path: Path) -> None:
+    routes = route_file(tmp_path, OPENAI, openai_server.base_url)
+    body = openai.completion(None)
+    body["choices"][0]["message"]["refusal"] = APOLOGY
+    openai_server.enqueue(json_reply(body))
+    r = await run_cli_async("chat", str(routes), "hi", "-m", "main", "--no-stream",
+                            env=kind_env(OPENAI))
+    assert (r.returncode, r.stdout) == (0, APOLOGY + "\n")
+    assert r.stderr.startswith("router: refused by p:gpt-4o-mini (1 attempt)")
+
+
+async def test_chat_streams_a_refusal_as_the_answer_and_json_names_it(
+        openai_server: openai.OpenAIServer, tmp_path: Path) -> None:
+    routes = route_file(tmp_path, OPENAI, openai_server.base_url)
+    events = [openai.chunk({"role": "assistant", "content": None, "refusal": ""}),
+              openai.chunk({"refusal": "I'm very sorry, "}),
+              openai.chunk({"refusal": "but I can't assist with that."}),
+              openai.chunk({}, finish_reason="stop"),
+              openai.chunk(usage_=openai.usage(), choices=False)]
+    openai_server.enqueue(openai.stream_reply(events))
+    r = await run_cli_async("chat", str(routes), "hi", "-m", "main", env=kind_env(OPENAI))
+    assert (r.returncode, r.stdout) == (0, APOLOGY + "\n")
+    assert r.stderr.startswith("router: refused by p:gpt-4o-mini")
+    body = openai.completion(None)
+    body["choices"][0]["message"]["refusal"] = APOLOGY
+    openai_server.enqueue(json_reply(body))
+    j = await run_cli_async("chat", str(routes), "hi", "-m", "main", "--format", "json", "-q",
+                            env=kind_env(OPENAI))
+    out = json.loads(j.stdout)
+    assert (out["text"], out["refusal"], out["finish_reason"]) == ("", APOLOGY,
+                                                                   "content_filter")

@@ -30,10 +30,11 @@ class Answer:
     finish_reason: str | None = None
     request_id: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
+    refusal: str | None = None  # the model's refusal, sent instead of (or beside) text
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--format json`` object."""
-        return {"text": self.text, "target": self.target,
+        return {"text": self.text, "refusal": self.refusal, "target": self.target,
                 "finish_reason": self.finish_reason,
                 "usage": None if self.usage is None else dataclasses.asdict(self.usage),
                 "cost_usd": self.cost_usd,
@@ -71,9 +72,11 @@ def summary(a: Answer) -> tuple[str, dict[str, Any]]:
     extra = "".join([f", {failed} failed" if failed else "",
                      f", {skipped} skipped" if skipped else ""])
     n = len(tried)
-    text = (f"router: answered by {a.target} ({n} attempt{'s' if n != 1 else ''}{extra}), "
+    verb = "refused" if a.refusal and not a.text else "answered"
+    text = (f"router: {verb} by {a.target} ({n} attempt{'s' if n != 1 else ''}{extra}), "
             f"tokens {usage.input_tokens} in / {usage.output_tokens} out, {cost}")
-    fields = {"target": a.target, "attempts": n, "failed": failed, "skipped": skipped,
+    fields = {"target": a.target, "refused": verb == "refused", "attempts": n,
+              "failed": failed, "skipped": skipped,
               "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
               "cost_usd": a.cost_usd}
     return text, fields
@@ -126,14 +129,16 @@ def _call_options(args: argparse.Namespace) -> dict[str, Any]:
 async def _ask_whole(router: Router, model: str, args: argparse.Namespace) -> Answer:
     r = await router.chat(model, _messages(args), **_call_options(args))
     if args.format != "json":
-        print(r.text, flush=True)
+        # A refusal sent instead of content is the model's answer: it goes where text would.
+        print(r.text or r.refusal or "", flush=True)
     return Answer(r.text, r.target, r.usage, r.cost_usd, r.attempts, r.finish_reason,
-                  r.request_id, list(r.tool_calls))
+                  r.request_id, list(r.tool_calls), r.refusal)
 
 
 async def _ask_streamed(router: Router, model: str, args: argparse.Namespace,
                         held: HeldStream) -> Answer:
     parts: list[str] = []
+    refused: list[str] = []
     last: Any = None
     started = done = False
     try:
@@ -145,16 +150,22 @@ async def _ask_streamed(router: Router, model: str, args: argparse.Namespace,
                 sys.stdout.write(chunk.delta)
                 sys.stdout.flush()
                 parts.append(chunk.delta)
+            if chunk.refusal:
+                if not parts:  # instead of content: shown as the answer
+                    sys.stdout.write(chunk.refusal)
+                    sys.stdout.flush()
+                refused.append(chunk.refusal)
             last = chunk
         done = True
     finally:
-        if done or parts:  # end the answer's (or the partial answer's) line
+        if done or parts or refused:  # end the answer's (or the partial answer's) line
             sys.stdout.write("\n")
             sys.stdout.flush()
     return Answer("".join(parts), last.target if last else "", last.usage if last else None,
                   last.cost_usd if last else None, (last.attempts or []) if last else [],
                   last.finish_reason if last else None,
-                  tool_calls=list(last.final_tool_calls or []) if last else [])
+                  tool_calls=list(last.final_tool_calls or []) if last else [],
+                  refusal="".join(refused) or None)
 
 
 def _failed(e: LlmError, args: argparse.Namespace, report: Reporter) -> int:

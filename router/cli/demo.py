@@ -68,7 +68,7 @@ models:
       - openai:gpt-4o-mini
       - claude:claude-haiku-4-5
       - gemini:gemini-2.5-flash
-    on: {content_policy: fallback}    # a refusal fails by default; this route routes around it
+    on: {content_policy: fallback}    # a content filter fails by default; this route goes on
   local: [local:llama3.2]
 """
 
