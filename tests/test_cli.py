@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "cli_files"
 EXAMPLE = ROOT / "routes.example.yaml"
 SECRET = "sk-cli-7f3a9c2e5b8d41e6a0c4"  # distinctive, and shaped like a key
-_DROPPED = ("OLLAMA_HOST", "ROUTER_CLI_SECRET", "ROUTER_CLI_TEST_UNSET")
+_DROPPED = ("OLLAMA_HOST", "ROUTER_CLI_SECRET", "ROUTER_CLI_TEST_UNSET", "ROUTER_CONFIG")
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -163,8 +163,9 @@ def test_validate_without_file_and_without_routes_yaml_is_a_usage_error(tmp_path
     r = run_cli("validate", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stdout == ""
-    assert r.stderr.strip() == ("router: no route file given and ./routes.yaml does not exist "
-                                "(pass a path, e.g. `router validate routes.example.yaml`)")
+    assert r.stderr.strip() == ("router validate: no route file given, $ROUTER_CONFIG is not "
+                                "set and ./routes.yaml does not exist (pass a path, e.g. "
+                                "routes.example.yaml)")
 
 
 def test_validate_without_file_reads_routes_yaml_in_cwd(tmp_path: Path) -> None:

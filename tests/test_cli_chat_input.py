@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from router.cli.chat_input import (
-    Source,
-    UsageError,
-    find_source,
-    looks_like_file,
-    parse_tags,
-    read_prompt,
-    split_words,
-)
+from router.cli.chat_input import UsageError, looks_like_file, parse_tags, read_prompt, split_words
+from router.cli.source import Source, find_source
 
 
 class _Tty(io.StringIO):

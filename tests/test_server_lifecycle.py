@@ -19,8 +19,10 @@ import aiohttp
 import pytest
 import yaml
 
+from router.cli.chat_input import UsageError
 from router.cli.main import main
-from router.cli.serve import is_loopback, route_file
+from router.cli.serve import is_loopback
+from router.cli.source import route_file
 from tests.servers.proxy import GatedUpstream, ProxyProcess
 
 CHAT = "/v1/chat/completions"
@@ -133,7 +135,8 @@ def test_route_file_comes_from_argument_then_router_config_then_cwd(
     monkeypatch.chdir(tmp_path)
     assert route_file("a.yaml", {"ROUTER_CONFIG": "b.yaml"}) == Path("a.yaml")
     assert route_file(None, {"ROUTER_CONFIG": "b.yaml"}) == Path("b.yaml")
-    assert route_file(None, {}) is None
+    with pytest.raises(UsageError, match="ROUTER_CONFIG"):
+        route_file(None, {})
     (tmp_path / "routes.yaml").write_text("version: 1\n")
     assert route_file(None, {}) == Path("routes.yaml")
 

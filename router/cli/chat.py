@@ -10,8 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.cli.chat_input import Source, UsageError
+from router.cli.chat_input import UsageError
 from router.cli.console import HeldStream, Reporter
+from router.cli.source import Source
 from router.engine.router import Router
 from router.errors import ConfigError, LlmError, RouteFailed
 from router.obs import log

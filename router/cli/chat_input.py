@@ -2,43 +2,22 @@
 standard input and the environment.
 
 A positional that names an existing file, or ends in ``.yaml``/``.yml`` (and holds no space), is
-the route file, never the prompt. Without one, routes come from ``$ROUTER_CONFIG``, then
-``./routes.yaml``, then the environment (as ``Router()`` does).
+the route file, never the prompt. Without one, router.cli.source finds the routes
+(``$ROUTER_CONFIG``, then ``./routes.yaml``, then the environment, as ``Router()`` does).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-DEFAULT_FILE = "routes.yaml"
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class UsageError(Exception):
     """A command line that cannot be understood (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the routes come from: a route file, or the environment (``path`` None)."""
-
-    path: Path | None
-    how: str  # "argument", "ROUTER_CONFIG", "./routes.yaml" or "environment"
-
-    def describe(self) -> str:
-        """A short phrase for ``-v``: which routes were used and why."""
-        if self.path is None:
-            return "the environment (no FILE, no $ROUTER_CONFIG, no ./routes.yaml)"
-        if self.how == "ROUTER_CONFIG":
-            return f"{self.path} (from $ROUTER_CONFIG)"
-        if self.how == "argument":
-            return str(self.path)
-        return f"./{DEFAULT_FILE} (no FILE given)"
 
 
 def looks_like_file(word: str) -> bool:
@@ -83,20 +62,6 @@ def read_prompt(prompt: str | None, stdin: TextIO | None = None) -> str:
     return text
 
 
-def find_source(file: str | None, env: Mapping[str, str] | None = None,
-                cwd: Path | None = None) -> Source:
-    """The routes to use: FILE, else $ROUTER_CONFIG, else ./routes.yaml, else the environment."""
-    env = os.environ if env is None else env
-    if file is not None:
-        return Source(Path(file), "argument")
-    if env.get("ROUTER_CONFIG"):
-        return Source(Path(env["ROUTER_CONFIG"]), "ROUTER_CONFIG")
-    local = (cwd or Path.cwd()) / DEFAULT_FILE
-    if local.is_file():
-        return Source(Path(DEFAULT_FILE), "./routes.yaml")
-    return Source(None, "environment")
-
-
 def parse_tags(items: Sequence[str] | None) -> dict[str, str]:
     """``--tag KEY=VALUE`` options as a dict (a malformed one is a usage error)."""
     tags: dict[str, str] = {}
@@ -108,5 +73,4 @@ def parse_tags(items: Sequence[str] | None) -> dict[str, str]:
     return tags
 
 
-__all__ = ["DEFAULT_FILE", "Source", "UsageError", "find_source", "looks_like_file",
-           "parse_tags", "read_prompt", "split_words"]
+__all__ = ["UsageError", "looks_like_file", "parse_tags", "read_prompt", "split_words"]

@@ -14,24 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from router.cli.chat_input import DEFAULT_FILE, UsageError, parse_tags
+from router.cli.chat_input import UsageError, parse_tags
 from router.cli.parser import Commands, build_parser, parse
-
-
-def _default_file(value: str | None) -> Path:
-    path = Path(value or DEFAULT_FILE)
-    if value is None and not path.exists():
-        print(f"router: no route file given and ./{DEFAULT_FILE} does not exist "
-              "(pass a path, e.g. `router validate routes.example.yaml`)", file=sys.stderr)
-        raise SystemExit(2)
-    return path
+from router.cli.source import route_file
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from router.config.report import exit_code, format_diagnostics
     from router.config.validate import validate_file
 
-    files = [Path(f) for f in args.files] or [_default_file(None)]
+    files = [Path(f) for f in args.files] or [route_file(None)]
     diags = []
     for f in files:
         diags += validate_file(f).diagnostics
@@ -60,14 +52,14 @@ def _load_plan(path: Path) -> Any:
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from router.cli.dry_run import run
 
-    return run(_load_plan(_default_file(args.file)), args)
+    return run(_load_plan(route_file(args.file)), args)
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
     from router.cli.budgets import read_budgets, render, store_unavailable
     from router.state import StoreError
 
-    plan = _load_plan(_default_file(args.file))
+    plan = _load_plan(route_file(args.file))
     try:
         rows = asyncio.run(read_budgets(plan))
     except StoreError as e:
@@ -80,7 +72,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
 def cmd_routes(args: argparse.Namespace) -> int:
     from router.cli.routes import describe, render
 
-    result = _load_result(_default_file(args.file))
+    result = _load_result(route_file(args.file))
     print(render(describe(result), args.format))
     return 0
 
@@ -123,7 +115,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from router.cli.chat import run_chat
-    from router.cli.chat_input import find_source, read_prompt, split_words
+    from router.cli.chat_input import read_prompt, split_words
+    from router.cli.source import find_source
 
     file, prompt = split_words(args.words)
     args.prompt = read_prompt(prompt)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from router.cli import keys, serve
-from router.cli.chat_input import DEFAULT_FILE
+from router.cli.source import FILE_DEFAULT
 from router.version import __version__
 
 Command = Callable[[argparse.Namespace], int]
@@ -32,7 +32,7 @@ class Commands:
 
 
 def _file_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help=f"route file (default ./{DEFAULT_FILE})")
+    p.add_argument("file", nargs="?", help=f"route file (default: {FILE_DEFAULT})")
 
 
 def _dry_run(p: argparse.ArgumentParser) -> None:
@@ -91,7 +91,7 @@ def build_parser(commands: dict[str, Command]) -> Commands:
         return sp
 
     v = add("validate", "check route files; exit 1 on errors")
-    v.add_argument("files", nargs="*", help=f"route files (default ./{DEFAULT_FILE})")
+    v.add_argument("files", nargs="*", help=f"route files (default: {FILE_DEFAULT})")
     v.add_argument("--format", choices=["text", "json", "github"], default="text")
     v.add_argument("--strict", action="store_true", help="warnings fail too")
     _dry_run(add("dry-run", "show what the router would do for one call"))

@@ -12,10 +12,10 @@ import argparse
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from router.cli.source import FILE_DEFAULT, route_file
 from router.server.proxy import (  # light: no engine import
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_DRAIN,
@@ -23,13 +23,11 @@ from router.server.proxy import (  # light: no engine import
     DEFAULT_MAX_BODY,
 )
 
-DEFAULT_FILE = "routes.yaml"
-
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     """The arguments of ``router serve``."""
     s.add_argument("file", nargs="?",
-                   help=f"route file (default: $ROUTER_CONFIG, else ./{DEFAULT_FILE})")
+                   help=f"route file (default: {FILE_DEFAULT})")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0: any)")
     s.add_argument("--insecure-no-auth", action="store_true",
@@ -78,16 +76,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def route_file(given: str | None, env: Mapping[str, str]) -> Path | None:
-    """FILE, else $ROUTER_CONFIG, else ./routes.yaml when it exists; None when there is none."""
-    if given:
-        return Path(given)
-    if env.get("ROUTER_CONFIG"):
-        return Path(env["ROUTER_CONFIG"])
-    default = Path(DEFAULT_FILE)
-    return default if default.exists() else None
-
-
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
     if host == "localhost":
@@ -102,11 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.obs import log
     from router.server.proxy import Settings, keys_from_env
 
-    path = route_file(args.file, os.environ)
-    if path is None:
-        print(f"router serve: no route file given, $ROUTER_CONFIG is not set and "
-              f"./{DEFAULT_FILE} does not exist", file=sys.stderr)
-        return 2
+    path = route_file(args.file)  # none: a usage error, exit 2
     keys = keys_from_env(os.environ)
     keys_file = args.keys_file or os.environ.get("ROUTER_KEYS_FILE") or None
     if not keys and not keys_file and not args.insecure_no_auth and not is_loopback(args.host):
@@ -163,4 +147,4 @@ async def _run(path: Path, settings: Any) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "cmd_serve", "is_loopback", "route_file"]
+__all__ = ["add_arguments", "cmd_serve", "is_loopback"]
