@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from router.obs import redact as _redact
+from router.obs._lines import JsonLines, LineHandler
 
 if TYPE_CHECKING:
     import structlog
@@ -24,6 +25,10 @@ _std.addHandler(logging.NullHandler())
 #: The level of events an application at WARNING must see (a call that failed in the end).
 WARNING = logging.WARNING
 _log: structlog.stdlib.BoundLogger | None = None  # made on the first enabled event
+#: The JSON lines of ``configure_output("json")``, written without structlog's chain while
+#: its configuration (the processors and the one handler) is still in force.
+_json: JsonLines | None = None
+_json_processors: object = None
 
 
 def _logger() -> structlog.stdlib.BoundLogger:
@@ -59,28 +64,55 @@ def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     if not _std.isEnabledFor(level):
         return
     clean = {k: _scrub(v) for k, v in fields.items() if v is not None}
+    if _json is not None and _json_in_force(_json):
+        _json.write(event, level, clean)
+        return
     _logger().log(level, event, **clean)
+
+
+def _json_in_force(lines: JsonLines) -> bool:
+    """Whether ``configure_output("json")``'s setup still stands (a test's capture_logs or
+    an application's own structlog or logging setup since then takes the events)."""
+    handlers = _std.handlers
+    return (len(handlers) == 1 and handlers[0] is lines.handler
+            and lines.structlog_processors() is _json_processors)
+
+
+def batch_lines(on: bool) -> None:
+    """Write ``configure_output``'s lines in batches, on a short timer of the running loop
+    (``router serve`` while it serves: one write a batch, not a flush per event; warnings
+    and errors still at once), or (``on`` False) write what is held and each line again."""
+    for handler in _std.handlers:
+        if isinstance(handler, LineHandler):
+            handler.batched = on
+            if not on:
+                handler.flush()
 
 
 def configure_output(fmt: Literal["console", "json"] = "console", level: int = logging.INFO,
                      stream: Any = None) -> None:
-    """Render router's events to ``stream`` (stderr) as console lines or JSON lines (CLI use)."""
+    """Render router's events to ``stream`` (stderr) as console lines or JSON lines (CLI use);
+    each line is written at once until ``batch_lines(True)``."""
+    global _json, _json_processors
     import structlog
 
-    structlog.configure(
-        processors=[
-            structlog.stdlib.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=False,
-    )
+    processors: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
+    structlog.configure(processors=processors, logger_factory=structlog.stdlib.LoggerFactory(),
+                        cache_logger_on_first_use=False)
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[
         structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    for old in _std.handlers:
+        if isinstance(old, LineHandler):
+            old.close()  # its held lines are written first
     _std.handlers[:] = [handler]
     _std.setLevel(level)
     _std.propagate = False
+    _json = JsonLines(handler) if fmt == "json" else None
+    _json_processors = processors

@@ -70,11 +70,14 @@ async def serve(proxy: Proxy, announce: Callable[[str], None], *,
                  file=str(proxy.file), aliases=len(proxy.router.plan.routes),
                  access_keys=proxy.keys.required,
                  loop=type(loop).__module__.partition(".")[0])  # uvloop or asyncio
+        log.batch_lines(True)  # each request's events: written a batch at a time
         await stop.wait()
+        log.batch_lines(False)
         stop.clear()  # a second signal ends the drain at once
         watch.cancel()
         await _drain(runner, proxy, stop)
     finally:
+        log.batch_lines(False)
         watch.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
