@@ -8,41 +8,25 @@ from aiohttp import web
 from router.engine.request import build_request
 from router.engine.router import Router
 from router.policy.tokens import estimate_prompt_tokens
-from router.server import observe
-from router.server._anthropic_in import parse_messages
+from router.server._anthropic_in import MessagesCall, parse_messages
 from router.server._anthropic_shapes import EventEncoder, message_body
-from router.server.context import (
-    ID_HEADER,
-    REQUEST_ID,
-    begin_call,
-    call_headers,
-    call_kwargs,
-    proxy_of,
-    served_model,
-)
-from router.server.inbound import read_json
-from router.server.sse import relay
+from router.server.calls import answer
+from router.server.context import ID_HEADER, REQUEST_ID, begin_call, request_body, served_model
+from router.types import ChatChunk
 
 #: Says that count_tokens answers from the router's estimate, not a provider's tokenizer.
 ESTIMATE_HEADER = "x-router-token-count"
 
 
+def _encoder(_call: MessagesCall, rid: str, router: Router, first: ChatChunk) -> EventEncoder:
+    return EventEncoder(rid, served_model(first.target),
+                        thinking=_anthropic(router, first.target))
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     """One message, whole or streamed."""
-    proxy = proxy_of(request)
-    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes,
-                                          proxy.settings.body_timeout))
-    router = begin_call(request, call.model)
-    rid = request[REQUEST_ID]
-    options = call_kwargs(request)
-    if call.stream:
-        chunks = router.stream(call.model, call.messages, **options, **call.params)
-        return await relay(request, chunks, lambda first: EventEncoder(
-            rid, served_model(first.target), thinking=_anthropic(router, first.target)))
-    resp = await router.chat(call.model, call.messages, **options, **call.params)
-    observe.note_call(request, resp.attempts, resp.usage)
-    return web.json_response(message_body(resp, rid),
-                             headers=call_headers(request, resp.target, len(resp.attempts)))
+    return await answer(request, parse_messages(await request_body(request)), message_body,
+                        _encoder)
 
 
 def _anthropic(router: Router, target: str) -> bool:
@@ -54,9 +38,7 @@ def _anthropic(router: Router, target: str) -> bool:
 async def count_tokens(request: web.Request) -> web.Response:
     """``{"input_tokens": N}`` from the router's prompt estimate (~4 characters a token plus
     per-message and per-image figures), marked as an estimate by a header."""
-    proxy = proxy_of(request)
-    call = parse_messages(await read_json(request, proxy.settings.max_body_bytes,
-                                          proxy.settings.body_timeout))
+    call = parse_messages(await request_body(request))
     begin_call(request, call.model).plan.resolve(call.model)  # unknown: 404, as for messages
     tools = call.params.get("tools")
     chat_request = build_request(call.messages, {"tools": tools} if tools else {})

@@ -12,7 +12,7 @@ from aiohttp import web
 from router.obs import log
 from router.server.errors import ApiError, anthropic_error_body, openai_error_body
 from router.server.generation import Generation
-from router.server.inbound import call_options
+from router.server.inbound import call_options, read_json
 from router.server.keys import AccessKey
 from router.server.proxy import Proxy
 
@@ -43,6 +43,12 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
 
 def proxy_of(request: web.Request) -> Proxy:
     return request.app[PROXY]
+
+
+async def request_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, within the proxy's body size and time limits."""
+    settings = request.app[PROXY].settings
+    return await read_json(request, settings.max_body_bytes, settings.body_timeout)
 
 
 def router_of(request: web.Request) -> Router:
@@ -120,4 +126,4 @@ def log_bug(request: web.Request, e: BaseException) -> None:
 __all__ = ["ACCESS_KEY", "ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "GENERATION",
            "ID_HEADER", "PROXY", "REQUEST_ID", "SSE_HEADERS", "TARGET", "TARGET_HEADER",
            "begin_call", "call_headers", "call_kwargs", "error_response", "is_anthropic",
-           "log_bug", "proxy_of", "router_of", "served_model"]
+           "log_bug", "proxy_of", "request_body", "router_of", "served_model"]

@@ -16,10 +16,10 @@ from router.server.context import (
     REQUEST_ID,
     begin_call,
     proxy_of,
+    request_body,
     router_of,
 )
 from router.server.errors import ApiError, invalid
-from router.server.inbound import read_json
 from router.server.openai_api import parse_chat
 
 #: How long /readyz waits for the state store.
@@ -93,8 +93,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def explain(request: web.Request) -> web.Response:
     """The dry-run decision for a chat completions body: what would be tried, skipped and
     why, and which target would answer. A ``simulate`` field maps targets to outcomes."""
-    proxy = proxy_of(request)
-    body = await read_json(request, proxy.settings.max_body_bytes, proxy.settings.body_timeout)
+    body = await request_body(request)
     simulate = body.pop("simulate", None)
     if simulate is not None and not isinstance(simulate, dict):
         raise invalid("simulate", "simulate must map targets to outcomes")

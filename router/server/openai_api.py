@@ -9,23 +9,19 @@ the reply; ``n`` > 1 gives several choices where the target supports it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from router.server import observe
 from router.server._openai_shapes import ChunkEncoder, completion_body
-from router.server.context import (
-    REQUEST_ID,
-    begin_call,
-    call_headers,
-    call_kwargs,
-    proxy_of,
-    served_model,
-)
+from router.server.calls import answer
+from router.server.context import request_body, served_model
 from router.server.errors import invalid
-from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER, read_json
-from router.server.sse import relay
+from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER
+from router.types import ChatChunk
+
+if TYPE_CHECKING:
+    from router.engine.router import Router
 
 #: Router.chat's own keywords: set by headers, never by a body field.
 _RESERVED = {"timeout": TIMEOUT_HEADER, "tags": TAG_HEADER, "request_id": "x-router-request-id"}
@@ -74,24 +70,16 @@ def parse_chat(body: dict[str, Any]) -> ChatCall:
     return ChatCall(model, messages, body, stream, include_usage)
 
 
+def _encoder(call: ChatCall, rid: str, _router: Router, first: ChatChunk) -> ChunkEncoder:
+    n = call.params.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    return ChunkEncoder(rid, served_model(first.target), call.include_usage, choices)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """One chat completion, whole or streamed."""
-    proxy = proxy_of(request)
-    call = parse_chat(await read_json(request, proxy.settings.max_body_bytes,
-                                      proxy.settings.body_timeout))
-    router = begin_call(request, call.model)
-    rid = request[REQUEST_ID]
-    options = call_kwargs(request)
-    if call.stream:
-        chunks = router.stream(call.model, call.messages, **options, **call.params)
-        n = call.params.get("n")
-        return await relay(request, chunks, lambda first: ChunkEncoder(
-            rid, served_model(first.target), call.include_usage,
-            n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1))
-    resp = await router.chat(call.model, call.messages, **options, **call.params)
-    observe.note_call(request, resp.attempts, resp.usage)
-    return web.json_response(completion_body(resp, rid),
-                             headers=call_headers(request, resp.target, len(resp.attempts)))
+    return await answer(request, parse_chat(await request_body(request)), completion_body,
+                        _encoder)
 
 
 __all__ = ["ChatCall", "chat_completions", "parse_chat"]
