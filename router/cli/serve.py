@@ -117,34 +117,22 @@ def _run_workers(path: Path, settings: Any, workers: int, log_format: str) -> in
     if problem:
         print(f"router serve: --workers {workers}: {problem}", file=sys.stderr)
         return 2
-    supervisor = Supervisor(path, settings, workers, log_format,
-                            lambda url: print(f"router serve: listening on {url}",
-                                              file=sys.stderr, flush=True))
+    supervisor = Supervisor(path, settings, workers, log_format, _announce)
     try:
         return run_async(supervisor.run())
     except OSError as e:
-        print(f"router serve: cannot listen on {settings.host}:{settings.port}: "
-              f"{e.strerror or e}", file=sys.stderr)
+        print(settings.cannot_listen(e), file=sys.stderr)
         return 1
 
 
 async def _run(path: Path, settings: Any) -> int:
-    from router.server.keys import KeyFileError
-    from router.server.run import open_proxy, serve
+    from router.server.run import run_proxy
 
-    try:
-        proxy = await open_proxy(path, settings)
-    except KeyFileError as e:
-        print(f"router serve: {e}", file=sys.stderr)
-        return 2
-    try:
-        await serve(proxy, lambda url: print(f"router serve: listening on {url}",
-                                             file=sys.stderr, flush=True))
-    except OSError as e:
-        print(f"router serve: cannot listen on {settings.host}:{settings.port}: "
-              f"{e.strerror or e}", file=sys.stderr)
-        return 1
-    return 0
+    return await run_proxy(path, settings, _announce)
+
+
+def _announce(url: str) -> None:
+    print(f"router serve: listening on {url}", file=sys.stderr, flush=True)
 
 
 __all__ = ["add_arguments", "cmd_serve", "is_loopback"]

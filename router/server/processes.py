@@ -221,25 +221,13 @@ def worker_main() -> int:
 
 
 async def _serve_worker(path: Path, settings: Settings) -> int:
-    from router.server.keys import KeyFileError
-    from router.server.run import open_proxy, serve
+    from router.server.run import run_proxy
 
+    orphaned = asyncio.get_running_loop().create_task(_parent_gone())
     try:
-        proxy = await open_proxy(path, settings)
-    except KeyFileError as e:
-        print(f"router serve: {e}", file=sys.stderr)
-        return 2
-    loop = asyncio.get_running_loop()
-    orphaned = loop.create_task(_parent_gone())
-    try:
-        await serve(proxy, _ready, reuse_port=True)
-    except OSError as e:
-        print(f"router serve: cannot listen on {settings.host}:{settings.port}: "
-              f"{e.strerror or e}", file=sys.stderr)
-        return 1
+        return await run_proxy(path, settings, _ready, reuse_port=True)
     finally:
         orphaned.cancel()
-    return 0
 
 
 def _ready(_url: str) -> None:

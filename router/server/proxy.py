@@ -45,6 +45,10 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
 
+    def cannot_listen(self, e: OSError) -> str:
+        """The one line saying the address cannot be bound (``e`` from binding it)."""
+        return f"router serve: cannot listen on {self.host}:{self.port}: {e.strerror or e}"
+
 
 def keys_from_env(env: Mapping[str, str]) -> frozenset[str]:
     """The access keys of ``ROUTER_PROXY_KEYS`` (comma-separated; blanks ignored)."""

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from router.engine.router import Router
 from router.errors import ConfigError
 from router.obs import log
 from router.server.app import create_app
-from router.server.keys import load_key_file
+from router.server.keys import KeyFileError, load_key_file
 from router.server.proxy import Proxy, Settings
 from router.server.reload import Reloader
 from router.state import make_store
@@ -48,6 +49,24 @@ async def open_proxy(path: Path, settings: Settings) -> Proxy:
     proxy = Proxy(router, store, settings, path)
     proxy.set_file_keys(file_keys)
     return proxy
+
+
+async def run_proxy(path: Path, settings: Settings, announce: Callable[[str], None], *,
+                    reuse_port: bool = False) -> int:
+    """Open the proxy of route file ``path`` and serve it until it is stopped (``serve``):
+    0; 2 for a bad key file, 1 when the address cannot be bound, each said in one line on
+    stderr."""
+    try:
+        proxy = await open_proxy(path, settings)
+    except KeyFileError as e:
+        print(f"router serve: {e}", file=sys.stderr)
+        return 2
+    try:
+        await serve(proxy, announce, reuse_port=reuse_port)
+    except OSError as e:
+        print(settings.cannot_listen(e), file=sys.stderr)
+        return 1
+    return 0
 
 
 async def serve(proxy: Proxy, announce: Callable[[str], None], *,
@@ -133,4 +152,4 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-__all__ = ["open_proxy", "serve"]
+__all__ = ["open_proxy", "run_proxy", "serve"]
