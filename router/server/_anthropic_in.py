@@ -15,10 +15,11 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from router.server.errors import invalid
+from router.server.errors import ApiError, invalid
 
 _ROLES = ("user", "assistant")
 
@@ -40,6 +41,18 @@ def _kind(block: Any, path: str) -> str:
     if not isinstance(kind, str):
         raise invalid(f"{path}.type", f"{path}.type: Field required")
     return kind
+
+
+def _blocks(content: list[Any], path: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """Each content block with its type and its path (``messages.1.content.0``)."""
+    for j, block in enumerate(content):
+        where = f"{path}.{j}"
+        yield block, _kind(block, where), where
+
+
+def _unsupported(kind: str, where: str, role: str) -> ApiError:
+    return invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported in "
+                                    f"{role} messages by this proxy")
 
 
 def _text(block: dict[str, Any], path: str) -> str:
@@ -73,9 +86,8 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     content = block.get("content", "")
     if isinstance(content, list):
         texts = []
-        for k, inner in enumerate(content):
-            where = f"{path}.content.{k}"
-            if _kind(inner, where) != "text":
+        for inner, kind, where in _blocks(content, f"{path}.content"):
+            if kind != "text":
                 raise invalid(f"{where}.type", f"{where}.type: only text blocks are supported "
                                                "in a tool_result by this proxy")
             texts.append(_text(inner, where))
@@ -88,9 +100,7 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
 def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for j, block in enumerate(content):
-        where = f"{path}.{j}"
-        kind = _kind(block, where)
+    for block, kind, where in _blocks(content, path):
         if kind == "text":
             parts.append({"type": "text", "text": _text(block, where)})
         elif kind == "image":
@@ -98,8 +108,7 @@ def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
         elif kind == "tool_result":
             results.append(_tool_result(block, where))
         else:
-            raise invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported "
-                                           "in user messages by this proxy")
+            raise _unsupported(kind, where, "user")
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 
@@ -117,9 +126,7 @@ def _assistant(content: list[Any], path: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
-    for j, block in enumerate(content):
-        where = f"{path}.{j}"
-        kind = _kind(block, where)
+    for block, kind, where in _blocks(content, path):
         if kind == "text":
             texts.append(_text(block, where))
         elif kind == "tool_use":
@@ -131,8 +138,7 @@ def _assistant(content: list[Any], path: str) -> dict[str, Any]:
         elif kind in ("thinking", "redacted_thinking"):
             thinking.append(_thinking(block, kind, where))
         else:
-            raise invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported "
-                                           "in assistant messages by this proxy")
+            raise _unsupported(kind, where, "assistant")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
@@ -169,9 +175,8 @@ def _system(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise invalid("system", "system: must be a string or text blocks")
     parts = []
-    for j, block in enumerate(raw):
-        where = f"system.{j}"
-        if _kind(block, where) != "text":
+    for block, kind, where in _blocks(raw, "system"):
+        if kind != "text":
             raise invalid(f"{where}.type", f"{where}.type: system blocks must be text")
         parts.append({"type": "text", "text": _text(block, where)})
     return [{"role": "system", "content": parts}] if parts else []
