@@ -103,6 +103,11 @@ class Redactor:
         pattern = self._pattern
         return text if pattern is None else pattern.sub(MASK, text)
 
+    def finds(self, text: str) -> bool:
+        """Whether ``text`` holds a secret that ``self(text)`` would hide."""
+        pattern = self._pattern
+        return pattern is not None and pattern.search(text) is not None
+
     @property
     def values(self) -> frozenset[str]:
         """The registered values (for building a wider Redactor; never print them)."""
@@ -132,6 +137,11 @@ def remove_secrets(values: Iterable[str]) -> None:
 def redact(text: str) -> str:
     """``text`` with every registered secret replaced by ``***`` (whole values only)."""
     return _registry(text)
+
+
+def holds_secret(text: str) -> bool:
+    """Whether ``redact(text)`` would hide anything (one search, no new string)."""
+    return _registry.finds(text)
 
 
 def redact_with(text: str, extra: Iterable[str]) -> str:

@@ -122,3 +122,16 @@ async def test_console_lines_are_batched_alike(out: io.StringIO) -> None:
     assert stream.getvalue() == ""
     log.batch_lines(False)
     assert "proxy_request" in stream.getvalue() and "status=200" in stream.getvalue()
+
+
+def test_each_value_is_scrubbed_as_alone(out: io.StringIO) -> None:
+    # The values are searched joined; a short secret is still hidden only as a whole token,
+    # and a value next to another never makes one.
+    log.add_secrets(["k3y"])
+    try:
+        log.emit("proxy_request", request_id="req_1", a="k3y", b="monk3ys", c="k3", d="y",
+                 e=f"x {SECRET}")
+    finally:
+        log.remove_secrets(["k3y"])
+    (line,) = lines(out)
+    assert [line[k] for k in "abcde"] == ["***", "monk3ys", "k3", "y", "x ***"]

@@ -63,7 +63,12 @@ def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event with key-values (None values dropped, secrets scrubbed)."""
     if not _std.isEnabledFor(level):
         return
-    clean = {k: _scrub(v) for k, v in fields.items() if v is not None}
+    clean = {k: v for k, v in fields.items() if v is not None}
+    # One search over the string values joined (NUL is no token character: a secret found
+    # in one value is found there too) instead of a redaction pass over each.
+    texts = [v for v in clean.values() if isinstance(v, str)]
+    if texts and _redact.holds_secret("\0".join(texts)):
+        clean = {k: _scrub(v) for k, v in clean.items()}
     if _json is not None and _json_in_force(_json):
         _json.write(event, level, clean)
         return

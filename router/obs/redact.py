@@ -10,6 +10,7 @@ from router.secret import (
     MASK,
     Redactor,
     add_secrets,
+    holds_secret,
     redact,
     redact_excerpt,
     redact_with,
@@ -17,5 +18,5 @@ from router.secret import (
     remove_secrets,
 )
 
-__all__ = ["LONG_SECRET", "MASK", "Redactor", "add_secrets", "redact", "redact_excerpt",
-           "redact_with", "redactor_for", "remove_secrets"]
+__all__ = ["LONG_SECRET", "MASK", "Redactor", "add_secrets", "holds_secret", "redact",
+           "redact_excerpt", "redact_with", "redactor_for", "remove_secrets"]
