@@ -4,10 +4,12 @@ API's SSE events, router.server.sse)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
+from aiohttp.hdrs import CONTENT_TYPE
 
 from router.server import observe
 from router.server.context import REQUEST_ID, begin_call, call_headers, call_kwargs
@@ -16,6 +18,8 @@ from router.types import ChatChunk, ChatResponse
 
 if TYPE_CHECKING:
     from router.engine.router import Router
+
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 class Call(Protocol):
@@ -52,8 +56,9 @@ async def answer(request: web.Request, call: C, body_of: BodyOf,
                            lambda first: encoder_of(call, rid, router, first))
     resp = await router.chat(call.model, call.messages, **options, **call.params)
     observe.note_call(request, resp.attempts, resp.usage)
-    return web.json_response(body_of(resp, rid),
-                             headers=call_headers(request, resp.target, len(resp.attempts)))
+    headers = call_headers(request, resp.target, len(resp.attempts))
+    headers[CONTENT_TYPE] = JSON_TYPE  # what web.json_response sets, without its text step
+    return web.Response(body=json.dumps(body_of(resp, rid)).encode(), headers=headers)
 
 
 __all__ = ["BodyOf", "Call", "EncoderOf", "answer"]

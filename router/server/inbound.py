@@ -40,6 +40,24 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+#: json.loads(text, parse_constant=...) builds this decoder anew on every call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text, parse_constant=_refuse_constant)``, its BOM check included."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
+
+
+async def _read_body(request: web.Request, timeout: float | None) -> bytes:
+    if request.content.is_eof():  # it all came with the head: nothing to wait for
+        return await request.read()
+    async with asyncio.timeout(timeout):
+        return await request.read()  # the app's client_max_size is the limit
+
+
 async def read_json(request: web.Request, limit: int,
                     timeout: float | None = None) -> dict[str, Any]:
     """The body as a JSON object; 413 past ``limit`` bytes, 408 when it takes longer than
@@ -48,8 +66,7 @@ async def read_json(request: web.Request, limit: int,
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     try:
-        async with asyncio.timeout(timeout):
-            raw = await request.read()  # the app's client_max_size is ``limit``
+        raw = await _read_body(request, timeout)
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
     except TimeoutError:
@@ -60,7 +77,7 @@ async def read_json(request: web.Request, limit: int,
     except UnicodeDecodeError as e:
         raise invalid(None, f"the request body is not valid UTF-8 (at byte {e.start})") from None
     try:
-        body = json.loads(text, parse_constant=_refuse_constant)
+        body = _loads(text)
     except json.JSONDecodeError as e:
         raise invalid(None, f"the request body is not valid JSON: {e.msg} "
                             f"(line {e.lineno}, column {e.colno})") from None
