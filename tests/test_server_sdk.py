@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import anthropic
 import openai
+import pydantic
 import pytest
 import pytest_asyncio
 import yaml
@@ -477,6 +478,52 @@ async def test_openai_refusal_passes_through(oai: openai.AsyncOpenAI,
     upstreams.oa.enqueue(oa_wire.json_reply(body))
     resp = await oai.chat.completions.create(model="gpt", messages=USER)
     assert resp.choices[0].message.refusal == "I can't help with the rest."
+
+
+class Location(pydantic.BaseModel):
+    city: str
+
+
+async def test_openai_structured_refusal_is_a_reply_the_sdk_parses(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    # As OpenAI sends it: content null, the refusal beside it, finish_reason stop (the SDK's
+    # parse() raises ContentFilterFinishReasonError on content_filter).
+    body = oa_wire.completion(None)
+    body["choices"][0]["message"]["refusal"] = "I can't assist with that."
+    upstreams.oa.enqueue(oa_wire.json_reply(body))
+    resp = await oai.chat.completions.parse(model="gpt", messages=USER,
+                                            response_format=Location)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "stop"
+    assert (choice.message.content, choice.message.parsed) == (None, None)
+    assert choice.message.refusal == "I can't assist with that."
+
+
+async def test_openai_streamed_refusal_ends_with_stop(oai: openai.AsyncOpenAI,
+                                                      upstreams: Upstreams) -> None:
+    events = [oa_wire.chunk({"role": "assistant", "content": None, "refusal": ""}),
+              oa_wire.chunk({"refusal": "I can't "}), oa_wire.chunk({"refusal": "assist."}),
+              oa_wire.chunk({}, finish_reason="stop"),
+              oa_wire.chunk(usage_=oa_wire.usage(), choices=False)]
+    upstreams.oa.enqueue(oa_wire.stream_reply(events))
+    stream = await oai.chat.completions.create(model="gpt", messages=USER, stream=True)
+    chunks = [c async for c in stream]
+    refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    assert refusal == "I can't assist."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert all(not c.choices[0].delta.content for c in chunks if c.choices)
+
+
+async def test_anthropic_refusal_without_content_has_no_blocks(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    body = an_wire.message([], stop_reason="refusal")
+    body["stop_details"] = {"type": "refusal", "category": "bio",
+                            "explanation": "The request could enable biological harm."}
+    upstreams.an.enqueue(an_wire.json_reply(body))
+    msg = await claude.messages.create(model="claude", max_tokens=50, messages=USER)
+    assert (msg.content, msg.stop_reason) == ([], "refusal")
+    assert msg.stop_details is not None
+    assert msg.stop_details.explanation == "The request could enable biological harm."
 
 
 async def test_anthropic_cache_usage_counts_apart(claude: anthropic.AsyncAnthropic,

@@ -52,13 +52,17 @@ def _tool_use(tc: ToolCall) -> dict[str, Any]:
 def message_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
     """The ``message`` object of a router answer; ``model`` names the model that served."""
     content = thinking_blocks(resp.provider_state)
-    if resp.text or not resp.tool_calls:
+    if resp.text or not (resp.tool_calls or resp.refusal):
         content.append({"type": "text", "text": resp.text})
     content += [_tool_use(tc) for tc in resp.tool_calls]
-    return {"id": f"msg_{request_id}", "type": "message", "role": "assistant",
+    body = {"id": f"msg_{request_id}", "type": "message", "role": "assistant",
             "model": resp.model or served_model(resp.target), "content": content,
             "stop_reason": stop_reason(resp.finish_reason, resp.refusal),
             "stop_sequence": None, "usage": usage_body(resp.usage)}
+    if resp.refusal:  # Anthropic's RefusalStopDetails; the router knows no category
+        body["stop_details"] = {"type": "refusal", "category": None,
+                                "explanation": resp.refusal}
+    return body
 
 
 def _event(obj: dict[str, Any]) -> bytes:

@@ -29,10 +29,17 @@ def _tool_call(tc: ToolCall) -> dict[str, Any]:
     return out
 
 
+def _finish(finish_reason: str, refused: bool) -> str:
+    """OpenAI ends a refusal with ``stop`` (its SDK's ``parse()`` raises on
+    ``content_filter``, which stays for a filter that withheld output)."""
+    return "stop" if refused and finish_reason == "content_filter" else finish_reason
+
+
 def _choice(index: int, text: str, tool_calls: list[ToolCall], finish_reason: str,
             refusal: str | None, state: ProviderState | None = None) -> dict[str, Any]:
+    # As OpenAI's structured-output refusal: content null beside the refusal.
     message: dict[str, Any] = {"role": "assistant",
-                               "content": text if text or not tool_calls else None,
+                               "content": text if text or not (tool_calls or refusal) else None,
                                "refusal": refusal, "annotations": []}
     if tool_calls:
         message["tool_calls"] = [_tool_call(tc) for tc in tool_calls]
@@ -41,7 +48,7 @@ def _choice(index: int, text: str, tool_calls: list[ToolCall], finish_reason: st
         # thinking...) that a client sending this message back passes on unchanged.
         message["provider_state"] = state
     return {"index": index, "message": message, "logprobs": None,
-            "finish_reason": finish_reason}
+            "finish_reason": _finish(finish_reason, bool(refusal))}
 
 
 def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
@@ -87,6 +94,7 @@ class ChunkEncoder:
         self._n = n
         self._usage: Usage | None = None
         self._streamed_tools: set[int] = set()  # choices whose calls came as deltas
+        self._refused: set[int] = set()  # choices that streamed a refusal
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None,
                index: int = 0) -> bytes:
@@ -105,6 +113,7 @@ class ChunkEncoder:
         if c.delta:
             delta["content"] = c.delta
         if c.refusal:
+            self._refused.add(c.index)
             delta["refusal"] = c.refusal
         if c.tool_calls:
             self._streamed_tools.add(c.index)
@@ -113,10 +122,13 @@ class ChunkEncoder:
 
     def _ends(self, c: ChatChunk) -> list[tuple[int, list[ToolCall], str]]:
         """(choice, calls known only now, finish reason) for each choice ``c`` ends."""
+        refused = self._refused
         if c.final_choices:
-            return [(ch.index, ch.tool_calls, ch.finish_reason) for ch in c.final_choices]
+            return [(ch.index, ch.tool_calls, _finish(ch.finish_reason, ch.index in refused))
+                    for ch in c.final_choices]
         assert c.finish_reason is not None
-        return [(c.index, c.final_tool_calls or [], c.finish_reason)]
+        return [(c.index, c.final_tool_calls or [],
+                 _finish(c.finish_reason, c.index in refused))]
 
     def chunk(self, c: ChatChunk) -> list[bytes]:
         out = []
