@@ -135,3 +135,11 @@ def test_each_value_is_scrubbed_as_alone(out: io.StringIO) -> None:
         log.remove_secrets(["k3y"])
     (line,) = lines(out)
     assert [line[k] for k in "abcde"] == ["***", "monk3ys", "k3", "y", "x ***"]
+
+
+def test_a_stream_that_fails_never_raises_to_the_caller(out: io.StringIO,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        ) -> None:
+    out.close()
+    log.emit("proxy_request", request_id="req_1")  # no exception
+    assert "proxy_request" in capsys.readouterr().err  # logging's own error report

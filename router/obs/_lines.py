@@ -56,7 +56,19 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 except RuntimeError:
                     self._write()
                 else:
-                    loop.call_later(FLUSH_DELAY, self.flush)
+                    loop.call_later(FLUSH_DELAY, self.flush_quietly)
+
+    def failed(self, what: str) -> None:
+        """Rendering or writing ``what`` failed: said as logging says it (on stderr, with
+        the traceback), never raised to the code that logged."""
+        self.handleError(logging.makeLogRecord({"msg": what}))
+
+    def flush_quietly(self) -> None:
+        """``flush``, a failure reported as ``failed`` (a timer's or a shutdown's)."""
+        try:
+            self.flush()
+        except Exception:
+            self.failed("batched lines")
 
     def flush(self) -> None:
         """Write the held lines (and flush the stream)."""
@@ -120,7 +132,10 @@ class JsonLines:
         fields["level"] = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
         fields["timestamp"] = (datetime.datetime.now(tz=_UTC).isoformat()
                                .replace("+00:00", "Z"))
-        self.handler.add(self._encode(fields), can_wait(level, fields))
+        try:
+            self.handler.add(self._encode(fields), can_wait(level, fields))
+        except Exception:  # as a logging handler does: the caller goes on
+            self.handler.failed(event)
 
 
 __all__ = ["FLUSH_DELAY", "JsonLines", "LineHandler", "can_wait"]

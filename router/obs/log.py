@@ -91,7 +91,7 @@ def batch_lines(on: bool) -> None:
         if isinstance(handler, LineHandler):
             handler.batched = on
             if not on:
-                handler.flush()
+                handler.flush_quietly()
 
 
 def configure_output(fmt: Literal["console", "json"] = "console", level: int = logging.INFO,
