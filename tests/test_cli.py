@@ -351,6 +351,12 @@ def test_demo_fast_shows_retry_fallback_breaker_skip_and_answers() -> None:
     assert re.search(r"#3 backup:demo-small: ok in \d+ms", out)  # fell back after 2 tries
     assert "answer: The backup answered: backup:demo-small. Fallback works." in out
     assert "-  flaky:demo-large: skipped (breaker_open: circuit breaker is open)" in out
+    # the stream cut after 8 words is replayed on the next target: the story once, whole
+    story = ("Once upon a time, a stream broke halfway, and the router picked it up where it "
+             "stopped.")
+    assert f"answer (17 streamed pieces): {story}\n" in out
+    assert re.search(r"#1 vllm:story-model: network after \d+ms", out)
+    assert re.search(r"#2 local:storyteller: ok in \d+ms", out)
 
 
 def test_version_prints_the_package_version() -> None:

@@ -4,7 +4,8 @@ shows the real provider modules at work with no keys and no network.
 
 Scripted per path: Azure refuses with a content-filter 400, OpenAI fails with a 500, Anthropic
 is overloaded (529), Gemini rate-limits once with a RetryInfo delay and then answers; Ollama
-streams NDJSON.
+streams NDJSON. A vLLM-like OpenAI-compatible server streams a story and drops the connection
+halfway; Ollama's model ``storyteller`` tells the same story whole.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from collections import Counter
 from typing import Any
 
 from aiohttp import web
+
+#: The story both story tellers tell, word by word.
+STORY = ["Once", "upon", "a", "time,", "a", "stream", "broke", "halfway,", "and", "the",
+         "router", "picked", "it", "up", "where", "it", "stopped."]
+_CUT_AFTER = 8  # words the cut stream sends before its connection drops
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -65,7 +71,8 @@ async def _ollama(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
-    words = ["Ollama", "streaming", "NDJSON,", "one", "line", "per", "piece."]
+    words = STORY if body["model"] == "storyteller" else [
+        "Ollama", "streaming", "NDJSON,", "one", "line", "per", "piece."]
     for i, w in enumerate(words):
         line = {"model": body["model"], "created_at": "2026-11-25T00:00:00Z",
                 "message": {"role": "assistant", "content": w if i == 0 else " " + w},
@@ -79,6 +86,21 @@ async def _ollama(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _cut(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-compatible stream that breaks mid-answer: no finish_reason, no [DONE]."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i, w in enumerate(STORY[:_CUT_AFTER]):
+        chunk = {"id": "chatcmpl-demo", "object": "chat.completion.chunk",
+                 "created": 1_764_000_000, "model": "story-model", "choices": [
+                     {"index": 0, "delta": {"content": w if i == 0 else " " + w},
+                      "finish_reason": None}]}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    if request.transport is not None:
+        request.transport.abort()  # the connection drops mid-stream
+    return resp
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app["hits"] = Counter()
@@ -87,6 +109,7 @@ def make_app() -> web.Application:
     app.router.add_post("/anthropic/v1/messages", _anthropic)
     app.router.add_post("/google/v1beta/models/{model}:generateContent", _google)
     app.router.add_post("/ollama/api/chat", _ollama)
+    app.router.add_post("/vllm/v1/chat/completions", _cut)
     return app
 
 

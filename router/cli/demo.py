@@ -1,7 +1,8 @@
 """``router demo``: the engine at work on scripted ``fake`` providers, with no keys and no network.
 
 It shows, live, a retry that honours Retry-After, a fallback after retries run out, a circuit
-breaker that opens and is then skipped, and a streamed answer, each with its attempt log.
+breaker that opens and is then skipped, streamed answers, and a stream cut mid-answer that
+is recovered on the next target, each with its attempt log.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ providers:                      # loopback stand-ins speaking each provider's re
     api_key: "${DEMO_KEY:-demo}"
     retry: {attempts: 2}
   local:  {kind: ollama, base_url: "${UPSTREAM}/ollama"}
+  vllm:   {kind: openai-compatible, base_url: "${UPSTREAM}/vllm/v1"}
 models:
   everywhere:
     chain:
@@ -70,6 +72,9 @@ models:
       - gemini:gemini-2.5-flash
     on: {content_policy: fallback}    # a content filter fails by default; this route goes on
   local: [local:llama3.2]
+  story:                          # a stream cut mid-answer is replayed on the next target
+    chain: [vllm:story-model, local:storyteller]
+    stream: {recover: replay}
 """
 
 _WIRE_SCENES = [
@@ -78,6 +83,9 @@ _WIRE_SCENES = [
      "classified, until Gemini answers.",
      "everywhere", False),
     ("5. Ollama streams NDJSON; the answer arrives piece by piece.", "local", True),
+    ("6. A stream cut mid-answer: vLLM drops the connection after 8 words. The router asks "
+     "the next target, reads its answer silently until it has caught up, and streams on: one "
+     "answer, nothing repeated.", "story", True),
 ]
 
 _SCENES = [
