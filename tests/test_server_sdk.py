@@ -56,6 +56,7 @@ def route_file(oa: OpenAIServer, an: AnthropicServer) -> dict[str, Any]:
             "down": ["down:m"],
             "cut": ["cut:m"],
             "capped": {"chain": ["oa:gpt-4o-mini"], "budget": {"usd": 0.0000001, "per": "day"}},
+            "resilient": ["oa:gpt-4o-mini", "oa:gpt-4o"],
         },
     }
 
@@ -198,9 +199,36 @@ async def test_openai_n_streams_each_choice(oai: openai.AsyncOpenAI,
     assert text == {0: "A1", 1: "B1B2"} and finish == {0: "stop", 1: "length"}
 
 
+STORY = ["Once", " upon", " a", " time", " the", " stream", " broke", " and", " went", " on."]
+
+
+async def test_a_stream_cut_mid_answer_reaches_the_openai_client_whole_once(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    # The first target's connection resets after 4 words; the proxy replays on the next
+    # target (the library's recovery, unchanged behind the proxy): one answer, no error event.
+    before = len(upstreams.oa.requests)
+    upstreams.oa.enqueue(oa_wire.broken_reply(oa_wire.text_events(STORY), after=5),
+                         oa_wire.stream_reply(oa_wire.text_events(STORY)))
+    stream = await oai.chat.completions.create(model="resilient", messages=USER, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "".join(STORY)
+    sent = [r.json["model"] for r in upstreams.oa.requests[before:]]
+    assert sent == ["gpt-4o-mini", "gpt-4o"]
+
+
+async def test_a_stream_cut_mid_answer_reaches_the_anthropic_client_whole_once(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    upstreams.oa.enqueue(oa_wire.broken_reply(oa_wire.text_events(STORY), after=5),
+                         oa_wire.stream_reply(oa_wire.text_events(STORY)))
+    async with claude.messages.stream(model="resilient", max_tokens=50, messages=USER) as s:
+        pieces = [t async for t in s.text_stream]
+        final = await s.get_final_message()
+    assert "".join(pieces) == "".join(STORY) and final.stop_reason == "end_turn"
+
+
 async def test_openai_models_lists_aliases(oai: openai.AsyncOpenAI) -> None:
     ids = [m.id async for m in oai.models.list()]
-    assert ids == ["capped", "claude", "cut", "down", "gpt"]
+    assert ids == ["capped", "claude", "cut", "down", "gpt", "resilient"]
     assert (await oai.models.retrieve("gpt")).id == "gpt"
 
 
@@ -354,7 +382,7 @@ async def test_anthropic_count_tokens_is_an_estimate(claude: anthropic.AsyncAnth
 
 async def test_anthropic_models_lists_aliases(claude: anthropic.AsyncAnthropic) -> None:
     ids = [m.id async for m in claude.models.list()]
-    assert ids == ["capped", "claude", "cut", "down", "gpt"]
+    assert ids == ["capped", "claude", "cut", "down", "gpt", "resilient"]
 
 
 async def test_anthropic_errors_are_sdk_classes(claude: anthropic.AsyncAnthropic,
