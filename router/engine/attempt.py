@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from router.engine.billed import Billed, Spent
 from router.engine.call import Call
 from router.engine.decision import Try
 from router.engine.refusals import Reply, judge
@@ -23,15 +24,6 @@ from router.types import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 _NO_SPAN = contextlib.nullcontext()  # an untraced attempt's "span"
 
-#: The usage and cost of a failed attempt that was billed: a stream that read output, then
-#: failed (estimated), or a refusal under a content_policy action other than fail.
-Spent = tuple[Usage, float | None]
-
-
-def spent_of(error: LlmError) -> Spent | None:
-    """What a failed attempt spent, when it says (``router.engine.recover``, ``.refusals``)."""
-    spent: Spent | None = getattr(error, "spent", None)
-    return spent
 
 
 #: What an attempt does with the provider: ``opener(provider, model, request, timeouts)``.
@@ -73,7 +65,8 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
                     return reply if reply.refusal is None else await judge(target, sent, reply)
             except LlmError as e:
                 error = rt.classify(target, e)
-                spent = spent_of(e)
+            except Billed as b:
+                error, spent = rt.classify(target, b.error), b.spent
             except TimeoutError:
                 error = rt.timeout_error(d)
             except Exception as e:  # a plugin provider's bug: interface 6

@@ -25,7 +25,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 
-from router.engine.attempt import Spent
+from router.engine.billed import Billed, Spent
 from router.engine.call import Call
 from router.engine.decision import Decision, Done, Outcome, Try
 from router.engine.drive import drive
@@ -262,7 +262,7 @@ class Resume:
         except LlmError as e:
             await close_stream(agen)
             if match.read:
-                e.spent = self.spent(key, match.read)  # type: ignore[attr-defined]
+                raise Billed(e, self.spent(key, match.read)) from e
             raise
         except BaseException:
             await close_stream(agen)

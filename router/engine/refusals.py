@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from router.engine.billed import Billed
 from router.engine.opened import Opened, close_stream
 from router.errors import Action, ContentPolicyError, ErrorClass
 from router.plan.routes import Target
@@ -37,7 +38,7 @@ _CHARS_PER_TOKEN = 4
 async def judge(target: Target, request: ChatRequest, reply: Reply) -> Reply:
     """``reply`` (its ``refusal`` set) as the attempt's answer; or, when it holds nothing but
     the refusal and ``target``'s content_policy action is not ``fail``, ContentPolicyError
-    carrying the attempt's ``spent`` usage and cost."""
+    billed with the attempt's usage and cost (Billed)."""
     if target.actions.get(ErrorClass.CONTENT_POLICY) is Action.FAIL:
         return reply
     if isinstance(reply, Opened):
@@ -49,7 +50,7 @@ async def judge(target: Target, request: ChatRequest, reply: Reply) -> Reply:
 
 async def _read_on(target: Target, request: ChatRequest, opened: Opened) -> Opened:
     """The stream, when content follows its first chunk's refusal (the chunks read so far
-    come first); ContentPolicyError when it ends with nothing but the refusal."""
+    come first); ContentPolicyError (Billed) when it ends with nothing but the refusal."""
     read = [opened.first]
     agen = opened.agen
     try:
@@ -91,16 +92,15 @@ class _Chain:
 
 
 def refused(target: Target, request: ChatRequest, refusal: str,
-            usage: Usage | None) -> ContentPolicyError:
-    """The failed content_policy attempt of a refusal: ``spent`` is its usage (estimated from
+            usage: Usage | None) -> Billed:
+    """The failed content_policy attempt of a refusal, billed with its usage (estimated from
     the prompt and the refusal when the provider sent none) and cost."""
     error = ContentPolicyError(f"the model refused: {refusal}", provider_message=refusal,
                                provider_code="refusal", retryable=False, target=target.key)
     if usage is None:
         usage = Usage(input_tokens=estimate_prompt_tokens(request),
                       output_tokens=-(-len(refusal) // _CHARS_PER_TOKEN))
-    error.spent = (usage, cost_usd(price_of(target), usage))  # type: ignore[attr-defined]
-    return error
+    return Billed(error, (usage, cost_usd(price_of(target), usage)))
 
 
 __all__ = ["judge", "refused"]
