@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,9 +18,11 @@ HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
-def child_process(script: str, *args: str) -> Iterator[tuple[int, int]]:
-    """Start ``bench/<script> ARGS``; yield (port, pid). Closing its stdin stops it."""
-    proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
+def child_process(script: str, *args: str,
+                  prefix: Sequence[str] = ()) -> Iterator[tuple[int, int]]:
+    """Start ``bench/<script> ARGS`` (under ``prefix``, e.g. valgrind's command); yield
+    (port, pid). Closing its stdin stops it."""
+    proc = subprocess.Popen([*prefix, sys.executable, str(HERE / script), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -32,7 +34,7 @@ def child_process(script: str, *args: str) -> Iterator[tuple[int, int]]:
         assert proc.stdin is not None
         proc.stdin.close()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=30 if prefix else 5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +56,11 @@ QUICK = Sizes(rounds=2, warmup=50, latency_calls=60, throughput_seconds=0.25)
 
 
 @contextmanager
-def proxy_process(upstream_port: int, workdir: Path) -> Iterator[tuple[str, int]]:
-    """``router serve`` (one worker, 127.0.0.1, port 0) in front of the upstream; yields its
-    base URL and pid, and stops it with SIGTERM."""
+def proxy_process(upstream_port: int, workdir: Path,
+                  prefix: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
+    """``router serve`` (one worker, 127.0.0.1, port 0) in front of the upstream, under
+    ``prefix`` (e.g. valgrind's command) if given; yields its base URL and pid, and stops it
+    with SIGTERM."""
     routes = workdir / "routes.yaml"
     routes.write_text(
         "version: 1\n"
@@ -69,12 +71,12 @@ def proxy_process(upstream_port: int, workdir: Path) -> Iterator[tuple[str, int]
         "models:\n  one: [up:gpt-4o-mini]\n")
     log = workdir / "proxy.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", str(routes),
+        proc = subprocess.Popen([*prefix, sys.executable, "-m", "router", "serve", str(routes),
                                  "--port", "0", "--log-format", "json"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 env={**os.environ, "BENCH_KEY": KEY})
     try:
-        end = time.monotonic() + 60
+        end = time.monotonic() + (600 if prefix else 60)
         while not (m := LISTENING.search(log.read_text(errors="replace"))):
             if proc.poll() is not None or time.monotonic() > end:
                 raise RuntimeError(f"router serve did not start:\n{log.read_text()}")
@@ -83,7 +85,7 @@ def proxy_process(upstream_port: int, workdir: Path) -> Iterator[tuple[str, int]
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=60 if prefix else 10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -245,9 +247,10 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def forwarder_process(upstream_port: int) -> AbstractContextManager[tuple[int, int]]:
-    """bench/_forwarder.py in front of the upstream; yields (port, pid)."""
-    return child_process("_forwarder.py", str(upstream_port))
+def forwarder_process(upstream_port: int,
+                      prefix: Sequence[str] = ()) -> AbstractContextManager[tuple[int, int]]:
+    """bench/_forwarder.py in front of the upstream (under ``prefix``); yields (port, pid)."""
+    return child_process("_forwarder.py", str(upstream_port), prefix=prefix)
 
 
 async def run(upstream_port: int, forwarder: tuple[int, int], proxy: tuple[str, int],
