@@ -11,7 +11,7 @@ import contextlib
 import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -19,17 +19,46 @@ from router.errors import ErrorClass, LlmError, NetworkError, ServerError, Timeo
 from router.obs.redact import redact_excerpt
 from router.providers._json import loads_json
 from router.providers._status import ErrorBody
+from router.providers._wire import BadResponse, BodyCut, ConnectFailed, ConnectTimeout, Disconnected
 from router.providers.sse import MAX_EVENT_BYTES, NDJSONDecoder, ServerSentEvent, SSEDecoder
 
-__all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "TRANSPORT", "HttpResponse", "deadline_at",
-           "nearer", "too_large", "transport_error"]
+__all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "TRANSPORT", "HttpResponse", "Raw",
+           "deadline_at", "nearer", "too_large", "transport_error"]
 
 ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
 MAX_BODY_BYTES = 8 << 20  # 8 MiB: a whole reply (the largest real completions are ~1 MiB)
 _FINISH_DRAIN = 1.0  # seconds a finished stream's leftover bytes may take, in the background
 
+
+class RawContent(Protocol):
+    """A body as it arrives: what aiohttp's StreamReader and ``_wire.Content`` share."""
+
+    def read_nowait(self) -> bytes: ...
+    def at_eof(self) -> bool: ...
+    def is_eof(self) -> bool: ...
+    def exception(self) -> BaseException | None: ...
+    async def readany(self) -> bytes: ...
+
+
+class Raw(Protocol):
+    """A response as a client gives it: aiohttp's ClientResponse or ``_wire.WireResponse``."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> RawContent: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def closed(self) -> bool: ...
+    def release(self) -> Any: ...
+    def close(self) -> None: ...
+
+
 #: What hands a finished response's connection to the pool's background drain.
-DrainLater = Callable[[aiohttp.ClientResponse, float], None]
+DrainLater = Callable[[Raw, float], None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,9 +66,14 @@ DrainLater = Callable[[aiohttp.ClientResponse, float], None]
 
 _TRANSPORT_ERRORS: tuple[tuple[type[BaseException], ErrorClass, str], ...] = (
     (aiohttp.ConnectionTimeoutError, ErrorClass.TIMEOUT, "connect timed out"),
+    (ConnectTimeout, ErrorClass.TIMEOUT, "connect timed out"),
     (aiohttp.ServerTimeoutError, ErrorClass.TIMEOUT, "read timed out"),
     (TimeoutError, ErrorClass.TIMEOUT, ""),  # ours (asyncio.timeout); before OSError
     (aiohttp.ClientConnectorError, ErrorClass.NETWORK, "cannot connect"),
+    (ConnectFailed, ErrorClass.NETWORK, "cannot connect"),
+    (Disconnected, ErrorClass.NETWORK, "server disconnected"),
+    (BodyCut, ErrorClass.NETWORK, "response body cut short"),
+    (BadResponse, ErrorClass.NETWORK, "invalid HTTP response"),
     (aiohttp.ServerDisconnectedError, ErrorClass.NETWORK, "server disconnected"),
     (aiohttp.ClientPayloadError, ErrorClass.NETWORK, "response body cut short"),
     (aiohttp.ClientOSError, ErrorClass.NETWORK, "connection error"),
@@ -61,7 +95,8 @@ def transport_error(e: BaseException, host: str, timeout_kind: str) -> LlmError:
         (ErrorClass.NETWORK, "transport error"),
     )
     if error_class is ErrorClass.TIMEOUT:
-        kind = "connect" if isinstance(e, aiohttp.ConnectionTimeoutError) else timeout_kind
+        kind = ("connect" if isinstance(e, aiohttp.ConnectionTimeoutError | ConnectTimeout)
+                else timeout_kind)
         return TimeoutError_(f"{what or kind + ' timeout'} ({host})", timeout_kind=kind)
     return NetworkError(f"{what} ({host}): {type(e).__name__}",
                         retryable=not isinstance(e, aiohttp.InvalidURL))
@@ -105,7 +140,7 @@ class HttpResponse:
                  "_host", "_idle", "_loop", "_max_body", "_max_event", "_resp", "_total_at",
                  "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, *, host: str, deadline: float | None,
+    def __init__(self, resp: Raw, *, host: str, deadline: float | None,
                  idle: float, total_at: float | None = None, first_kind: str = "first_token",
                  max_body_bytes: int = MAX_BODY_BYTES, max_event_bytes: int = MAX_EVENT_BYTES,
                  drain_later: DrainLater | None = None,

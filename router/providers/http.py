@@ -16,7 +16,7 @@ import contextvars
 import json
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,9 +31,11 @@ from router.providers._http_response import (
     TRANSPORT,
     DrainLater,
     HttpResponse,
+    Raw,
     transport_error,
 )
 from router.providers._slots import Slots
+from router.providers._wire import Origin, WirePool
 from router.providers.sse import MAX_EVENT_BYTES
 from router.specs import Timeouts
 
@@ -100,14 +102,31 @@ class _Connector(aiohttp.TCPConnector):
 
 class _Endpoint:
     """What ``post`` needs about one URL, computed once: the parsed URL, the host for
-    messages and the connection slots of its origin."""
+    messages, the connection slots of its origin and, for the seam's own client, the origin's
+    connections and the request line and fixed headers."""
 
-    __slots__ = ("host", "slots", "url")
+    __slots__ = ("head", "host", "origin", "slots", "url")
 
-    def __init__(self, url: URL, host: str, slots: Slots) -> None:
+    def __init__(self, url: URL, host: str, slots: Slots, origin: Origin | None) -> None:
         self.url = url
         self.host = host
         self.slots = slots
+        self.origin = origin
+        self.head = (f"POST {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}"
+                     f"\r\n{_FIXED_HEADERS}")
+
+
+#: What every request of the seam's own client says besides the provider's headers (what
+#: aiohttp said: compressed replies are welcome).
+_FIXED_HEADERS = "Accept-Encoding: gzip, deflate\r\nUser-Agent: routeyard\r\n"
+
+
+def _head(endpoint: _Endpoint, headers: Mapping[str, str], length: int) -> bytes:
+    """The request's head; a header with CR or LF in it (a split header) is refused."""
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+        raise NetworkError("a header name or value holds CR or LF", retryable=False)
+    return f"{endpoint.head}{block}Content-Length: {length}\r\n\r\n".encode("latin-1")
 
 
 def _redirect_error(status: int, location: str | None, host: str) -> ServerError:
@@ -118,7 +137,7 @@ def _redirect_error(status: int, location: str | None, host: str) -> ServerError
                        "the final URL", status=status, retryable=False)
 
 
-async def _drain_then_release(resp: aiohttp.ClientResponse, seconds: float) -> None:
+async def _drain_then_release(resp: Raw, seconds: float) -> None:
     """Read a finished response's leftover bytes, then pool its connection (or close it)."""
     try:
         async with asyncio.timeout(seconds):
@@ -147,8 +166,7 @@ class _Limits:
 
 
 async def _resend(session: aiohttp.ClientSession, url: URL, data: bytes,
-                  headers: Mapping[str, str],
-                  client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+                  headers: Mapping[str, str], client_timeout: aiohttp.ClientTimeout) -> Raw:
     """The one resend, on a new connection, of a POST whose pooled connection failed before
     any response byte: the server had closed it while idle (llama.cpp's server closes after
     every stream while advertising keep-alive). A new connection's failure is final."""
@@ -176,13 +194,15 @@ class Posting:
     coroutine level costs every resumption of the call.)"""
 
     __slots__ = ("_client_timeout", "_data", "_endpoint", "_headers", "_limits", "_response",
-                 "_session", "_timeouts")
+                 "_session", "_timeouts", "_wire")
 
-    def __init__(self, limits: _Limits, session: aiohttp.ClientSession, endpoint: _Endpoint,
-                 data: bytes, headers: Mapping[str, str], timeouts: Timeouts,
+    def __init__(self, limits: _Limits, session: aiohttp.ClientSession | None,
+                 wire: WirePool | None, endpoint: _Endpoint, data: bytes,
+                 headers: Mapping[str, str], timeouts: Timeouts,
                  client_timeout: aiohttp.ClientTimeout) -> None:
         self._limits = limits
         self._session = session
+        self._wire = wire
         self._endpoint = endpoint
         self._data = data
         self._headers = headers
@@ -205,15 +225,8 @@ class Posting:
                 deadline, kind = total_at, "total"
             try:
                 async with asyncio.Timeout(deadline):  # timeout_at's own object
-                    try:
-                        resp = await self._session.post(
-                            endpoint.url, data=self._data, headers=self._headers,
-                            timeout=self._client_timeout, allow_redirects=False)
-                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                        if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
-                            raise
-                        resp = await _resend(self._session, endpoint.url, self._data,
-                                             self._headers, self._client_timeout)
+                    resp = await (self._send_wire(endpoint) if endpoint.origin is not None
+                                  else self._send_aiohttp(endpoint))
             except TRANSPORT as e:
                 raise transport_error(e, endpoint.host, kind) from e
             if 300 <= resp.status < 400:
@@ -228,6 +241,24 @@ class Posting:
             slots.release()
             raise
         return response
+
+    def _send_wire(self, endpoint: _Endpoint) -> Awaitable[Raw]:
+        assert self._wire is not None and endpoint.origin is not None
+        connect = self._timeouts.connect
+        return self._wire.post(endpoint.origin, _head(endpoint, self._headers, len(self._data)),
+                               self._data, connect if connect < _INF else None)
+
+    async def _send_aiohttp(self, endpoint: _Endpoint) -> Raw:
+        assert self._session is not None
+        try:
+            return await self._session.post(
+                endpoint.url, data=self._data, headers=self._headers,
+                timeout=self._client_timeout, allow_redirects=False)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+            if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
+                raise
+            return await _resend(self._session, endpoint.url, self._data, self._headers,
+                                 self._client_timeout)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -267,6 +298,9 @@ class HttpPool:
         self._keepalive_timeout = keepalive_timeout
         self._ttl_dns_cache = ttl_dns_cache
         self._trust_env = trust_env
+        # The seam's own client serves unless a session was given or proxies come from the
+        # environment (aiohttp's trust_env): see router.providers._wire.
+        self._wire = WirePool(keepalive_timeout) if session is None and not trust_env else None
         self._closed = False
         # Per-URL and per-timeout values, computed once (the hot path only looks them up).
         self._endpoints: dict[object, _Endpoint] = {}
@@ -313,7 +347,11 @@ class HttpPool:
         slots = self._slots.get((origin, limit))
         if slots is None:
             slots = self._slots[origin, limit] = Slots(limit)
-        return _Endpoint(parsed, parsed.host or "?", slots)
+        wire = None
+        if (self._wire is not None and parsed.scheme in ("http", "https") and parsed.host
+                and parsed.port is not None and parsed.user is None):
+            wire = self._wire.origin(parsed.scheme, parsed.host, parsed.port)
+        return _Endpoint(parsed, parsed.host or "?", slots, wire)
 
     def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
         client_timeout = self._client_timeouts.get(connect)
@@ -342,17 +380,20 @@ class HttpPool:
         On exit the connection is released if the body was fully read and closed otherwise
         (early exit, cancellation), and the slot is freed.
         """
-        session = self._get_session()
+        if self._closed:
+            raise RuntimeError("HttpPool is closed")
         endpoint = self._endpoints.get(url if max_connections is None else (url, max_connections))
         if endpoint is None:
             endpoint = self._endpoint(url, max_connections)
+        session = self._get_session() if endpoint.origin is None else None
         data = body if isinstance(body, bytes) else dumps_json(body)
         client_timeout = self._client_timeouts.get(timeouts.connect)
         if client_timeout is None:
             client_timeout = self._client_timeout(timeouts.connect)
-        return Posting(self._limits, session, endpoint, data, headers, timeouts, client_timeout)
+        return Posting(self._limits, session, self._wire, endpoint, data, headers, timeouts,
+                       client_timeout)
 
-    def _drain_later(self, resp: aiohttp.ClientResponse, seconds: float) -> None:
+    def _drain_later(self, resp: Raw, seconds: float) -> None:
         task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
@@ -367,6 +408,8 @@ class HttpPool:
             task.cancel()
         if drains:
             await asyncio.gather(*drains, return_exceptions=True)
+        if self._wire is not None:
+            self._wire.close()
         session, self._session = self._session, None
         if self._owner and session is not None and not session.closed:
             await session.close()
