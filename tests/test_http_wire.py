@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,8 +33,10 @@ class RawServer:
     """Answers each request with ``answer(request bytes)`` (None: close without a byte);
     counts connections and requests; ``close_after`` closes the connection after a reply."""
 
-    def __init__(self, answer: Answer, *, close_after: bool = False) -> None:
+    def __init__(self, answer: Answer, *, close_after: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
+        self.tls = tls
         self.close_after = close_after
         self.connections = 0
         self.requests: list[bytes] = []
@@ -39,7 +44,7 @@ class RawServer:
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -49,7 +54,7 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/x"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1/x"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -243,3 +248,38 @@ async def test_aiohttp_still_serves_proxies_from_the_environment_and_a_callers_s
                 assert await get_json(pool, server.url) == {"via": "aiohttp"}
                 await pool.aclose()
     assert b"aiohttp" in server.requests[0]  # aiohttp's User-Agent: it took the request
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl's command line) and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+async def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # what the default context trusts
+    async with RawServer(lambda _: json_reply({"tls": True}), tls=server_tls(certificate)
+                         ) as server, HttpPool() as pool:
+        assert await get_json(pool, server.url) == {"tls": True}
+        assert await get_json(pool, server.url) == {"tls": True}
+    assert server.connections == 1
+
+
+async def test_https_with_an_untrusted_certificate_is_refused(
+        certificate: tuple[Path, Path]) -> None:
+    async with RawServer(lambda _: json_reply({}), tls=server_tls(certificate)) as server, \
+            HttpPool() as pool:
+        with pytest.raises(NetworkError, match="cannot connect"):
+            await get_json(pool, server.url)
+    assert server.requests == []

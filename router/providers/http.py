@@ -4,7 +4,10 @@ first_token / idle / total timeouts (all clocks start when a connection slot is 
 redirects never followed, body and event size caps, a stale keep-alive connection re-sent once,
 and the transport-error table.
 
-This module and its sibling ``_http_response`` (the responses) are the only ones that import
+Requests go out through the seam's own HTTP/1.1 client (``_wire``: llhttp-parsed responses on
+asyncio protocols, a tenth of aiohttp's CPU per request), or through aiohttp's ClientSession
+for a caller's own session and for HTTP proxies from the environment (``trust_env``). This
+module and its sibling ``_http_response`` (the responses) are the only ones that import
 aiohttp. Provider modules get an ``HttpResponse`` and raise ``router.errors`` classes; they
 never see an aiohttp exception.
 """
