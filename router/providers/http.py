@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import math
 import weakref
 from collections.abc import Awaitable, Mapping
@@ -37,6 +36,7 @@ from router.providers._http_response import (
     Raw,
     transport_error,
 )
+from router.providers._json import dumps_json
 from router.providers._slots import Slots
 from router.providers._wire import Origin, WirePool
 from router.providers.sse import MAX_EVENT_BYTES
@@ -44,12 +44,6 @@ from router.specs import Timeouts
 
 __all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "MAX_EVENT_BYTES", "HttpPool", "HttpResponse",
            "Posting", "dumps_json"]
-
-
-def dumps_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON, serialized once per request."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
 
 
 # --------------------------------------------------------------------------------------------
