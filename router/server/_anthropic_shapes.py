@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from router.providers._json import dumps_json
 from router.server.context import served_model
 from router.server.errors import ApiError, anthropic_error_body
 from router.types import ChatChunk, ChatResponse, ToolCall, Usage
@@ -66,8 +67,7 @@ def message_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
 
 
 def _event(obj: dict[str, Any]) -> bytes:
-    data = json.dumps(obj, separators=(",", ":"))
-    return f"event: {obj['type']}\ndata: {data}\n\n".encode()
+    return f"event: {obj['type']}\ndata: ".encode() + dumps_json(obj, escape=True) + b"\n\n"
 
 
 class EventEncoder:

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from router.providers._json import dumps_json
 from router.server.context import served_model
 from router.server.errors import ApiError, openai_error_body
 from router.types import ChatChunk, ChatResponse, ProviderState, ToolCall, ToolCallDelta, Usage
@@ -65,7 +66,7 @@ def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps_json(obj, escape=True) + b"\n\n"
 
 
 def _tool_delta(d: ToolCallDelta) -> dict[str, Any]:

@@ -4,13 +4,13 @@ API's SSE events, router.server.sse)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.hdrs import CONTENT_TYPE
 
+from router.providers._json import dumps_json
 from router.server import observe
 from router.server.context import REQUEST_ID, begin_call, call_headers, call_kwargs
 from router.server.sse import Encoder, relay
@@ -58,7 +58,7 @@ async def answer(request: web.Request, call: C, body_of: BodyOf,
     observe.note_call(request, resp.attempts, resp.usage)
     headers = call_headers(request, resp.target, len(resp.attempts))
     headers[CONTENT_TYPE] = JSON_TYPE  # what web.json_response sets, without its text step
-    return web.Response(body=json.dumps(body_of(resp, rid)).encode(), headers=headers)
+    return web.Response(body=dumps_json(body_of(resp, rid), escape=True), headers=headers)
 
 
 __all__ = ["BodyOf", "Call", "EncoderOf", "answer"]
