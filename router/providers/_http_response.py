@@ -1,7 +1,7 @@
 """The responses of the HTTP seam (``router.providers.http``): body reads under the
 first_token / idle / total timeouts and the size caps, SSE and NDJSON framing, finishing a
-stream without waiting, and the one transport-error table. Only ``http`` imports this module;
-with it, the only modules that import aiohttp.
+stream without waiting, and the one transport-error table. Only the seam (``http`` and its
+two clients, ``_wire`` and ``_aio``) imports this module.
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-import aiohttp
-
 from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
 from router.obs.redact import redact_excerpt
 from router.providers._json import loads_json
 from router.providers._status import ErrorBody
-from router.providers._wire import BadResponse, BodyCut, ConnectFailed, ConnectTimeout, Disconnected
+from router.providers._wire import (
+    BadResponse,
+    BadURL,
+    BodyCut,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+)
 from router.providers.sse import MAX_EVENT_BYTES, NDJSONDecoder, ServerSentEvent, SSEDecoder
 
 __all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "TRANSPORT", "HttpResponse", "Raw",
@@ -64,21 +69,15 @@ DrainLater = Callable[[Raw, float], None]
 # --------------------------------------------------------------------------------------------
 # Transport errors: one table, most specific first (httpx's map_exceptions idea)
 
+# Both clients raise these (``_aio`` turns aiohttp's exceptions into them).
 _TRANSPORT_ERRORS: tuple[tuple[type[BaseException], ErrorClass, str], ...] = (
-    (aiohttp.ConnectionTimeoutError, ErrorClass.TIMEOUT, "connect timed out"),
     (ConnectTimeout, ErrorClass.TIMEOUT, "connect timed out"),
-    (aiohttp.ServerTimeoutError, ErrorClass.TIMEOUT, "read timed out"),
     (TimeoutError, ErrorClass.TIMEOUT, ""),  # ours (asyncio.timeout); before OSError
-    (aiohttp.ClientConnectorError, ErrorClass.NETWORK, "cannot connect"),
     (ConnectFailed, ErrorClass.NETWORK, "cannot connect"),
     (Disconnected, ErrorClass.NETWORK, "server disconnected"),
     (BodyCut, ErrorClass.NETWORK, "response body cut short"),
     (BadResponse, ErrorClass.NETWORK, "invalid HTTP response"),
-    (aiohttp.ServerDisconnectedError, ErrorClass.NETWORK, "server disconnected"),
-    (aiohttp.ClientPayloadError, ErrorClass.NETWORK, "response body cut short"),
-    (aiohttp.ClientOSError, ErrorClass.NETWORK, "connection error"),
-    (aiohttp.InvalidURL, ErrorClass.NETWORK, "invalid URL"),
-    (aiohttp.ClientError, ErrorClass.NETWORK, "HTTP client error"),
+    (BadURL, ErrorClass.NETWORK, "invalid URL"),
     (ConnectionError, ErrorClass.NETWORK, "connection reset"),
     (OSError, ErrorClass.NETWORK, "socket error"),
 )
@@ -95,14 +94,13 @@ def transport_error(e: BaseException, host: str, timeout_kind: str) -> LlmError:
         (ErrorClass.NETWORK, "transport error"),
     )
     if error_class is ErrorClass.TIMEOUT:
-        kind = ("connect" if isinstance(e, aiohttp.ConnectionTimeoutError | ConnectTimeout)
-                else timeout_kind)
+        kind = "connect" if isinstance(e, ConnectTimeout) else timeout_kind
         return TimeoutError_(f"{what or kind + ' timeout'} ({host})", timeout_kind=kind)
     return NetworkError(f"{what} ({host}): {type(e).__name__}",
-                        retryable=not isinstance(e, aiohttp.InvalidURL))
+                        retryable=not isinstance(e, BadURL))
 
 
-TRANSPORT = (aiohttp.ClientError, OSError)  # what transport_error maps (OSError: timeouts too)
+TRANSPORT = OSError  # what transport_error maps (timeouts and both clients' errors too)
 
 
 def too_large(limit: int, host: str) -> ServerError:
@@ -280,7 +278,7 @@ class HttpResponse:
     async def drain(self, timeout: float) -> None:
         """Read what is left of the body so the connection can go back to the pool; give up
         quietly after ``timeout`` seconds. (A stream's end should use ``finish()``.)"""
-        with contextlib.suppress(aiohttp.ClientError, OSError):  # OSError covers TimeoutError
+        with contextlib.suppress(OSError):  # covers TimeoutError
             async with asyncio.timeout(timeout):
                 while await self._content.readany():
                     pass
@@ -291,7 +289,7 @@ class HttpResponse:
         chunked body after ``[DONE]``) is read in the background, for at most a second."""
         if self._handed or self._resp.closed:
             return
-        with contextlib.suppress(aiohttp.ClientError, OSError, RuntimeError):
+        with contextlib.suppress(OSError, RuntimeError):
             self._content.read_nowait()
         if self._content.at_eof():
             self._resp.release()

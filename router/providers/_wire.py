@@ -27,8 +27,8 @@ from typing import Any, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["BadResponse", "BodyCut", "ConnectFailed", "ConnectTimeout", "Disconnected", "Origin",
-           "WirePool", "WireResponse"]
+__all__ = ["BadResponse", "BadURL", "BodyCut", "ConnectFailed", "ConnectTimeout", "Disconnected",
+           "Origin", "WirePool", "WireResponse"]
 
 _HIGH_WATER = 1 << 18  # buffered body bytes at which the socket stops being read
 _EMPTY = CIMultiDictProxy(CIMultiDict[str]())
@@ -52,6 +52,10 @@ class BodyCut(ConnectionError):
 
 class BadResponse(ConnectionError):
     """What came back is not an HTTP/1.x response."""
+
+
+class BadURL(OSError):
+    """The URL cannot be requested (aiohttp's InvalidURL)."""
 
 
 class Content:

@@ -6,24 +6,20 @@ and the transport-error table.
 
 Requests go out through the seam's own HTTP/1.1 client (``_wire``: llhttp-parsed responses on
 asyncio protocols, a tenth of aiohttp's CPU per request), or through aiohttp's ClientSession
-for a caller's own session and for HTTP proxies from the environment (``trust_env``). This
-module and its sibling ``_http_response`` (the responses) are the only ones that import
-aiohttp. Provider modules get an ``HttpResponse`` and raise ``router.errors`` classes; they
-never see an aiohttp exception.
+(``_aio``, imported only then) for a caller's own session and for HTTP proxies from the
+environment (``trust_env``). Provider modules get an ``HttpResponse`` and raise
+``router.errors`` classes; they never see a client's exception.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
-import weakref
 from collections.abc import Awaitable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from yarl import URL
 
 from router.errors import NetworkError, ServerError, TimeoutError_
@@ -39,62 +35,16 @@ from router.providers._http_response import (
 from router.providers._json import dumps_json
 from router.providers._slots import Slots
 from router.providers._wire import Origin, WirePool
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from router.providers._aio import AioClient
 from router.providers.sse import MAX_EVENT_BYTES
 from router.specs import Timeouts
 
 __all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "MAX_EVENT_BYTES", "HttpPool", "HttpResponse",
            "Posting", "dumps_json"]
-
-
-# --------------------------------------------------------------------------------------------
-# Stale keep-alive connections: which requests went out on a reused connection
-
-
-#: Set by ``_Connector.connect`` in the requesting task: did this request get a pooled
-#: connection? Read only when the request fails, to decide on the one resend.
-_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_reused",
-                                                                default=False)
-#: Set around a resend: the connector must hand out a new connection, never a pooled one.
-_FRESH: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_fresh", default=False)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """aiohttp's connector, telling pooled connections from new ones (a protocol object seen
-    before is a reused connection), and giving a resend a new connection."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        # id(protocol) -> a weak reference to it: a protocol seen before is a reused
-        # connection. (A WeakSet costs a Python-level call per lookup; this is one dict get.)
-        self._seen: dict[int, weakref.ref[object]] = {}
-
-    def _reused(self, proto: object) -> bool:
-        """Whether ``proto`` was seen before (then it is a pooled connection); remembers it."""
-        ref = self._seen.get(id(proto))
-        if ref is not None and ref() is proto:
-            return True
-        self._remember(proto)
-        return False
-
-    def _remember(self, proto: object) -> None:
-        seen, key = self._seen, id(proto)
-        # The entry goes when the protocol does (before its id can be reused).
-        seen[key] = weakref.ref(proto, lambda _ref: seen.pop(key, None))
-
-    async def connect(self, req: aiohttp.ClientRequest, traces: list[Any],
-                      timeout: aiohttp.ClientTimeout) -> Any:
-        conn = await super().connect(req, traces, timeout)
-        proto = conn.protocol
-        ref = self._seen.get(id(proto))  # _reused, inline: this runs on every request
-        reused = ref is not None and ref() is proto
-        if not reused:
-            self._remember(proto)
-        while reused and _FRESH.get():  # a pooled connection is likely stale too: drop it
-            conn.close()
-            conn = await super().connect(req, traces, timeout)
-            reused = self._reused(conn.protocol)
-        _REUSED.set(reused)
-        return conn
 
 
 class _Endpoint:
@@ -162,19 +112,6 @@ class _Limits:
         self.drain_later = drain_later
 
 
-async def _resend(session: aiohttp.ClientSession, url: URL, data: bytes,
-                  headers: Mapping[str, str], client_timeout: aiohttp.ClientTimeout) -> Raw:
-    """The one resend, on a new connection, of a POST whose pooled connection failed before
-    any response byte: the server had closed it while idle (llama.cpp's server closes after
-    every stream while advertising keep-alive). A new connection's failure is final."""
-    token = _FRESH.set(True)
-    try:
-        return await session.post(url, data=data, headers=headers, timeout=client_timeout,
-                                  allow_redirects=False)
-    finally:
-        _FRESH.reset(token)
-
-
 async def _wait_for_slot(endpoint: _Endpoint, total: float) -> None:
     try:
         await endpoint.slots.acquire(total)
@@ -190,21 +127,19 @@ class Posting:
     ``@asynccontextmanager``, that sends by itself: it is on every call's path, and each
     coroutine level costs every resumption of the call.)"""
 
-    __slots__ = ("_client_timeout", "_data", "_endpoint", "_headers", "_limits", "_response",
-                 "_session", "_timeouts", "_wire")
+    __slots__ = ("_aio", "_data", "_endpoint", "_headers", "_limits", "_response", "_timeouts",
+                 "_wire")
 
-    def __init__(self, limits: _Limits, session: aiohttp.ClientSession | None,
-                 wire: WirePool | None, endpoint: _Endpoint, data: bytes,
-                 headers: Mapping[str, str], timeouts: Timeouts,
-                 client_timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, limits: _Limits, wire: WirePool | None, aio: AioClient | None,
+                 endpoint: _Endpoint, data: bytes, headers: Mapping[str, str],
+                 timeouts: Timeouts) -> None:
         self._limits = limits
-        self._session = session
         self._wire = wire
+        self._aio = aio
         self._endpoint = endpoint
         self._data = data
         self._headers = headers
         self._timeouts = timeouts
-        self._client_timeout = client_timeout
         self._response: HttpResponse | None = None
 
     async def __aenter__(self) -> HttpResponse:
@@ -222,8 +157,7 @@ class Posting:
                 deadline, kind = total_at, "total"
             try:
                 async with asyncio.Timeout(deadline):  # timeout_at's own object
-                    resp = await (self._send_wire(endpoint) if endpoint.origin is not None
-                                  else self._send_aiohttp(endpoint))
+                    resp = await self._send(endpoint)
             except TRANSPORT as e:
                 raise transport_error(e, endpoint.host, kind) from e
             if 300 <= resp.status < 400:
@@ -239,23 +173,16 @@ class Posting:
             raise
         return response
 
-    def _send_wire(self, endpoint: _Endpoint) -> Awaitable[Raw]:
-        assert self._wire is not None and endpoint.origin is not None
+    def _send(self, endpoint: _Endpoint) -> Awaitable[Raw]:
+        """The POST, by the seam's own client, or by aiohttp's (AioClient)."""
         connect = self._timeouts.connect
-        return self._wire.post(endpoint.origin, _head(endpoint, self._headers, len(self._data)),
-                               self._data, connect if connect < _INF else None)
-
-    async def _send_aiohttp(self, endpoint: _Endpoint) -> Raw:
-        assert self._session is not None
-        try:
-            return await self._session.post(
-                endpoint.url, data=self._data, headers=self._headers,
-                timeout=self._client_timeout, allow_redirects=False)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-            if isinstance(e, aiohttp.ClientConnectorError) or not _REUSED.get():
-                raise
-            return await _resend(self._session, endpoint.url, self._data, self._headers,
-                                 self._client_timeout)
+        if endpoint.origin is not None:
+            assert self._wire is not None
+            return self._wire.post(endpoint.origin,
+                                   _head(endpoint, self._headers, len(self._data)),
+                                   self._data, connect if connect < _INF else None)
+        assert self._aio is not None
+        return self._aio.post(endpoint.url, self._data, self._headers, connect)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -267,7 +194,9 @@ class Posting:
 
 
 class HttpPool:
-    """One aiohttp ClientSession for a whole Router, created lazily inside the running loop.
+    """The connections of a whole Router: the seam's own client's, or one aiohttp
+    ClientSession's (a caller's, or for ``trust_env``: created on first use, inside the
+    running loop).
 
     At most ``limit_per_host`` requests are in flight per origin (scheme, host, port), or a
     provider's own ``max_connections``; there is no cap shared between origins. Bodies over
@@ -289,20 +218,16 @@ class HttpPool:
     ) -> None:
         if limit_per_host < 1:
             raise ValueError(f"limit_per_host must be at least 1, not {limit_per_host}")
-        self._session = session
-        self._owner = session is None
         self._limit_per_host = limit_per_host
-        self._keepalive_timeout = keepalive_timeout
-        self._ttl_dns_cache = ttl_dns_cache
-        self._trust_env = trust_env
         # The seam's own client serves unless a session was given or proxies come from the
-        # environment (aiohttp's trust_env): see router.providers._wire.
+        # environment (aiohttp's trust_env): see router.providers._wire and _aio.
         self._wire = WirePool(keepalive_timeout) if session is None and not trust_env else None
+        self._aio: AioClient | None = None
+        self._aio_args = (session, keepalive_timeout, ttl_dns_cache, trust_env)
         self._closed = False
-        # Per-URL and per-timeout values, computed once (the hot path only looks them up).
+        # Per-URL values, computed once (the hot path only looks them up).
         self._endpoints: dict[object, _Endpoint] = {}
         self._slots: dict[tuple[str, int], Slots] = {}  # per origin and limit
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._limits = _Limits(max_body_bytes, max_event_bytes, self._drain_later)
 
@@ -310,22 +235,14 @@ class HttpPool:
     def closed(self) -> bool:
         return self._closed
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("HttpPool is closed")
-        if self._session is None:  # no await between check and set: no race
-            connector = _Connector(
-                limit=0,  # our Slots do the limiting, per origin
-                limit_per_host=0,
-                keepalive_timeout=self._keepalive_timeout,
-                ttl_dns_cache=self._ttl_dns_cache,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                trust_env=self._trust_env,
-            )
-        return self._session
+    def _get_aio(self) -> AioClient:
+        if self._aio is None:  # aiohttp is imported here, when first needed
+            from router.providers._aio import AioClient
+
+            session, keepalive, ttl_dns_cache, trust_env = self._aio_args
+            self._aio = AioClient(session, keepalive_timeout=keepalive,
+                                  ttl_dns_cache=ttl_dns_cache, trust_env=trust_env)
+        return self._aio
 
     def _endpoint(self, url: str, max_connections: int | None) -> _Endpoint:
         key: object = url if max_connections is None else (url, max_connections)
@@ -349,14 +266,6 @@ class HttpPool:
                 and parsed.port is not None and parsed.user is None):
             wire = self._wire.origin(parsed.scheme, parsed.host, parsed.port)
         return _Endpoint(parsed, parsed.host or "?", slots, wire)
-
-    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
-        client_timeout = self._client_timeouts.get(connect)
-        if client_timeout is None:
-            sock_connect = connect if math.isfinite(connect) else None
-            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=sock_connect)
-            self._client_timeouts[connect] = client_timeout
-        return client_timeout
 
     def post(
         self,
@@ -382,13 +291,9 @@ class HttpPool:
         endpoint = self._endpoints.get(url if max_connections is None else (url, max_connections))
         if endpoint is None:
             endpoint = self._endpoint(url, max_connections)
-        session = self._get_session() if endpoint.origin is None else None
+        aio = self._get_aio() if endpoint.origin is None else None
         data = body if isinstance(body, bytes) else dumps_json(body)
-        client_timeout = self._client_timeouts.get(timeouts.connect)
-        if client_timeout is None:
-            client_timeout = self._client_timeout(timeouts.connect)
-        return Posting(self._limits, session, self._wire, endpoint, data, headers, timeouts,
-                       client_timeout)
+        return Posting(self._limits, self._wire, aio, endpoint, data, headers, timeouts)
 
     def _drain_later(self, resp: Raw, seconds: float) -> None:
         task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
@@ -396,7 +301,8 @@ class HttpPool:
         task.add_done_callback(self._drains.discard)
 
     async def aclose(self) -> None:
-        """Close the session if we created it; safe to call more than once."""
+        """Close our connections (and our aiohttp session, not a caller's); safe to call
+        more than once."""
         if self._closed:
             return
         self._closed = True
@@ -407,9 +313,8 @@ class HttpPool:
             await asyncio.gather(*drains, return_exceptions=True)
         if self._wire is not None:
             self._wire.close()
-        session, self._session = self._session, None
-        if self._owner and session is not None and not session.closed:
-            await session.close()
+        if self._aio is not None:
+            await self._aio.aclose()
 
     async def __aenter__(self) -> HttpPool:
         return self
