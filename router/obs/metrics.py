@@ -7,10 +7,17 @@ or ``other``, and free-form values (endpoint, error code, skip reason) pass thro
 that keeps the first few distinct values and folds the rest into ``other``. No label ever
 holds a request id, a prompt, a key or a tag value.
 
+Recording is cheap: a request adds into plain accumulators owned by the event loop (a tally
+per counter series, a count per bucket plus a sum per histogram series, an in-flight count),
+with no lock and no loop over buckets. ``Metrics.flush`` moves what they hold into
+prometheus-client: before every scrape of this process, so its own figures are exact, and
+every ``FLUSH_SECONDS`` (the server's timer, ``router.server.observe``).
+
 With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set, by ``router serve
 --workers``) values live in that directory and every scrape aggregates all workers
 (prometheus-client's multiprocess mode): counters and histograms add up, in-flight requests
-add up over live workers, a breaker shows the worst state any live worker sees.
+add up over live workers, a breaker shows the worst state any live worker sees. The other
+workers' figures are those of their last flush: at most ``FLUSH_SECONDS`` behind.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +38,14 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from router.errors import ErrorClass
+from router.obs._cells import (
+    AttemptSeries,
+    Cells,
+    RequestsByLabels,
+    RequestSeries,
+    add_usage_detail,
+)
 from router.types import AttemptRecord, Usage
 
 #: The label value of anything outside the known set.
@@ -50,6 +64,9 @@ _TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 1.0)
 _GUARD_LIMIT = 64  # distinct values a free-form label may take before it says "other"
+#: How often the server flushes recorded figures into prometheus-client (and, with several
+#: workers, into their shared directory): the most another worker's scrape lags behind.
+FLUSH_SECONDS = 1.0
 
 
 def multiprocess_dir() -> str | None:
@@ -77,21 +94,22 @@ class Vocabulary:
         return key if key in self.targets else OTHER
 
 
-class _Guard:
-    """The first ``limit`` distinct values of a label, then ``other`` for any new one."""
+class _Guard(dict[str | None, str]):
+    """The first ``limit`` distinct values of a label, then ``other`` for any new one:
+    ``guard[value]`` is the label value (a dict of the values seen, so a known one is a
+    single lookup; a value folded into ``other`` is not kept)."""
 
     def __init__(self, limit: int = _GUARD_LIMIT) -> None:
-        self._seen: set[str] = set()
-        self._limit = limit
+        super().__init__({None: NONE, "": NONE})
+        self._room = limit
 
-    def __call__(self, value: str | None) -> str:
-        if not value:
+    def __missing__(self, value: str | None) -> str:
+        if not value:  # pragma: no cover - None and "" are always present
             return NONE
-        if value in self._seen:
-            return value
-        if len(self._seen) >= self._limit or not value.isascii() or len(value) > 64:
+        if self._room <= 0 or not value.isascii() or len(value) > 64:
             return OTHER
-        self._seen.add(value)
+        self._room -= 1
+        self[value] = value
         return value
 
 
@@ -110,27 +128,46 @@ class BudgetReading:
         return max(0.0, self.cap_usd - self.spent_usd - self.reserved_usd)
 
 
+#: What a request's series is found by: its endpoint, the alias and target it named, its
+#: outcome and error code.
+_RequestKey = tuple[str, str | None, str | None, str, str | None]
+#: What an attempt's series is found by: the record's alias, target, outcome, error class and
+#: skip reason.
+_AttemptKey = tuple[str, str, str, ErrorClass | None, str | None]
+
+
+def _bounded(key: tuple[object, ...], labels: tuple[str, ...]) -> bool:
+    """Whether a series may be indexed by ``key``, the values its ``labels`` came from: not
+    when one of them was folded into ``other`` (a made-up model name, a new error code past
+    the guard's limit), which would let clients grow the index. Every other value is its own
+    label, an enum, or one of the few that mean ``none``."""
+    for value, label in zip(key, labels, strict=True):
+        if label == OTHER and value != OTHER:
+            return False
+    return True
+
+
 class Metrics:
     """The proxy's metrics, in a registry of their own (several apps in one process do not
-    clash); ``render`` gives the Prometheus text of a scrape."""
+    clash); ``render`` gives the Prometheus text of a scrape.
+
+    Not thread-safe: record and ``flush`` from one thread (the event loop's)."""
 
     def __init__(self) -> None:
         self._registry = CollectorRegistry(auto_describe=True)
         self._endpoint = _Guard()
         self._error = _Guard()
         self._reason = _Guard()
-        # Children by label values: labels() validates and locks on every call; a request
-        # records a dozen samples, so the hot path looks its children up here instead. The
-        # label values are bounded (plan vocabulary, guards), and so is this dict.
-        self._children: dict[tuple[object, ...], Any] = {}
+        self._in_flight = 0
         self._define()
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._cells = Cells(self, _LATENCY_BUCKETS, _TTFT_BUCKETS, _OVERHEAD_BUCKETS)
+        self._requests_by_labels = RequestsByLabels(self._cells)
+        # Series by the values a request or record brings, so the hot path makes one lookup
+        # per request and one per attempt, no label mapping; per Vocabulary (a plan maps
+        # names to labels its own way), bounded as the labels are (see _bounded).
+        self._index_vocab: Vocabulary | None = None
+        self._request_index: dict[_RequestKey, RequestSeries] = {}
+        self._attempt_index: dict[_AttemptKey, AttemptSeries] = {}
 
     def _define(self) -> None:
         r = self._registry
@@ -172,58 +209,113 @@ class Metrics:
             multiprocess_mode="livemax")
 
     # -- recording ---------------------------------------------------------------------
+    def enter(self) -> None:
+        """A request began (the in-flight gauge)."""
+        self._in_flight += 1
+
+    def leave(self) -> None:
+        """A request ended."""
+        self._in_flight -= 1
+
+    def request_series(self, vocab: Vocabulary, endpoint: str, alias: str | None,
+                       target: str | None, outcome: str, error: str | None) -> RequestSeries:
+        """Where a request is recorded: ``alias`` and ``target`` as the request named them
+        (bounded by ``vocab`` here), endpoint and error through the guard."""
+        if vocab is not self._index_vocab:
+            self._reindex(vocab)
+        key = (endpoint, alias, target, outcome, error)
+        series = self._request_index.get(key)
+        if series is None:
+            labels = (self._endpoint[endpoint], vocab.alias(alias), vocab.target(target),
+                      outcome, self._error[error])
+            series = self._requests_by_labels[labels]
+            if _bounded(key, labels):
+                self._request_index[key] = series
+        return series
+
     def observe_request(self, endpoint: str, alias: str, target: str, outcome: str,
                         error: str | None, seconds: float) -> None:
         """One answered request (labels already bounded by a Vocabulary, but endpoint and
         error, which pass the guard here)."""
-        endpoint = self._endpoint(endpoint)
-        self._child(self.requests, endpoint, alias, target, outcome, self._error(error)).inc()
-        self._child(self.request_seconds, endpoint, alias, outcome).observe(seconds)
+        labels = (self._endpoint[endpoint], alias, target, outcome, self._error[error])
+        self._requests_by_labels[labels].observe(seconds)
 
-    def observe_attempts(self, vocab: Vocabulary, records: Iterable[AttemptRecord]) -> None:
-        """Every attempt and skip of a call: counts, times, tokens and cost by target."""
+    def _reindex(self, vocab: Vocabulary) -> None:
+        """A new plan: names map to labels its own way."""
+        self._index_vocab, self._request_index, self._attempt_index = vocab, {}, {}
+
+    def observe_attempts(self, vocab: Vocabulary, records: Iterable[AttemptRecord]) -> float:
+        """Every attempt and skip of a call: counts, times, tokens and cost by target.
+        Returns the seconds spent upstream (attempts and retry waits)."""
+        if vocab is not self._index_vocab:
+            self._reindex(vocab)
+        index = self._attempt_index
+        upstream_ms = 0.0
         for rec in records:
-            alias, target = vocab.alias(rec.alias), vocab.target(rec.target)
-            err = rec.error_class.value if rec.error_class is not None else None
-            child = self._child
-            child(self.attempts, alias, target, rec.outcome, self._error(err),
-                  self._reason(rec.reason)).inc()
-            if rec.outcome == "skipped":
+            key = (rec.alias, rec.target, rec.outcome, rec.error_class, rec.reason)
+            series = index.get(key)
+            if series is None:
+                series = self._attempt_series(vocab, key)
+            series.count.n += 1
+            if series.skipped:
                 continue
-            if rec.latency_ms is not None:
-                child(self.attempt_seconds, target, rec.outcome).observe(rec.latency_ms / 1e3)
+            ms = rec.latency_ms
+            if ms is not None:
+                upstream_ms += ms
+                series.seconds.observe(ms / 1e3)
+            if rec.retry_in_ms is not None:
+                upstream_ms += rec.retry_in_ms
             if rec.ttft_ms is not None:
-                child(self.upstream_ttft_seconds, target).observe(rec.ttft_ms / 1e3)
+                series.ttft.observe(rec.ttft_ms / 1e3)
+            pair = series.pair
             if rec.input_tokens:
-                child(self.tokens, alias, target, "input").inc(rec.input_tokens)
+                pair["input"].n += rec.input_tokens
             if rec.output_tokens:
-                child(self.tokens, alias, target, "output").inc(rec.output_tokens)
+                pair["output"].n += rec.output_tokens
             if rec.cost_usd:
-                child(self.cost, alias, target).inc(rec.cost_usd)
+                pair["cost"].n += rec.cost_usd
+        return upstream_ms / 1e3
+
+    def _attempt_series(self, vocab: Vocabulary, key: _AttemptKey) -> AttemptSeries:
+        name, target_key, outcome, error_class, reason = key
+        alias, target = vocab.alias(name), vocab.target(target_key)
+        err = error_class.value if error_class is not None else None
+        labels = (alias, target, outcome, self._error[err], self._reason[reason])
+        series = AttemptSeries(self._cells, labels)
+        if _bounded(key, labels):
+            self._attempt_index[key] = series
+        return series
 
     def observe_usage_detail(self, alias: str, target: str, usage: Usage) -> None:
         """The token types only the final usage carries (input and output come with the
         attempt records)."""
-        for kind, n in (("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
-                        ("cache_write", usage.cache_write_tokens)):
-            if n:
-                self._child(self.tokens, alias, target, kind).inc(n)
+        add_usage_detail(self._cells.pair(alias, target), usage)
 
     def observe_overhead(self, endpoint: str, seconds: float) -> None:
-        self._child(self.overhead_seconds, self._endpoint(endpoint)).observe(max(0.0, seconds))
+        self._cells.overhead_seconds[self._endpoint[endpoint],].observe(max(0.0, seconds))
 
     def observe_first_token(self, alias: str, seconds: float) -> None:
-        self._child(self.first_token_seconds, alias).observe(seconds)
+        self._cells.first_token_seconds[alias,].observe(seconds)
 
     def set_breakers(self, vocab: Vocabulary, states: Mapping[str, str]) -> None:
         """Breaker states (closed, half_open, open) of targets, as this process sees them."""
         for key, state in states.items():
             self.breaker.labels(vocab.target(key)).set(BREAKER_VALUES.get(state, 0))
 
+    def flush(self) -> None:
+        """Move what was recorded since the last flush into prometheus-client (in
+        multiprocess mode, into this worker's files, where other workers' scrapes read it)."""
+        self._cells.flush()
+        self.in_flight.set(self._in_flight)
+
     # -- scraping ----------------------------------------------------------------------
-    def render(self, budgets: Sequence[BudgetReading] | None) -> bytes:
+    def render(self, budgets: Sequence[BudgetReading] | None, *, flush: bool = True) -> bytes:
         """The Prometheus text of every worker's figures (multiprocess mode) or this
-        process's, plus the budgets read for this scrape (None: the store did not answer)."""
+        process's, plus the budgets read for this scrape (None: the store did not answer).
+        It flushes first; pass ``flush=False`` when rendering in another thread, after a
+        ``flush`` in the recording one."""
+        if flush:
+            self.flush()
         registry = CollectorRegistry(auto_describe=False)
         if multiprocess_dir() is not None:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -274,5 +366,6 @@ def mark_worker_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-__all__ = ["BREAKER_VALUES", "CONTENT_TYPE", "MULTIPROC_ENV", "NONE", "OTHER", "BudgetReading",
-           "Metrics", "Vocabulary", "mark_worker_dead", "multiprocess_dir"]
+__all__ = ["BREAKER_VALUES", "CONTENT_TYPE", "FLUSH_SECONDS", "MULTIPROC_ENV", "NONE", "OTHER",
+           "BudgetReading", "Metrics", "RequestSeries", "Vocabulary", "mark_worker_dead",
+           "multiprocess_dir"]

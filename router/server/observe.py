@@ -10,19 +10,29 @@ from the state store at scrape time (every worker shares it), breakers from the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from router.errors import LlmError
 from router.obs import log
-from router.obs.metrics import CONTENT_TYPE, BudgetReading, Metrics, Vocabulary
+from router.obs.metrics import CONTENT_TYPE, FLUSH_SECONDS, BudgetReading, Metrics, Vocabulary
 from router.plan.routes import BudgetSpec, Plan
 from router.policy.budget import budget_key
-from router.server.context import ALIAS, ERROR_CODE, ID_HEADER, REQUEST_ID, TARGET, proxy_of
+from router.server.context import (
+    ALIAS,
+    ERROR_CODE,
+    ID_HEADER,
+    PROXY,
+    REQUEST_ID,
+    TARGET,
+    proxy_of,
+)
 from router.server.proxy import Proxy
 from router.types import AttemptRecord, Usage
 
@@ -50,6 +60,7 @@ class Observer:
         self._plan: Plan | None = None
         self._vocab = Vocabulary(frozenset(), frozenset())
         self._breakers_open = False
+        self._endpoints: dict[AbstractRoute, str] = {}
 
     def vocab(self, plan: Plan) -> Vocabulary:
         """The plan's aliases and targets (computed once per plan: a reload brings a new
@@ -68,17 +79,63 @@ class Observer:
     def breakers_may_have_moved(self, records: Sequence[AttemptRecord]) -> bool:
         """Whether a call could have changed a breaker: a failure or skip, or any success
         while some breaker was not closed."""
-        return self._breakers_open or any(r.outcome != "ok" for r in records)
+        if self._breakers_open:
+            return True
+        for r in records:  # noqa: SIM110 - a loop: any() and its generator cost more
+            if r.outcome != "ok":
+                return True
+        return False
+
+    def endpoint(self, request: web.Request) -> str:
+        """The route's pattern (``/v1/models/{model}``), never the path a client made up
+        (kept per route: the app's routes are fixed; a 404's or 405's route is made per
+        request and is not kept)."""
+        route = request.match_info.route
+        endpoint = self._endpoints.get(route)
+        if endpoint is None:
+            resource = route.resource
+            if resource is None:
+                return "unmatched"
+            endpoint = self._endpoints[route] = resource.canonical
+        return endpoint
 
 
 OBSERVER = web.AppKey("observer", Observer)
+_FLUSHER = web.AppKey("metrics_flusher", asyncio.Task[None])
 _FACTS = web.RequestKey("call_facts", CallFacts)
 
 
 def install(app: web.Application) -> None:
-    """Give ``app`` its metrics and the ``GET /metrics`` endpoint."""
+    """Give ``app`` its metrics, the ``GET /metrics`` endpoint, and the timer that flushes
+    recorded figures into prometheus-client every ``FLUSH_SECONDS`` (a scrape of this
+    process flushes first; another worker's sees them after the next flush)."""
     app[OBSERVER] = Observer()
     app.router.add_get("/metrics", metrics_endpoint)
+    app.on_startup.append(_start_flushing)
+    app.on_cleanup.append(_stop_flushing)
+
+
+async def _start_flushing(app: web.Application) -> None:
+    app[_FLUSHER] = asyncio.get_running_loop().create_task(_flush_every(app[OBSERVER].metrics))
+
+
+async def _flush_every(metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            metrics.flush()
+        except Exception as e:  # the timer lives on; the next flush tries again
+            log.emit("metrics_error", level=logging.WARNING, error=type(e).__name__)
+
+
+async def _stop_flushing(app: web.Application) -> None:
+    """The last flush, once requests have drained (a worker's files outlive it)."""
+    task = app.get(_FLUSHER)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    app[OBSERVER].metrics.flush()
 
 
 def _facts(request: web.Request) -> CallFacts:
@@ -94,7 +151,10 @@ def note_call(request: web.Request, attempts: Sequence[AttemptRecord] | None,
     error's ``attempts``; an error without any (refused before the router) is no call."""
     if not attempts and usage is None:
         return
-    facts = _facts(request)
+    facts = request.get(_FACTS)
+    if facts is None:
+        request[_FACTS] = CallFacts(attempts or (), usage)
+        return
     if attempts is not None:
         facts.attempts = attempts
     if usage is not None:
@@ -109,7 +169,7 @@ def note_first_chunk(request: web.Request) -> None:
 def request_began(request: web.Request) -> None:
     """Count a request in flight (not the scrape and the probes)."""
     if request.path not in _UNCOUNTED:
-        request.app[OBSERVER].metrics.in_flight.inc()
+        request.app[OBSERVER].metrics.enter()
 
 
 def request_ended(request: web.Request, status: int, began: float) -> None:
@@ -117,7 +177,7 @@ def request_ended(request: web.Request, status: int, began: float) -> None:
     observer = request.app[OBSERVER]
     try:
         if request.path not in _UNCOUNTED:
-            observer.metrics.in_flight.dec()
+            observer.metrics.leave()
             _record(request, observer, status, began)
     except Exception as e:  # metrics must never cost a client its answer
         log.emit("metrics_error", level=logging.WARNING, request_id=request.get(REQUEST_ID),
@@ -125,36 +185,28 @@ def request_ended(request: web.Request, status: int, began: float) -> None:
 
 
 def _record(request: web.Request, observer: Observer, status: int, began: float) -> None:
-    now = time.perf_counter()
-    proxy = proxy_of(request)
+    seconds = time.perf_counter() - began
+    proxy = request.app[PROXY]
     vocab = observer.vocab(proxy.router.plan)
     m = observer.metrics
-    endpoint = _endpoint(request)
-    alias = vocab.alias(request.get(ALIAS))
-    target = vocab.target(request.get(TARGET))
     error = request.get(ERROR_CODE)
     outcome = ("cancelled" if status == 499 else
                "error" if status >= 400 or error is not None else "ok")
-    m.observe_request(endpoint, alias, target, outcome, error, now - began)
+    series = m.request_series(vocab, observer.endpoint(request), request.get(ALIAS),
+                              request.get(TARGET), outcome, error)
+    series.observe(seconds)
     facts = request.get(_FACTS)
     if facts is None:
         return
-    m.observe_attempts(vocab, facts.attempts)
+    attempts = facts.attempts
+    upstream = m.observe_attempts(vocab, attempts)
     if facts.usage is not None:
-        m.observe_usage_detail(alias, target, facts.usage)
-    upstream_ms = sum((r.latency_ms or 0.0) + (r.retry_in_ms or 0.0)
-                      for r in facts.attempts if r.outcome != "skipped")
-    m.observe_overhead(endpoint, now - began - upstream_ms / 1e3)
+        series.observe_usage_detail(facts.usage)
+    series.observe_overhead(seconds - upstream)
     if facts.first_chunk_at is not None:
-        m.observe_first_token(alias, facts.first_chunk_at - began)
-    if observer.breakers_may_have_moved(facts.attempts):
+        series.observe_first_token(facts.first_chunk_at - began)
+    if observer.breakers_may_have_moved(attempts):
         observer.refresh_breakers(proxy)
-
-
-def _endpoint(request: web.Request) -> str:
-    """The route's pattern (``/v1/models/{model}``), never the path a client made up."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -164,7 +216,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     observer = request.app[OBSERVER]
     observer.refresh_breakers(proxy)
     budgets = await read_budgets(proxy)
-    body = await asyncio.to_thread(observer.metrics.render, budgets)  # reads worker files
+    observer.metrics.flush()  # here, in the loop that records
+    body = await asyncio.to_thread(observer.metrics.render, budgets,  # reads worker files
+                                   flush=False)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
                                             ID_HEADER: request[REQUEST_ID]})
 
