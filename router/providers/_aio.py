@@ -39,22 +39,23 @@ _REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_reus
 _FRESH: contextvars.ContextVar[bool] = contextvars.ContextVar("router_http_fresh", default=False)
 
 
+#: aiohttp's exceptions and the seam's for them, most specific first.
+_TRANSLATIONS: tuple[tuple[type[aiohttp.ClientError], type[OSError], str], ...] = (
+    (aiohttp.ConnectionTimeoutError, ConnectTimeout, "connect timed out"),
+    (aiohttp.ServerTimeoutError, TimeoutError, "read timed out"),
+    (aiohttp.ClientConnectorError, ConnectFailed, "cannot connect"),
+    (aiohttp.ServerDisconnectedError, Disconnected, "server disconnected"),
+    (aiohttp.ClientPayloadError, BodyCut, "response body cut short"),
+    (aiohttp.ClientOSError, ConnectionError, "connection error"),
+    (aiohttp.InvalidURL, BadURL, "invalid URL"),
+)
+
+
 def _translated(e: aiohttp.ClientError) -> OSError:
-    """aiohttp's exception as the seam's (raise it ``from e``), most specific first."""
-    if isinstance(e, aiohttp.ConnectionTimeoutError):
-        return ConnectTimeout("connect timed out")
-    if isinstance(e, aiohttp.ServerTimeoutError):
-        return TimeoutError("read timed out")
-    if isinstance(e, aiohttp.ClientConnectorError):
-        return ConnectFailed(e.errno, "cannot connect")
-    if isinstance(e, aiohttp.ServerDisconnectedError):
-        return Disconnected("server disconnected")
-    if isinstance(e, aiohttp.ClientPayloadError):
-        return BodyCut("response body cut short")
-    if isinstance(e, aiohttp.ClientOSError):
-        return ConnectionError(e.errno, "connection error")
-    if isinstance(e, aiohttp.InvalidURL):
-        return BadURL("invalid URL")
+    """aiohttp's exception as the seam's (raise it ``from e``)."""
+    for theirs, ours, what in _TRANSLATIONS:
+        if isinstance(e, theirs):
+            return ours(what)
     return BadResponse(f"HTTP client error: {type(e).__name__}")
 
 
