@@ -283,3 +283,53 @@ async def test_https_with_an_untrusted_certificate_is_refused(
         with pytest.raises(NetworkError, match="cannot connect"):
             await get_json(pool, server.url)
     assert server.requests == []
+
+
+# -- both clients: the same failures, the same router errors ---------------------------------
+
+CLIENTS = pytest.mark.parametrize("trust_env", [False, True], ids=["wire", "aiohttp"])
+
+
+@CLIENTS
+async def test_both_clients_cut_body_is_a_network_error(trust_env: bool) -> None:
+    cut = reply(b'{"a": 1', "Content-Length: 100")
+    async with RawServer(lambda _: cut, close_after=True) as server, \
+            HttpPool(trust_env=trust_env) as pool:
+        with pytest.raises(NetworkError, match="cut short"):
+            await get_json(pool, server.url)
+
+
+@CLIENTS
+async def test_both_clients_no_answer_is_server_disconnected(trust_env: bool) -> None:
+    async with RawServer(lambda _: None) as server, HttpPool(trust_env=trust_env) as pool:
+        with pytest.raises(NetworkError, match="server disconnected"):
+            await get_json(pool, server.url)
+
+
+@CLIENTS
+async def test_both_clients_refused_is_cannot_connect(trust_env: bool) -> None:
+    async with RawServer(lambda _: None) as server:
+        url = server.url
+    async with HttpPool(trust_env=trust_env) as pool:
+        with pytest.raises(NetworkError, match="cannot connect"):
+            await get_json(pool, url)
+
+
+@CLIENTS
+async def test_both_clients_resend_once_when_a_pooled_connection_was_closed(
+        trust_env: bool) -> None:
+    answered: set[int] = set()
+
+    def once_per_connection(request: bytes) -> bytes | None:
+        # RawServer serves one connection per task: the second request on it gets nothing.
+        task = id(asyncio.current_task())
+        if task in answered:
+            return None
+        answered.add(task)
+        return json_reply({"n": len(answered)})
+
+    async with RawServer(once_per_connection) as server, \
+            HttpPool(trust_env=trust_env) as pool:
+        assert await get_json(pool, server.url) == {"n": 1}
+        assert await get_json(pool, server.url) == {"n": 2}  # dropped, then re-sent
+    assert len(server.requests) == 3 and server.connections == 2
