@@ -1,26 +1,29 @@
-"""The aiohttp application: the routes, and the one middleware every request passes through
-(request id, draining, access keys, errors in the called API's shape, one log event)."""
+"""The aiohttp application: its routes, each handler wrapped once, when it is added, in the
+guard every request passes through (request id, draining, access keys, errors in the called
+API's shape, one log event). A request no route takes (404, 405) is answered by the guard too.
+No aiohttp middleware: a middleware costs every request a layer of calls."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
 
 from router.errors import LlmError
 from router.obs import log
 from router.server import anthropic_api, info, observe, openai_api
 from router.server.context import (
     ACCESS_KEY,
-    ALIAS,
-    ERROR_CODE,
-    GENERATION,
+    EXCHANGE,
     ID_HEADER,
     PROXY,
     REQUEST_ID,
-    TARGET,
+    Exchange,
     error_response,
     log_bug,
 )
@@ -45,16 +48,14 @@ def _presented_keys(request: web.Request) -> list[str]:
     return keys
 
 
-def _check_key(proxy: Proxy, request: web.Request) -> None:
-    if not proxy.keys.required:
-        return
+def _check_key(proxy: Proxy, request: web.Request, exchange: Exchange) -> None:
     presented = _presented_keys(request)
     if not presented:
         raise ApiError(401, f"this proxy needs an access key: {_KEY_HELP}", "invalid_api_key")
     key = proxy.keys.match(presented)
     if key is None:
         raise ApiError(401, "the access key is not valid for this proxy", "invalid_api_key")
-    request[ACCESS_KEY] = key
+    exchange.key = request[ACCESS_KEY] = key
 
 
 def _http_error(e: web.HTTPException) -> ApiError:
@@ -65,12 +66,47 @@ def _http_error(e: web.HTTPException) -> ApiError:
     return ApiError(e.status, e.reason, "http_error")
 
 
-async def _answer(request: web.Request, handler: Handler, proxy: Proxy) -> web.StreamResponse:
+def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
+    """``handler`` as the proxy answers it; ``probe``: a probe's route (None: a request no
+    route takes, a probe's by its path)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        rid = request[REQUEST_ID] = proxy.new_request_id()
+        began = time.perf_counter()
+        status = 499  # the client went away before an answer (nginx's figure)
+        task = asyncio.current_task()
+        assert task is not None  # aiohttp runs each request in a task
+        proxy.enter(task)
+        observe.request_began(request)
+        # The request keeps the route file in force now, to its end (a stream's too): a
+        # reload closes the old Router only once its last request is done.
+        gen = proxy.lease()
+        exchange = request[EXCHANGE] = Exchange(rid, gen)
+        try:
+            response = await _answer(request, handler, proxy, exchange,
+                                     request.path in _PROBES if probe is None else probe)
+            status = response.status
+            return response
+        finally:
+            proxy.release(gen)
+            proxy.leave(task)
+            observe.request_ended(request, status, began)
+            log.emit("proxy_request", request_id=rid, method=request.method,
+                     path=request.path, status=status, alias=exchange.alias,
+                     target=exchange.target, error=exchange.error,
+                     latency_ms=round((time.perf_counter() - began) * 1000, 2))
+
+    return guarded
+
+
+async def _answer(request: web.Request, handler: Handler, proxy: Proxy, exchange: Exchange,
+                  probe: bool) -> web.StreamResponse:
     try:
-        if request.path not in _PROBES:
+        if not probe:
             if proxy.draining:
                 raise ApiError(503, "the proxy is shutting down", "draining")
-            _check_key(proxy, request)
+            if proxy.keys.required:
+                _check_key(proxy, request, exchange)
         response = await handler(request)
     except ApiError as e:
         observe.note_call(request, e.attempts)
@@ -88,35 +124,52 @@ async def _answer(request: web.Request, handler: Handler, proxy: Proxy) -> web.S
         response = error_response(request, ApiError(
             500, "internal error in the proxy (logged with this request id)", "internal_error"))
     if not response.prepared:
-        response.headers.setdefault(ID_HEADER, request[REQUEST_ID])
+        response.headers.setdefault(ID_HEADER, exchange.request_id)
     return response
 
 
-@web.middleware
-async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    proxy = request.app[PROXY]
-    request[REQUEST_ID] = proxy.new_request_id()
-    began = time.perf_counter()
-    status = 499  # the client went away before an answer (nginx's figure)
-    task = asyncio.current_task()
-    assert task is not None  # aiohttp runs each request in a task
-    proxy.enter(task)
-    observe.request_began(request)
-    # The request keeps the route file in force now, to its end (a stream's too): a reload
-    # closes the old Router only once its last request is done.
-    gen = request[GENERATION] = proxy.lease()
-    try:
-        response = await _answer(request, handler, proxy)
-        status = response.status
-        return response
-    finally:
-        proxy.release(gen)
-        proxy.leave(task)
-        observe.request_ended(request, status, began)
-        log.emit("proxy_request", request_id=request[REQUEST_ID], method=request.method,
-                 path=request.path, status=status, alias=request.get(ALIAS),
-                 target=request.get(TARGET), error=request.get(ERROR_CODE),
-                 latency_ms=round((time.perf_counter() - began) * 1000, 2))
+async def _refuse(request: web.Request) -> web.StreamResponse:
+    """A request no route takes: aiohttp's 404 or 405 (the guard answers it)."""
+    raise request.match_info.http_exception or web.HTTPNotFound()
+
+
+class _Refusal(MatchInfoError):
+    """aiohttp's match for a request no route takes, answered through the guard."""
+
+    __slots__ = ("_guarded",)
+
+    def __init__(self, http_exception: web.HTTPException, guarded: Handler) -> None:
+        super().__init__(http_exception)
+        self._guarded = guarded
+
+    @property
+    def handler(self) -> Handler:
+        return self._guarded
+
+
+class _Routes(web.UrlDispatcher):
+    """The app's routes: each handler guarded as it is added (``observe.install``'s too), and
+    a request no route takes answered through the guard."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
+        self._proxy = proxy
+        self._refused = _guard(_refuse, proxy, None)
+
+    def add_route(self, method: str, path: str, handler: Any, **kwargs: Any,
+                  ) -> web.AbstractRoute:
+        return super().add_route(method, path, _guard(handler, self._proxy, path in _PROBES),
+                                 **kwargs)
+
+    def add_get(self, path: str, handler: Handler, **kwargs: Any) -> web.AbstractRoute:
+        # aiohttp adds a GET route (and its HEAD) without add_route
+        return super().add_get(path, _guard(handler, self._proxy, path in _PROBES), **kwargs)
+
+    async def resolve(self, request: web.Request) -> UrlMappingMatchInfo:
+        match = await super().resolve(request)
+        if isinstance(match, MatchInfoError):
+            return _Refusal(match.http_exception, self._refused)
+        return match
 
 
 async def _close_proxy(app: web.Application) -> None:
@@ -125,8 +178,10 @@ async def _close_proxy(app: web.Application) -> None:
 
 def create_app(proxy: Proxy) -> web.Application:
     """The proxy's application; closing it (runner cleanup) closes the Router and store."""
-    app = web.Application(client_max_size=proxy.settings.max_body_bytes,
-                          middlewares=[_guard])
+    with warnings.catch_warnings():  # a router of one's own is deprecated, not going away
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = web.Application(client_max_size=proxy.settings.max_body_bytes,
+                              router=_Routes(proxy))
     app[PROXY] = proxy
     add = app.router
     add.add_post("/v1/chat/completions", openai_api.chat_completions)

@@ -12,17 +12,36 @@ from aiohttp import web
 from router.obs import log
 from router.server.errors import ApiError, anthropic_error_body, openai_error_body
 from router.server.generation import Generation
-from router.server.inbound import call_options, read_json
+from router.server.inbound import TAG_HEADER, TIMEOUT_HEADER, call_options, read_json
 from router.server.keys import AccessKey
 from router.server.proxy import Proxy
 
 if TYPE_CHECKING:
     from router.engine.router import Router
 
+
+
+class Exchange:
+    """What the proxy notes of one request as it answers it, read without lookups: its id,
+    the route file in force when it came (its Router serves the whole request), the access
+    key it presented, the model asked for, the target that served, the error code it ended
+    with. The request's ``ALIAS``, ``TARGET`` and ``ERROR_CODE`` keys mirror the last three
+    (router.server.observe reads them)."""
+
+    __slots__ = ("alias", "error", "generation", "key", "request_id", "target")
+
+    def __init__(self, request_id: str, generation: Generation) -> None:
+        self.request_id = request_id
+        self.generation = generation
+        self.key: AccessKey | None = None
+        self.alias: str | None = None
+        self.target: str | None = None
+        self.error: str | None = None
+
+
 PROXY = web.AppKey("proxy", Proxy)
 REQUEST_ID = web.RequestKey("request_id", str)
-#: The route file in force when the request came (its Router serves the whole request).
-GENERATION = web.RequestKey("generation", Generation)
+EXCHANGE = web.RequestKey("exchange", Exchange)
 #: The access key the request presented (when the proxy needs keys).
 ACCESS_KEY = web.RequestKey("access_key", AccessKey)
 #: The model the caller asked for and the target that served (for the request's log event).
@@ -53,25 +72,36 @@ async def request_body(request: web.Request) -> dict[str, Any]:
 
 def router_of(request: web.Request) -> Router:
     """The Router of the route file in force when the request came."""
-    return request[GENERATION].router
+    return request[EXCHANGE].generation.router
+
+
+def note_error(request: web.Request, code: str) -> None:
+    """The error code the request ends with (an error reply, or a stream's error event)."""
+    request[EXCHANGE].error = request[ERROR_CODE] = code
 
 
 def begin_call(request: web.Request, model: str) -> Router:
     """Note the model asked for and check the access key may use it (403 otherwise); the
     Router to call."""
-    request[ALIAS] = model
-    key = request.get(ACCESS_KEY)
+    exchange = request[EXCHANGE]
+    exchange.alias = request[ALIAS] = model
+    key = exchange.key
     if key is not None and not key.allows(model):
         raise ApiError(403, f"the access key {key.name!r} may not use the model {model!r}",
                        "permission_error", param="model")
-    return router_of(request)
+    return exchange.generation.router
 
 
 def call_kwargs(request: web.Request) -> dict[str, Any]:
     """The call's own options (request id, ``x-router-*`` headers) as Router.chat keywords;
     the access key's tags win over the header's (a caller cannot leave its team's budget)."""
-    options = call_options(request.headers, request[REQUEST_ID]).kwargs()
-    key = request.get(ACCESS_KEY)
+    exchange = request[EXCHANGE]
+    headers = request.headers
+    if TAG_HEADER in headers or TIMEOUT_HEADER in headers:
+        options = call_options(headers, exchange.request_id).kwargs()
+    else:  # the common case: no option headers to read
+        options = {"request_id": exchange.request_id, "tags": None, "timeout": None}
+    key = exchange.key
     if key is not None and key.tags:
         options["tags"] = {**(options["tags"] or {}), **key.tags}
     return options
@@ -88,21 +118,22 @@ def call_headers(request: web.Request, target: str | None, attempts: int | None,
     """The ``x-router-*`` headers of a call's reply: request id, requested model, serving
     target (``-`` when none served), attempts (a stream's: those made up to the one that
     streams, as its headers go out with the first chunk)."""
-    headers = {ID_HEADER: request[REQUEST_ID], TARGET_HEADER: target or _NO_TARGET}
-    alias = request.get(ALIAS)
+    exchange = request[EXCHANGE]
+    headers = {ID_HEADER: exchange.request_id, TARGET_HEADER: target or _NO_TARGET}
+    alias = exchange.alias
     if alias is not None:
         headers[ALIAS_HEADER] = alias
     if attempts is not None:
         headers[ATTEMPTS_HEADER] = str(attempts)
     if target:
-        request[TARGET] = target
+        exchange.target = request[TARGET] = target
     return headers
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
     """``err`` as the called API's error body, status and headers."""
-    request[ERROR_CODE] = err.code
-    body: dict[str, Any] = (anthropic_error_body(err, request[REQUEST_ID])
+    note_error(request, err.code)
+    body: dict[str, Any] = (anthropic_error_body(err, request[EXCHANGE].request_id)
                             if is_anthropic(request) else openai_error_body(err))
     headers = {**err.headers(), **call_headers(request, err.target, len(err.attempts))}
     response = web.json_response(body, status=err.status, headers=headers)
@@ -123,7 +154,8 @@ def log_bug(request: web.Request, e: BaseException) -> None:
              traceback="".join(traceback.format_exception(e)))
 
 
-__all__ = ["ACCESS_KEY", "ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "GENERATION",
+__all__ = ["ACCESS_KEY", "ALIAS", "ALIAS_HEADER", "ATTEMPTS_HEADER", "ERROR_CODE", "EXCHANGE",
            "ID_HEADER", "PROXY", "REQUEST_ID", "SSE_HEADERS", "TARGET", "TARGET_HEADER",
-           "begin_call", "call_headers", "call_kwargs", "error_response", "is_anthropic",
-           "log_bug", "proxy_of", "request_body", "router_of", "served_model"]
+           "Exchange", "begin_call", "call_headers", "call_kwargs", "error_response",
+           "is_anthropic", "log_bug", "note_error", "proxy_of", "request_body", "router_of",
+           "served_model"]

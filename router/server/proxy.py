@@ -72,8 +72,7 @@ class Proxy:
         self._closers: set[asyncio.Task[None]] = set()
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle: asyncio.Future[None] | None = None  # a drain waiting for the last request
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self._closed = False
@@ -133,24 +132,28 @@ class Proxy:
     def enter(self, task: asyncio.Task[Any]) -> None:
         """A request began (its handler task)."""
         self._tasks.add(task)
-        self._idle.clear()
 
     def leave(self, task: asyncio.Task[Any]) -> None:
         """A request ended."""
-        self._tasks.discard(task)
-        if not self._tasks:
-            self._idle.set()
+        tasks = self._tasks
+        tasks.discard(task)
+        if not tasks and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def drain(self, timeout: float, hurry: asyncio.Event | None = None) -> int:
         """Wait up to ``timeout`` (or until ``hurry`` is set) for in-flight requests to end,
         then cancel those left (a stream then ends with its API's error event); returns how
         many were cut."""
-        waits = [asyncio.ensure_future(self._idle.wait())]
+        idle = self._idle = asyncio.get_running_loop().create_future()
+        if not self._tasks:
+            idle.set_result(None)
+        waits: list[asyncio.Future[Any]] = [idle]
         if hurry is not None:
             waits.append(asyncio.ensure_future(hurry.wait()))
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._idle = None
             for w in waits:
                 w.cancel()
         left = list(self._tasks)

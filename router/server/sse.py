@@ -20,7 +20,7 @@ from aiohttp import web
 
 from router.errors import LlmError
 from router.server import observe
-from router.server.context import ERROR_CODE, SSE_HEADERS, call_headers, log_bug
+from router.server.context import SSE_HEADERS, call_headers, log_bug, note_error
 from router.server.errors import ApiError, from_llm_error
 from router.types import ChatChunk
 
@@ -92,7 +92,7 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
     except LlmError as e:
         err = from_llm_error(e)
         observe.note_call(request, err.attempts)
-        request[ERROR_CODE] = err.code
+        note_error(request, err.code)
         await _write_quietly(response, encoder.error(err))
     except ConnectionError:
         return  # the client went away mid-write: relay's finally closes the upstream
@@ -100,7 +100,7 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
         # The client went away (nothing to tell it), or the drain timeout passed: then a
         # last error event tells the client the answer is cut, if it can still be written.
         if not _client_gone(request):
-            request[ERROR_CODE] = "draining"
+            note_error(request, "draining")
             err = ApiError(503, "the proxy shut down before the answer was complete",
                            "draining")
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -109,7 +109,7 @@ async def _pump(request: web.Request, response: web.StreamResponse, encoder: Enc
         raise
     except Exception as e:  # a bug: logged with its traceback, the client told in-band
         log_bug(request, e)
-        request[ERROR_CODE] = "internal_error"
+        note_error(request, "internal_error")
         await _write_quietly(response, encoder.error(ApiError(
             500, "internal error in the proxy (logged)", "internal_error")))
 
