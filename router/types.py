@@ -6,14 +6,45 @@ lives in ``router.engine.request``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, TypeVar, cast
 
 from router.errors import ErrorClass, InvalidRequestError
 
 Role = Literal["system", "user", "assistant", "tool"]
 _ROLES = frozenset(("system", "user", "assistant", "tool"))
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+_T = TypeVar("_T")
+
+
+def frozen_builder(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor of the frozen slotted dataclass ``cls`` for the hot path: the arguments
+    of its ``__init__``, without ``__post_init__`` (for values already checked), ~3x cheaper.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (~1.4k
+    CPU instructions a field); the builder is a plain class with the same slots, so its
+    ``__init__`` stores each field directly, then turns the instance into a ``cls`` (the
+    layouts are the same, so ``__class__`` may be assigned)."""
+    if cls.__bases__ != (object,) or not hasattr(cls, "__slots__"):
+        raise TypeError(f"{cls.__name__} is not a slotted dataclass of its own")
+    params, body, defaults = [], [], {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        body.append(f"    self.{f.name} = {f.name}")
+    source = (f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body)
+              + "\n    self.__class__ = _cls\n")
+    namespace: dict[str, Any] = {"_cls": cls, **defaults}
+    exec(source, namespace)  # our own field names, nothing from outside
+    builder = type(f"_{cls.__name__}Builder", (),
+                   {"__slots__": vars(cls)["__slots__"], "__init__": namespace["__init__"]})
+    return cast(Callable[..., _T], builder)
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,6 +135,10 @@ class Message:
         return isinstance(self.content, list) and any(
             isinstance(p, ImagePart) for p in self.content
         )
+
+
+#: ``Message(role, content, ...)`` for a role already checked (no ``__post_init__``).
+checked_message = frozen_builder(Message)
 
 
 @dataclass(slots=True, frozen=True)

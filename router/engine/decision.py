@@ -21,7 +21,7 @@ from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.plan.first_token import TOKENS_PER_SECOND, asks_reasoning, first_token_for
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.tokens import estimate_prompt_tokens
-from router.types import ChatRequest, ImagePart
+from router.types import ChatRequest, ImagePart, frozen_builder
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +39,8 @@ class CallNeeds:
     max_tokens: int | None = None  # the caller's, or the route's shared one (None: per target)
     reasoning: bool = False  # the request turns reasoning or thinking on
 
+
+_needs = frozen_builder(CallNeeds)  # CallNeeds(...) at a third of the cost
 
 #: CallNeeds of calls that need nothing special, by (stream, max_tokens): reused, not rebuilt.
 _PLAIN_NEEDS: dict[tuple[bool, int | None], CallNeeds] = {}
@@ -74,7 +76,7 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
                 _PLAIN_NEEDS.clear()
             needs = _PLAIN_NEEDS[key] = CallNeeds(stream=stream, max_tokens=max_tokens)
         return needs
-    return CallNeeds(
+    return _needs(
         tools=tools or bool(request.tools) or "tools" in requires,
         vision=vision or images or "vision" in requires,
         json_object=rf is not None and rf.type == "json_object",
@@ -100,6 +102,9 @@ class Try:
     #: This call's adaptive first-token limit when it differs from the target's own
     #: (``timeouts.first_token``): a long prompt, or a request that turns reasoning on.
     first_token: float | None = None
+
+
+_try = frozen_builder(Try)  # Try(...) at a third of the cost
 
 
 @dataclass(slots=True, frozen=True)
@@ -286,7 +291,7 @@ def walk(order: Sequence[Target], needs: CallNeeds,
             attempt += 1
             total = target.timeouts.total
             limit = total if remaining is None else min(total, remaining)
-            error = yield Try(target, attempt, try_number, limit,
+            error = yield _try(target, attempt, try_number, limit,
                               remaining is not None and remaining < total,
                               first_token_for(target, needs.prompt_tokens, needs.reasoning)
                               if moves else None)

@@ -35,6 +35,7 @@ from router.types import (
     TextPart,
     Tool,
     ToolCall,
+    checked_message,
 )
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
@@ -108,7 +109,7 @@ def to_message(m: Message | Mapping[str, Any], i: int = 0) -> Message:
         role, content = m.get("role"), m.get("content")
         if (type(content) is str and type(role) is str and role in _PLAIN_ROLES
                 and (content.isascii() or not has_surrogates(content))):
-            return Message(role, content)  # type: ignore[arg-type]  # role checked above
+            return checked_message(role, content)
     if isinstance(m, Message):
         return _checked_message(m, i)
     if not isinstance(m, Mapping):

@@ -27,6 +27,7 @@ from router.providers.base import (
     HttpPool,
     HttpProvider,
     ProviderConfig,
+    new_http_call,
 )
 from router.types import ChatRequest, ChatResponse
 
@@ -93,10 +94,10 @@ class OpenAIProvider(HttpProvider):
 
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
-            return HttpCall(self._url, self.body(model, request, stream=True),
+            return new_http_call(self._url, self.body(model, request, stream=True),
                             self._stream_headers, model, StreamAssembler(request.n))
-        return HttpCall(self._url, self.body(model, request, stream=False), self._headers,
-                        model, context=request.n)
+        return new_http_call(self._url, self.body(model, request, stream=False),
+                             self._headers, model, None, request.n)
 
     # -- replies ------------------------------------------------------------------------
 
