@@ -76,20 +76,41 @@ def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
         status = 499  # the client went away before an answer (nginx's figure)
         task = asyncio.current_task()
         assert task is not None  # aiohttp runs each request in a task
-        proxy.enter(task)
-        observe.request_began(request)
         # The request keeps the route file in force now, to its end (a stream's too): a
         # reload closes the old Router only once its last request is done.
-        gen = proxy.lease()
-        exchange = request[EXCHANGE] = Exchange(rid, gen)
+        gen = proxy.begin(task)
+        observe.request_began(request)
+        exchange = request[EXCHANGE] = Exchange(rid, gen, proxy)
         try:
-            response = await _answer(request, handler, proxy, exchange,
-                                     request.path in _PROBES if probe is None else probe)
+            try:
+                if not (request.path in _PROBES if probe is None else probe):
+                    if proxy.draining:
+                        raise ApiError(503, "the proxy is shutting down", "draining")
+                    if proxy.keys.required:
+                        _check_key(proxy, request, exchange)
+                response = await handler(request)
+            except ApiError as e:
+                observe.note_call(request, e.attempts)
+                response = error_response(request, e)
+            except LlmError as e:
+                err = from_llm_error(e)
+                observe.note_call(request, err.attempts)
+                response = error_response(request, err)
+            except web.HTTPException as e:  # aiohttp's own: no such route, wrong method
+                if e.status < 400:
+                    raise
+                response = error_response(request, _http_error(e))
+            except Exception as e:  # a bug: never a traceback to the client
+                log_bug(request, e)
+                response = error_response(request, ApiError(
+                    500, "internal error in the proxy (logged with this request id)",
+                    "internal_error"))
+            if not response.prepared:
+                response.headers.setdefault(ID_HEADER, rid)
             status = response.status
             return response
         finally:
-            proxy.release(gen)
-            proxy.leave(task)
+            proxy.end(task, gen)
             observe.request_ended(request, status, began)
             log.emit("proxy_request", request_id=rid, method=request.method,
                      path=request.path, status=status, alias=exchange.alias,
@@ -97,35 +118,6 @@ def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
                      latency_ms=round((time.perf_counter() - began) * 1000, 2))
 
     return guarded
-
-
-async def _answer(request: web.Request, handler: Handler, proxy: Proxy, exchange: Exchange,
-                  probe: bool) -> web.StreamResponse:
-    try:
-        if not probe:
-            if proxy.draining:
-                raise ApiError(503, "the proxy is shutting down", "draining")
-            if proxy.keys.required:
-                _check_key(proxy, request, exchange)
-        response = await handler(request)
-    except ApiError as e:
-        observe.note_call(request, e.attempts)
-        response = error_response(request, e)
-    except LlmError as e:
-        err = from_llm_error(e)
-        observe.note_call(request, err.attempts)
-        response = error_response(request, err)
-    except web.HTTPException as e:  # aiohttp's own: no such route, wrong method
-        if e.status < 400:
-            raise
-        response = error_response(request, _http_error(e))
-    except Exception as e:  # a bug: never a traceback to the client
-        log_bug(request, e)
-        response = error_response(request, ApiError(
-            500, "internal error in the proxy (logged with this request id)", "internal_error"))
-    if not response.prepared:
-        response.headers.setdefault(ID_HEADER, exchange.request_id)
-    return response
 
 
 async def _refuse(request: web.Request) -> web.StreamResponse:

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import orjson
 from aiohttp import web
 from aiohttp.hdrs import CONTENT_TYPE
 
 from router.providers._json import dumps_json
 from router.server import observe
-from router.server.context import REQUEST_ID, begin_call, call_headers, call_kwargs
+from router.server.context import EXCHANGE, begin_call, call_headers, call_kwargs
 from router.server.sse import Encoder, relay
 from router.types import ChatChunk, ChatResponse
 
@@ -47,18 +48,51 @@ async def answer(request: web.Request, call: C, body_of: BodyOf,
                  encoder_of: EncoderOf[C]) -> web.StreamResponse:
     """Make ``call`` (after the access check) and answer: the whole reply's ``body_of``, or
     the stream's events by ``encoder_of``."""
-    router = begin_call(request, call.model)
-    options = call_kwargs(request)
-    rid = request[REQUEST_ID]
+    exchange = request[EXCHANGE]
+    router = begin_call(request, call.model, exchange)
+    options = call_kwargs(request, exchange)
+    rid = exchange.request_id
     if call.stream:
         chunks = router.stream(call.model, call.messages, **options, **call.params)
         return await relay(request, chunks,
                            lambda first: encoder_of(call, rid, router, first))
     resp = await router.chat(call.model, call.messages, **options, **call.params)
     observe.note_call(request, resp.attempts, resp.usage)
-    headers = call_headers(request, resp.target, len(resp.attempts))
+    headers = call_headers(request, resp.target, len(resp.attempts), exchange)
     headers[CONTENT_TYPE] = JSON_TYPE  # what web.json_response sets, without its text step
-    return web.Response(body=dumps_json(body_of(resp, rid), escape=True), headers=headers)
+    return web.Response(body=_reply_json(body_of(resp, rid), resp), headers=headers)
+
+
+#: dumps_json's orjson options: what stdlib json writes its own way, orjson refuses.
+_STRICT = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+           | orjson.OPT_PASSTHROUGH_DATETIME)
+#: UTF-8 of U+0085, U+2028 and U+2029, which ``dumps_json(escape=True)`` keeps escaped.
+_LINE_BREAKS = (b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9")
+
+
+def _reply_json(body: Mapping[str, Any], resp: ChatResponse) -> bytes:
+    """``dumps_json(body, escape=True)``, the same bytes. A reply of text alone holds no
+    float (no tool arguments, no provider state; usage counts are ints), so orjson's JSON is
+    stdlib's and needs no reading back (dumps_json reads back JSON holding ``null``, as
+    NaN is written so, and every reply holds ``null``)."""
+    if resp.provider_state is None and not resp.tool_calls and _whole_numbers(resp):
+        try:
+            out = orjson.dumps(body, option=_STRICT)
+        except orjson.JSONEncodeError:  # a lone surrogate...: dumps_json's way
+            pass
+        else:
+            if out.isascii() or not any(b in out for b in _LINE_BREAKS):
+                return out
+    return dumps_json(body, escape=True)
+
+
+def _whole_numbers(resp: ChatResponse) -> bool:
+    """No choice with tool calls, and usage counts all ints."""
+    u = resp.usage
+    if not (type(u.input_tokens) is type(u.output_tokens) is type(u.cached_tokens)
+            is type(u.reasoning_tokens) is type(u.cache_write_tokens) is int):
+        return False
+    return not any(c.tool_calls for c in resp.choices)
 
 
 __all__ = ["BodyOf", "Call", "EncoderOf", "answer"]

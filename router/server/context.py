@@ -23,16 +23,17 @@ if TYPE_CHECKING:
 
 class Exchange:
     """What the proxy notes of one request as it answers it, read without lookups: its id,
-    the route file in force when it came (its Router serves the whole request), the access
-    key it presented, the model asked for, the target that served, the error code it ended
-    with. The request's ``ALIAS``, ``TARGET`` and ``ERROR_CODE`` keys mirror the last three
-    (router.server.observe reads them)."""
+    the proxy answering it, the route file in force when it came (its Router serves the
+    whole request), the access key it presented, the model asked for, the target that
+    served, the error code it ended with. The request's ``ALIAS``, ``TARGET`` and
+    ``ERROR_CODE`` keys mirror the last three (router.server.observe reads them)."""
 
-    __slots__ = ("alias", "error", "generation", "key", "request_id", "target")
+    __slots__ = ("alias", "error", "generation", "key", "proxy", "request_id", "target")
 
-    def __init__(self, request_id: str, generation: Generation) -> None:
+    def __init__(self, request_id: str, generation: Generation, proxy: Proxy) -> None:
         self.request_id = request_id
         self.generation = generation
+        self.proxy = proxy
         self.key: AccessKey | None = None
         self.alias: str | None = None
         self.target: str | None = None
@@ -66,7 +67,7 @@ def proxy_of(request: web.Request) -> Proxy:
 
 async def request_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, within the proxy's body size and time limits."""
-    settings = request.app[PROXY].settings
+    settings = request[EXCHANGE].proxy.settings
     return await read_json(request, settings.max_body_bytes, settings.body_timeout)
 
 
@@ -80,10 +81,11 @@ def note_error(request: web.Request, code: str) -> None:
     request[EXCHANGE].error = request[ERROR_CODE] = code
 
 
-def begin_call(request: web.Request, model: str) -> Router:
+def begin_call(request: web.Request, model: str, exchange: Exchange | None = None) -> Router:
     """Note the model asked for and check the access key may use it (403 otherwise); the
-    Router to call."""
-    exchange = request[EXCHANGE]
+    Router to call. ``exchange``: the request's, when the caller holds it."""
+    if exchange is None:
+        exchange = request[EXCHANGE]
     exchange.alias = request[ALIAS] = model
     key = exchange.key
     if key is not None and not key.allows(model):
@@ -92,10 +94,11 @@ def begin_call(request: web.Request, model: str) -> Router:
     return exchange.generation.router
 
 
-def call_kwargs(request: web.Request) -> dict[str, Any]:
+def call_kwargs(request: web.Request, exchange: Exchange | None = None) -> dict[str, Any]:
     """The call's own options (request id, ``x-router-*`` headers) as Router.chat keywords;
     the access key's tags win over the header's (a caller cannot leave its team's budget)."""
-    exchange = request[EXCHANGE]
+    if exchange is None:
+        exchange = request[EXCHANGE]
     headers = request.headers
     if TAG_HEADER in headers or TIMEOUT_HEADER in headers:
         options = call_options(headers, exchange.request_id).kwargs()
@@ -114,11 +117,12 @@ def is_anthropic(request: web.Request) -> bool:
 
 
 def call_headers(request: web.Request, target: str | None, attempts: int | None,
-                 ) -> dict[str, str]:
+                 exchange: Exchange | None = None) -> dict[str, str]:
     """The ``x-router-*`` headers of a call's reply: request id, requested model, serving
     target (``-`` when none served), attempts (a stream's: those made up to the one that
     streams, as its headers go out with the first chunk)."""
-    exchange = request[EXCHANGE]
+    if exchange is None:
+        exchange = request[EXCHANGE]
     headers = {ID_HEADER: exchange.request_id, TARGET_HEADER: target or _NO_TARGET}
     alias = exchange.alias
     if alias is not None:

@@ -19,15 +19,11 @@ class Generation:
         self.router = router
         self.store = store
         self.number = number
-        self.users = 0
+        self.users = 0  # requests using it (Proxy.begin counts them in)
         self.retired = False
         self.owns_store = True  # False once a newer generation took the same store over
         self._closed = asyncio.Event()
         self._closing = False
-
-    def enter(self) -> None:
-        """A request began on this generation."""
-        self.users += 1
 
     def leave(self) -> bool:
         """A request ended; True when that was a retired generation's last."""

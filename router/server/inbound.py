@@ -57,13 +57,6 @@ def _loads(text: str) -> Any:
     return loads_json(text, _loads_stdlib)
 
 
-async def _read_body(request: web.Request, timeout: float | None) -> bytes:
-    if request.content.is_eof():  # it all came with the head: nothing to wait for
-        return await request.read()
-    async with asyncio.timeout(timeout):
-        return await request.read()  # the app's client_max_size is the limit
-
-
 async def read_json(request: web.Request, limit: int,
                     timeout: float | None = None) -> dict[str, Any]:
     """The body as a JSON object; 413 past ``limit`` bytes, 408 when it takes longer than
@@ -72,7 +65,11 @@ async def read_json(request: web.Request, limit: int,
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     try:
-        raw = await _read_body(request, timeout)
+        if request.content.is_eof():  # it all came with the head: nothing to wait for
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(timeout):
+                raw = await request.read()  # the app's client_max_size is the limit
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
     except TimeoutError:

@@ -56,17 +56,18 @@ def parse_chat(body: dict[str, Any]) -> ChatCall:
     messages = body.pop("messages", None)
     if not isinstance(messages, list):
         raise invalid("messages", "messages is required and must be an array")
-    stream = _flag(body, "stream")
+    stream = _flag(body, "stream") if "stream" in body else False
     options = body.pop("stream_options", None)
     if options is not None and not stream:
         raise invalid("stream_options", "stream_options is only allowed when stream is true")
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "stream_options must be an object")
     include_usage = bool(options and options.get("include_usage"))
-    for name, header in _RESERVED.items():
-        if name in body:
-            raise invalid(name, f"{name} is not a chat completions parameter (use the "
-                                f"{header} header)")
+    if not _RESERVED.keys().isdisjoint(body):
+        for name, header in _RESERVED.items():
+            if name in body:
+                raise invalid(name, f"{name} is not a chat completions parameter (use the "
+                                    f"{header} header)")
     return ChatCall(model, messages, body, stream, include_usage)
 
 

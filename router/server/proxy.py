@@ -87,17 +87,6 @@ class Proxy:
         """The state store in force."""
         return self.generation.store
 
-    def lease(self) -> Generation:
-        """The generation in force, counted as used until ``release``."""
-        gen = self.generation
-        gen.enter()
-        return gen
-
-    def release(self, gen: Generation) -> None:
-        """A request on ``gen`` ended: a retired generation's last one closes it."""
-        if gen.leave():
-            self._close_later(gen)
-
     def swap(self, router: Router, store: StateStore) -> Generation:
         """Put ``router`` in force (reload); the old generation closes when its requests
         end (its store too, unless ``store`` is the same)."""
@@ -129,12 +118,18 @@ class Proxy:
         """Requests being answered right now."""
         return len(self._tasks)
 
-    def enter(self, task: asyncio.Task[Any]) -> None:
-        """A request began (its handler task)."""
+    def begin(self, task: asyncio.Task[Any]) -> Generation:
+        """A request began (its handler task): the generation in force, which it keeps to
+        its end (a stream's too), counted as used until ``end``."""
         self._tasks.add(task)
+        gen = self.generation
+        gen.users += 1
+        return gen
 
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        """A request ended."""
+    def end(self, task: asyncio.Task[Any], gen: Generation) -> None:
+        """A request on ``gen`` ended: a retired generation's last one closes it."""
+        if gen.leave():
+            self._close_later(gen)
         tasks = self._tasks
         tasks.discard(task)
         if not tasks and self._idle is not None and not self._idle.done():
