@@ -87,12 +87,15 @@ def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *
     target = d.target
     if call.probes:
         call.release_probe(target.key)  # a verdict: the probe (if held) is spent
+    # Every field positional, in AttemptRecord's order: keywords cost ~3k CPU instructions more.
     call.record(AttemptRecord(
         call.request_id, call.alias, target.key, d.attempt, "ok",
-        latency_ms=round((time.perf_counter() - call.started) * 1000, 2), ttft_ms=ttft_ms,
-        input_tokens=usage.input_tokens if usage is not None else None,
-        output_tokens=usage.output_tokens if usage is not None else None,
-        cost_usd=cost_usd, malformed_events=malformed_events), finish_reason=finish_reason,
+        None, None, None, None,  # error_class, reason, detail, status
+        round((time.perf_counter() - call.started) * 1000, 2), ttft_ms,  # latency, ttft
+        None, False, None,  # retry_in_ms, retry_after_used, timeout_kind
+        usage.input_tokens if usage is not None else None,
+        usage.output_tokens if usage is not None else None,
+        cost_usd, malformed_events), finish_reason=finish_reason,
         response_model=response_model)
     rt = call.rt
     rt.breakers.record_success(target.key)

@@ -76,17 +76,18 @@ def needs_for(request: ChatRequest, route: Route, *, stream: bool,
                 _PLAIN_NEEDS.clear()
             needs = _PLAIN_NEEDS[key] = CallNeeds(stream=stream, max_tokens=max_tokens)
         return needs
+    # Every field positional, in CallNeeds' order: keywords cost ~3k CPU instructions more.
     return _needs(
-        tools=tools or bool(request.tools) or "tools" in requires,
-        vision=vision or images or "vision" in requires,
-        json_object=rf is not None and rf.type == "json_object",
-        json_schema=(rf is not None and rf.type == "json_schema") or "json_schema" in requires,
-        stream=stream,
-        image_urls=url_images,
-        n=request.n is not None,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        reasoning=reasoning,
+        tools or bool(request.tools) or "tools" in requires,  # tools
+        vision or images or "vision" in requires,  # vision
+        rf is not None and rf.type == "json_object",  # json_object
+        (rf is not None and rf.type == "json_schema") or "json_schema" in requires,
+        stream,
+        url_images,  # image_urls
+        request.n is not None,  # n
+        prompt_tokens,
+        max_tokens,
+        reasoning,
     )
 
 

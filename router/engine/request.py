@@ -375,13 +375,12 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
     """The ChatRequest of one call; unknown params go to ``extra`` (sent as-is)."""
     msgs = _messages(messages)
     if not params:
-        return ChatRequest(messages=msgs)
+        return ChatRequest(msgs)
     if params.keys() <= _COMMON_PARAMS:  # the usual call: the same checks, in the same order
         given, temperature = params.get("max_tokens"), params.get("temperature")
-        return ChatRequest(
-            messages=msgs,
-            max_tokens=None if given is None else integer(given, "max_tokens", 1),
-            temperature=None if temperature is None else number(temperature, "temperature"))
+        return ChatRequest(  # positional (keywords cost more): messages, max_tokens, temperature
+            msgs, None if given is None else integer(given, "max_tokens", 1),
+            None if temperature is None else number(temperature, "temperature"))
     get = params.get
     # Each check runs only for a param that was given (most calls give two or three).
     max_tokens, temperature, top_p = _max_tokens(params), get("temperature"), get("top_p")
