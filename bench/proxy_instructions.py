@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  aiohttp fwd  {fwd / 1e3:8.0f}k   (bench/_forwarder.py: the floor of any "
           "aiohttp proxy)")
     print(f"  router serve {proxy / 1e3:8.0f}k   {proxy / fwd:.2f}x the forwarder, "
-          f"+{(proxy - fwd) / 1e3:.0f}k")
+          f"{(proxy - fwd) / 1e3:+.0f}k")
     print(f"ran in {time.perf_counter() - started:.0f} s")
     return 0
 
