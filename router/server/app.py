@@ -6,13 +6,14 @@ No aiohttp middleware: a middleware costs every request a layer of calls."""
 from __future__ import annotations
 
 import asyncio
-import time
 import warnings
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
+from yarl import URL
 
 from router.errors import LlmError
 from router.obs import log
@@ -29,6 +30,9 @@ from router.server.context import (
 )
 from router.server.errors import ApiError, from_llm_error
 from router.server.proxy import Proxy
+
+if TYPE_CHECKING:
+    from aiohttp.web_urldispatcher import _InfoDict
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,7 +76,7 @@ def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         rid = request[REQUEST_ID] = proxy.new_request_id()
-        began = time.perf_counter()
+        began = perf_counter()
         status = 499  # the client went away before an answer (nginx's figure)
         task = asyncio.current_task()
         assert task is not None  # aiohttp runs each request in a task
@@ -115,13 +119,13 @@ def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
             log.emit("proxy_request", request_id=rid, method=request.method,
                      path=request.path, status=status, alias=exchange.alias,
                      target=exchange.target, error=exchange.error,
-                     latency_ms=round((time.perf_counter() - began) * 1000, 2))
+                     latency_ms=round((perf_counter() - began) * 1000, 2))
 
     return guarded
 
 
 async def _refuse(request: web.Request) -> web.StreamResponse:
-    """A request no route takes: aiohttp's 404 or 405 (the guard answers it)."""
+    """A request no route takes: 404 or 405 (the guard answers it)."""
     raise request.match_info.http_exception or web.HTTPNotFound()
 
 
@@ -140,13 +144,11 @@ class _Refusal(MatchInfoError):
 
 
 class _Routes(web.UrlDispatcher):
-    """The app's routes: each handler guarded as it is added (``observe.install``'s too), and
-    a request no route takes answered through the guard."""
+    """The app's routes: each handler guarded as it is added (``observe.install``'s too)."""
 
     def __init__(self, proxy: Proxy) -> None:
         super().__init__()
         self._proxy = proxy
-        self._refused = _guard(_refuse, proxy, None)
 
     def add_route(self, method: str, path: str, handler: Any, **kwargs: Any,
                   ) -> web.AbstractRoute:
@@ -157,11 +159,47 @@ class _Routes(web.UrlDispatcher):
         # aiohttp adds a GET route (and its HEAD) without add_route
         return super().add_get(path, _guard(handler, self._proxy, path in _PROBES), **kwargs)
 
-    async def resolve(self, request: web.Request) -> UrlMappingMatchInfo:
-        match = await super().resolve(request)
-        if isinstance(match, MatchInfoError):
-            return _Refusal(match.http_exception, self._refused)
-        return match
+
+class _Unmatched(web.AbstractResource):
+    """Added last, at ``/``: aiohttp tries it for a request no other route takes, and it
+    answers aiohttp's 404 or 405 through the guard (its route no resource's: metrics count
+    such requests as one endpoint). Matched requests never reach it: no cost to them."""
+
+    def __init__(self, routes: web.UrlDispatcher, proxy: Proxy) -> None:
+        super().__init__()
+        self._routes = routes
+        self._guarded = _guard(_refuse, proxy, None)
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise NotImplementedError("no URL: it takes what no route does")
+
+    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
+        allowed: set[str] = set()  # the methods of routes at this path (a 405), as aiohttp
+        for resource in self._routes.resources():
+            if resource is not self:
+                allowed |= (await resource.resolve(request))[1]
+        refusal = (web.HTTPMethodNotAllowed(request.method, allowed) if allowed
+                   else web.HTTPNotFound())
+        return _Refusal(refusal, self._guarded), set()
+
+    def add_prefix(self, prefix: str) -> None:
+        raise NotImplementedError("the proxy's app is no sub-application")
+
+    def get_info(self) -> _InfoDict:
+        return {}
+
+    def raw_match(self, path: str) -> bool:  # noqa: ARG002 - aiohttp's signature
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        return iter(())
 
 
 async def _close_proxy(app: web.Application) -> None:
@@ -185,6 +223,7 @@ def create_app(proxy: Proxy) -> web.Application:
     add.add_get("/healthz", info.healthz)
     add.add_get("/readyz", info.readyz)
     observe.install(app)  # GET /metrics
+    add.register_resource(_Unmatched(add, proxy))  # last
     app.on_cleanup.append(_close_proxy)
     return app
 

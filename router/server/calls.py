@@ -72,10 +72,14 @@ _LINE_BREAKS = (b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9")
 
 def _reply_json(body: Mapping[str, Any], resp: ChatResponse) -> bytes:
     """``dumps_json(body, escape=True)``, the same bytes. A reply of text alone holds no
-    float (no tool arguments, no provider state; usage counts are ints), so orjson's JSON is
+    float (no tool calls, no provider state, usage counts ints: no NaN), so orjson's JSON is
     stdlib's and needs no reading back (dumps_json reads back JSON holding ``null``, as
     NaN is written so, and every reply holds ``null``)."""
-    if resp.provider_state is None and not resp.tool_calls and _whole_numbers(resp):
+    u = resp.usage
+    if (resp.provider_state is None and not resp.tool_calls
+            and type(u.input_tokens) is type(u.output_tokens) is type(u.cached_tokens)
+            is type(u.reasoning_tokens) is type(u.cache_write_tokens) is int
+            and not any(c.tool_calls for c in resp.choices)):
         try:
             out = orjson.dumps(body, option=_STRICT)
         except orjson.JSONEncodeError:  # a lone surrogate...: dumps_json's way
@@ -84,15 +88,6 @@ def _reply_json(body: Mapping[str, Any], resp: ChatResponse) -> bytes:
             if out.isascii() or not any(b in out for b in _LINE_BREAKS):
                 return out
     return dumps_json(body, escape=True)
-
-
-def _whole_numbers(resp: ChatResponse) -> bool:
-    """No choice with tool calls, and usage counts all ints."""
-    u = resp.usage
-    if not (type(u.input_tokens) is type(u.output_tokens) is type(u.cached_tokens)
-            is type(u.reasoning_tokens) is type(u.cache_write_tokens) is int):
-        return False
-    return not any(c.tool_calls for c in resp.choices)
 
 
 __all__ = ["BodyOf", "Call", "EncoderOf", "answer"]

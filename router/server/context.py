@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -65,10 +66,11 @@ def proxy_of(request: web.Request) -> Proxy:
     return request.app[PROXY]
 
 
-async def request_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, within the proxy's body size and time limits."""
+def request_body(request: web.Request) -> Coroutine[Any, Any, dict[str, Any]]:
+    """The request's JSON object (to await), within the proxy's body size and time
+    limits."""
     settings = request[EXCHANGE].proxy.settings
-    return await read_json(request, settings.max_body_bytes, settings.body_timeout)
+    return read_json(request, settings.max_body_bytes, settings.body_timeout)
 
 
 def router_of(request: web.Request) -> Router:
