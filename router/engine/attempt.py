@@ -78,9 +78,9 @@ async def run_attempt(call: Call, d: Try, request: ChatRequest,
     return error
 
 
-def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *,
-              ttft_ms: float | None = None, finish_reason: str | None = None,
-              response_model: str | None = None, malformed_events: int = 0) -> bool:
+def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None,
+              finish_reason: str | None = None, response_model: str | None = None, *,
+              ttft_ms: float | None = None, malformed_events: int = 0) -> bool:
     """The synchronous part of ``end_ok``: record attempt ``d`` as a success and close the
     breaker. True when ``settle_ok`` still has store work to do (a hold, shared breakers).
     ``malformed_events``: stream events the provider skipped (not JSON)."""
@@ -95,8 +95,7 @@ def record_ok(call: Call, d: Try, usage: Usage | None, cost_usd: float | None, *
         None, False, None,  # retry_in_ms, retry_after_used, timeout_kind
         usage.input_tokens if usage is not None else None,
         usage.output_tokens if usage is not None else None,
-        cost_usd, malformed_events), finish_reason=finish_reason,
-        response_model=response_model)
+        cost_usd, malformed_events), finish_reason, response_model)
     rt = call.rt
     rt.breakers.record_success(target.key)
     return call.hold is not None or rt.gate.share_breakers

@@ -32,7 +32,7 @@ class Call:
     def __init__(self, rt: Runtime, route: Route, request_id: str, timeout: float | None,
                  request: ChatRequest, tags: Mapping[str, str] | None = None,
                  operation: str = "chat", loop: asyncio.AbstractEventLoop | None = None,
-                 *, gates: bool = True) -> None:
+                 gates: bool = True) -> None:
         self.rt = rt
         #: Whether anything can gate a target of this route (else admission is never asked).
         self.gates = gates
@@ -143,7 +143,7 @@ class Call:
             self.span = None
 
     # -- records ----------------------------------------------------------------------------
-    def record(self, rec: AttemptRecord, *, finish_reason: str | None = None,
+    def record(self, rec: AttemptRecord, finish_reason: str | None = None,
                response_model: str | None = None) -> None:
         self.records.append(rec)
         if self.span is not None:

@@ -47,9 +47,9 @@ _PLAIN_NEEDS: dict[tuple[bool, int | None], CallNeeds] = {}
 _MAX_PLAIN_NEEDS = 512
 
 
-def needs_for(request: ChatRequest, route: Route, *, stream: bool,
+def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool = True, *,
               prompt_tokens: int | None = None, tools: bool = False,
-              vision: bool = False, estimate: bool = True) -> CallNeeds:
+              vision: bool = False) -> CallNeeds:
     """What ``request`` needs on ``route`` (the route's ``requires:`` included). ``estimate``:
     estimate the prompt's tokens when not given (only a target with a context window reads
     them; the engine passes False when no target of the route has one)."""

@@ -246,9 +246,9 @@ class Router:
             request.max_tokens = route.max_tokens
         rt = self._rt
         info = rt.route_info(route)
-        needs = needs_for(request, route, stream=operation == "stream", estimate=info.estimate)
+        needs = needs_for(request, route, operation == "stream", info.estimate)  # stream, estimate
         rid = request_id or f"{_RID_PREFIX}{next(_rids):08x}"
-        call = Call(rt, route, rid, timeout, request, tags, operation, loop, gates=info.gates)
+        call = Call(rt, route, rid, timeout, request, tags, operation, loop, info.gates)  # gates
         return call, walk(rt.order(route, info), needs, call), request
 
     async def chat(self, model: str, messages: Iterable[Message | Mapping[str, Any]], *,
@@ -264,8 +264,8 @@ class Router:
         response.cost_usd = cost_usd(price_of(target), response.usage)
         try:
             # end_ok in two steps: most calls have no hold to settle (no coroutine for them).
-            if record_ok(call, d, response.usage, response.cost_usd,
-                         finish_reason=response.finish_reason, response_model=response.model):
+            if record_ok(call, d, response.usage, response.cost_usd, response.finish_reason,
+                         response.model):
                 await settle_ok(call, d, response.cost_usd)
         finally:
             response.attempts = call.records

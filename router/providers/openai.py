@@ -81,7 +81,7 @@ class OpenAIProvider(HttpProvider):
         """Reasoning models always take ``max_completion_tokens``."""
         return "max_completion_tokens" if is_reasoning_model(model) else self._max_field
 
-    def body(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def body(self, model: str, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The Chat Completions body of one call."""
         shape = self._shapes.get(model)
         if shape is None:  # once per model: its max-tokens field, whether sampling is dropped
@@ -89,21 +89,21 @@ class OpenAIProvider(HttpProvider):
                 self._shapes.clear()
             shape = self._shapes[model] = (self.max_tokens_field(model),
                                            self._drop_sampling and is_reasoning_model(model))
-        return build_body(model, request, stream=stream, max_tokens_field=shape[0],
-                          include_usage=self._include_usage, drop_sampling=shape[1])
+        # stream, max_tokens_field, include_usage, drop_sampling (positional: cheaper)
+        return build_body(model, request, stream, shape[0], self._include_usage, shape[1])
 
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
-            return new_http_call(self._url, self.body(model, request, stream=True),
+            return new_http_call(self._url, self.body(model, request, True),
                             self._stream_headers, model, StreamAssembler(request.n))
-        return new_http_call(self._url, self.body(model, request, stream=False),
+        return new_http_call(self._url, self.body(model, request, False),
                              self._headers, model, None, request.n)
 
     # -- replies ------------------------------------------------------------------------
 
     def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
         # context: the n asked for (then r.choices lists even one choice)
-        return parse_completion(data, call.model, several=call.context is not None)
+        return parse_completion(data, call.model, call.context is not None)  # several
 
     def map_error(self, status: int | None, headers: Mapping[str, str],
                   body: ErrorBody) -> LlmError:
