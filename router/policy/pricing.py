@@ -17,6 +17,7 @@ from router.types import Usage
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google",
                  "azure-openai": "azure"}
 _cache: dict[tuple[str, str], Price | None] = {}
+_UNKNOWN = object()  # not looked up yet
 
 
 def _number(v: Any) -> float | None:
@@ -56,7 +57,12 @@ def lookup_price(kind: str, model: str) -> Price | None:
 
 def price_of(target: Target) -> Price | None:
     """The price in force for ``target``: the route file's, else the list price."""
-    return target.price if target.price is not None else lookup_price(target.kind, target.model)
+    price = target.price
+    if price is not None:
+        return price
+    # lookup_price's cache read inline: this runs once per call.
+    price = _cache.get((target.kind, target.model), _UNKNOWN)  # type: ignore[arg-type]
+    return lookup_price(target.kind, target.model) if price is _UNKNOWN else price
 
 
 def cost_usd(price: Price | None, usage: Usage) -> float | None:

@@ -148,12 +148,16 @@ def build_body(
 ) -> dict[str, Any]:
     """The request body; ``request.extra`` is merged last and wins. (Positional parameters:
     the hot path passes them so, a keyword call costing ~700 CPU instructions a keyword.)"""
-    body: dict[str, Any] = {"model": model, "messages": [
+    # A plain loop (a list comprehension's own function costs ~1.5k CPU instructions a call).
+    messages: list[dict[str, Any]] = []
+    append = messages.append
+    for m in request.messages:
+        role = m.role
         # A plain system/user turn is {"role", "content"} as given (encode_message's result).
-        {"role": m.role, "content": m.content or ""}
-        if (m.role == "user" or m.role == "system") and m.name is None
-        and type(m.content) is not list else encode_message(m)
-        for m in request.messages]}
+        append({"role": role, "content": m.content or ""}
+               if (role == "user" or role == "system") and m.name is None
+               and type(m.content) is not list else encode_message(m))
+    body: dict[str, Any] = {"model": model, "messages": messages}
     r = request
     if r.max_tokens is not None:
         body[max_tokens_field] = r.max_tokens
@@ -326,7 +330,8 @@ def parse_completion(data: Any, model: str, several: bool = False) -> ChatRespon
         "", None, [],  # target, cost_usd, attempts (the engine sets them)
         rid if type(rid) is str else None,  # id
         None,  # request_id (HttpProvider sets it)
-        reasoning_text(message),  # reasoning
+        reasoning_text(message) if "reasoning_content" in message or "reasoning" in message
+        else None,  # reasoning (the call only when there may be some)
         refusal,  # refusal
         [],  # choices (set below when several)
         None,  # provider_state
