@@ -5,6 +5,8 @@ read-back when the reply holds text alone."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import math
 from typing import Any
 
@@ -99,3 +101,23 @@ def _resp(text: str, **kw: Any) -> ChatResponse:
 def test_reply_bytes_are_dumps_jsons(resp: ChatResponse, shape: Any) -> None:
     body = shape(resp, "req_1")
     assert _reply_json(body, resp) == dumps_json(body, escape=True)
+
+
+async def test_a_body_inflated_past_the_limit_is_413() -> None:
+    router = Router.from_dict({"version": 1, "providers": {"fk": {"kind": "fake"}},
+                               "models": {"fast": ["fk:m"]}})
+    st = router.plan.state
+    proxy = Proxy(router, make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix),
+                  Settings(max_body_bytes=2000))
+    small = gzip.compress(json.dumps({"model": "fast", "messages": [
+        {"role": "user", "content": "hi"}]}).encode())
+    big = gzip.compress(json.dumps({"model": "fast", "messages": [
+        {"role": "user", "content": "x" * 5000}]}).encode())
+    assert len(big) < 2000
+    gz = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with TestClient(TestServer(create_app(proxy))) as client:
+        r = await client.post("/v1/chat/completions", data=small, headers=gz)
+        assert r.status == 200
+        r = await client.post("/v1/chat/completions", data=big, headers=gz)
+        assert r.status == 413
+        assert (await r.json())["error"]["code"] == "request_too_large"

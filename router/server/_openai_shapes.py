@@ -57,7 +57,7 @@ def completion_body(resp: ChatResponse, request_id: str) -> dict[str, Any]:
     ``model`` names the model that served (as the provider reported it)."""
     choices = [_choice(c.index, c.text, c.tool_calls, c.finish_reason, c.refusal,
                        resp.provider_state if c.index == 0 else None)
-               for c in resp.choices] or [
+               for c in resp.choices] if resp.choices else [
         _choice(0, resp.text, resp.tool_calls, resp.finish_reason, resp.refusal,
                 resp.provider_state)]
     return {"id": f"chatcmpl-{request_id}", "object": "chat.completion",

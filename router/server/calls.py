@@ -79,7 +79,7 @@ def _reply_json(body: Mapping[str, Any], resp: ChatResponse) -> bytes:
     if (resp.provider_state is None and not resp.tool_calls
             and type(u.input_tokens) is type(u.output_tokens) is type(u.cached_tokens)
             is type(u.reasoning_tokens) is type(u.cache_write_tokens) is int
-            and not any(c.tool_calls for c in resp.choices)):
+            and not (resp.choices and any(c.tool_calls for c in resp.choices))):
         try:
             out = orjson.dumps(body, option=_STRICT)
         except orjson.JSONEncodeError:  # a lone surrogate...: dumps_json's way

@@ -65,8 +65,11 @@ async def read_json(request: web.Request, limit: int,
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     try:
-        if request.content.is_eof():  # it all came with the head: nothing to wait for
-            raw = await request.read()
+        content = request.content
+        if content.is_eof():  # it all came with the head: nothing to wait for, no copy
+            raw = content.read_nowait()
+            if len(raw) > limit:  # inflated past the limit (Content-Encoding)
+                raise too_large(limit)
         else:
             async with asyncio.timeout(timeout):
                 raw = await request.read()  # the app's client_max_size is the limit
