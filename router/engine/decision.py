@@ -68,7 +68,10 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
     reasoning = (request.reasoning_effort is not None or bool(request.extra)) and asks_reasoning(
         request)
     if not (rf or images or tools or vision or request.tools or requires or reasoning
-            or prompt_tokens is not None or request.n is not None):
+            or request.n is not None):
+        if prompt_tokens is not None:  # nothing to ask of a target but room for the prompt
+            return _needs(False, False, False, False, stream, False, False, prompt_tokens,
+                          max_tokens, False)
         key = (stream, max_tokens)
         needs = _PLAIN_NEEDS.get(key)
         if needs is None:
