@@ -13,14 +13,25 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
 from router.types import Usage
 
-if TYPE_CHECKING:
-    from router.obs.metrics import Metrics
+
+class Families(Protocol):
+    """The prometheus-client metrics the cells flush into (``metrics.Metrics`` has them)."""
+
+    requests: Counter
+    attempts: Counter
+    tokens: Counter
+    cost: Counter
+    request_seconds: Histogram
+    attempt_seconds: Histogram
+    first_token_seconds: Histogram
+    upstream_ttft_seconds: Histogram
+    overhead_seconds: Histogram
 
 Buckets = Sequence[float]
 
@@ -193,7 +204,7 @@ class AttemptSeries:
 class Cells:
     """The accumulators of every metric, by label values, and what ``flush`` walks."""
 
-    def __init__(self, m: Metrics, latency: Buckets, ttft: Buckets, overhead: Buckets) -> None:
+    def __init__(self, m: Families, latency: Buckets, ttft: Buckets, overhead: Buckets) -> None:
         self.requests = Tallies(m.requests)
         self.attempts = Tallies(m.attempts)
         self.tokens = Tallies(m.tokens)
