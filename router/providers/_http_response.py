@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from types import TracebackType
 from typing import Any, Protocol
 
 from router.errors import ErrorClass, LlmError, NetworkError, ServerError, TimeoutError_
@@ -27,7 +28,7 @@ from router.providers._wire import (
 )
 from router.providers.sse import MAX_EVENT_BYTES, NDJSONDecoder, ServerSentEvent, SSEDecoder
 
-__all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "TRANSPORT", "HttpResponse", "Raw",
+__all__ = ["ERROR_BODY_LIMIT", "MAX_BODY_BYTES", "TRANSPORT", "Expiry", "HttpResponse", "Raw",
            "deadline_at", "nearer", "too_large", "transport_error"]
 
 ERROR_BODY_LIMIT = 16_384  # bytes of an error body we read; the rest is not worth the wait
@@ -105,6 +106,46 @@ TRANSPORT = OSError  # what transport_error maps (timeouts and both clients' err
 
 def too_large(limit: int, host: str) -> ServerError:
     return ServerError(f"reply larger than {limit} bytes ({host})")
+
+
+class Expiry:
+    """``asyncio.timeout_at(when)`` for the hot path, as a plain ``with`` block: the task is
+    cancelled at ``when`` and the block then raises TimeoutError, with asyncio.Timeout's
+    semantics (a cancellation of the caller still propagates as CancelledError; the timer is
+    cancelled on exit). Given the loop, it asks for neither the running loop nor the current
+    task by the loop-less calls (each a getpid() syscall on CPython 3.11), and it is one
+    object and one timer, not Timeout's coroutines and state machine."""
+
+    __slots__ = ("_cancelling", "_handle", "_task", "expired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("Timeout should be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self.expired = False
+        self._handle: asyncio.Handle | None = (
+            loop.call_at(when, self._on_timeout) if when > loop.time()
+            else loop.call_soon(self._on_timeout))
+
+    def _on_timeout(self) -> None:
+        self._handle = None
+        self.expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> Expiry:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        handle = self._handle
+        if handle is not None:
+            self._handle = None
+            handle.cancel()
+        elif (self.expired and self._task.uncancel() <= self._cancelling
+              and exc_type is asyncio.CancelledError):
+            raise TimeoutError from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +228,9 @@ class HttpResponse:
                 return data
         deadline, kind = self._deadline()
         try:
-            async with asyncio.Timeout(deadline):  # timeout_at's own object
+            if deadline is None:
+                return await content.readany()
+            with Expiry(self._loop, deadline):
                 return await content.readany()
         except TRANSPORT as e:
             raise transport_error(e, self._host, kind) from e

@@ -386,8 +386,8 @@ class WirePool:
             origin = self._origins[key] = Origin(host, port, context, self._keepalive)
         return origin
 
-    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, origin: Origin, connect_timeout: float | None,
+                       loop: asyncio.AbstractEventLoop) -> _Connection:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(
@@ -400,11 +400,14 @@ class WirePool:
         return conn
 
     async def post(self, origin: Origin, head: bytes, body: bytes,
-                   connect_timeout: float | None) -> WireResponse:
+                   connect_timeout: float | None,
+                   loop: asyncio.AbstractEventLoop | None = None) -> WireResponse:
         """Send one request; the response once its headers came. A pooled connection that
         fails before any response byte (the server had closed it while idle) is re-sent
-        once on a new connection; a new connection's failure is final."""
-        loop = asyncio.get_running_loop()
+        once on a new connection; a new connection's failure is final. (``loop``: the
+        running loop, when the caller knows it.)"""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         conn = origin.get(loop.time())
         if conn is not None:
             try:
@@ -414,7 +417,7 @@ class WirePool:
             except BaseException:
                 conn.abort()
                 raise
-        conn = await self._connect(origin, connect_timeout)
+        conn = await self._connect(origin, connect_timeout, loop)
         try:
             return await conn.send(head, body)
         except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Mapping
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from router.providers._http_response import (
     MAX_BODY_BYTES,
     TRANSPORT,
     DrainLater,
+    Expiry,
     HttpResponse,
     Raw,
     transport_error,
@@ -102,14 +104,27 @@ async def _drain_then_release(resp: Raw, seconds: float) -> None:
 _INF = math.inf
 
 class _Limits:
-    """What every response of one pool gets: its size caps and its background drain."""
+    """What every response of one pool gets: its size caps and its background drain; and the
+    pool's event loop, remembered from its first use."""
 
-    __slots__ = ("drain_later", "max_body", "max_event")
+    __slots__ = ("_loop", "_thread", "drain_later", "max_body", "max_event")
 
     def __init__(self, max_body: int, max_event: int, drain_later: DrainLater) -> None:
         self.max_body = max_body
         self.max_event = max_event
         self.drain_later = drain_later
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (called inside one). ``asyncio.get_running_loop()`` makes a
+        getpid() syscall on CPython 3.11; the loop of the last call, still running in this
+        thread, is the running loop (a thread runs one loop at a time), known without one."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or get_ident() != self._thread:
+            loop = self._loop = asyncio.get_running_loop()
+            self._thread = get_ident()
+        return loop
 
 
 async def _wait_for_slot(endpoint: _Endpoint, total: float) -> None:
@@ -148,7 +163,7 @@ class Posting:
         if not slots.try_acquire():
             await _wait_for_slot(endpoint, timeouts.total)
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._limits.loop()
             now = loop.time()  # the slot was granted: the clocks start
             total, first = timeouts.total, timeouts.first_token
             total_at = now + total if total < _INF else None
@@ -156,8 +171,11 @@ class Posting:
             if total_at is not None and (deadline is None or total_at < deadline):
                 deadline, kind = total_at, "total"
             try:
-                async with asyncio.Timeout(deadline):  # timeout_at's own object
-                    resp = await self._send(endpoint)
+                if deadline is None:
+                    resp = await self._send(endpoint, loop)
+                else:
+                    with Expiry(loop, deadline):  # asyncio.timeout_at(deadline)
+                        resp = await self._send(endpoint, loop)
             except TRANSPORT as e:
                 raise transport_error(e, endpoint.host, kind) from e
             if 300 <= resp.status < 400:
@@ -173,14 +191,14 @@ class Posting:
             raise
         return response
 
-    def _send(self, endpoint: _Endpoint) -> Awaitable[Raw]:
+    def _send(self, endpoint: _Endpoint, loop: asyncio.AbstractEventLoop) -> Awaitable[Raw]:
         """The POST, by the seam's own client, or by aiohttp's (AioClient)."""
         connect = self._timeouts.connect
         if endpoint.origin is not None:
             assert self._wire is not None
             return self._wire.post(endpoint.origin,
                                    _head(endpoint, self._headers, len(self._data)),
-                                   self._data, connect if connect < _INF else None)
+                                   self._data, connect if connect < _INF else None, loop)
         assert self._aio is not None
         return self._aio.post(endpoint.url, self._data, self._headers, connect)
 
@@ -296,7 +314,7 @@ class HttpPool:
         return Posting(self._limits, self._wire, aio, endpoint, data, headers, timeouts)
 
     def _drain_later(self, resp: Raw, seconds: float) -> None:
-        task = asyncio.get_running_loop().create_task(_drain_then_release(resp, seconds))
+        task = self._limits.loop().create_task(_drain_then_release(resp, seconds))
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 
