@@ -321,3 +321,24 @@ def test_a_failed_call_prints_nothing_in_an_application_without_logging_config()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+async def test_call_events_off_leaves_out_route_done_only(
+        openai_server: OpenAIServer, events: Events) -> None:
+    """``Router(call_events=False)`` (router serve's, which logs each request itself): the
+    attempt events and route_failed stay; route_done goes."""
+    openai_server.enqueue(error_reply("server_error"), path=chat_path("a"))
+    router = Router.from_dict(route_file(openai_server.port,
+                                         {"r": [target("a"), target("b")],
+                                          "only": [target("a")]},
+                                         names=["a", "b"], retry={"attempts": 1}),
+                              call_events=False)
+    try:
+        await router.chat("r", MSG, request_id="rid-q")
+        openai_server.enqueue(error_reply("server_error"), path=chat_path("a"))
+        with pytest.raises(RouteFailed):
+            await router.chat("only", MSG, request_id="rid-f")
+    finally:
+        await router.aclose()
+    assert [e["event"] for e in events] == ["attempt_failed", "attempt_ok", "attempt_failed",
+                                            "route_failed"]

@@ -61,7 +61,8 @@ async def proxy(gated: GatedUpstream,
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ProxyProcess]:
     path = tmp_path_factory.mktemp("proxy") / "routes.yaml"
     path.write_text(yaml.safe_dump(route_file(gated)))
-    async with ProxyProcess(path, args=("--max-body-bytes", str(MAX_BODY))) as p:
+    async with ProxyProcess(path, args=("--max-body-bytes", str(MAX_BODY),
+                                        "--log-format", "json")) as p:
         yield p
 
 
@@ -358,3 +359,35 @@ async def test_trickled_body_is_408_and_closed(strict: ProxyProcess) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408")
     assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
+# -- the request's log line ---------------------------------------------------------------------
+
+async def _log_events(proxy: ProxyProcess, rid: str) -> list[dict[str, Any]]:
+    """The proxy's JSON log events of request ``rid`` (its lines are written in batches)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while True:
+        events = [json.loads(line) for line in proxy.log().splitlines()
+                  if line.startswith("{") and f'"{rid}"' in line]
+        if any(e["event"] == "proxy_request" for e in events) or loop.time() > end:
+            return events
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_one_line_per_request_carries_attempts_and_cost(
+        proxy: ProxyProcess, http: aiohttp.ClientSession, stream: bool) -> None:
+    body = {"model": "flaky", "messages": USER, "max_tokens": 20, "stream": stream}
+    async with http.post(CHAT, json=body) as r:
+        assert r.status == 200
+        rid = r.headers["x-router-request-id"]
+        await r.read()
+    events = await _log_events(proxy, rid)
+    names = [e["event"] for e in events]
+    assert names == ["attempt_failed", "attempt_ok", "proxy_request"]  # no route_done
+    line = events[-1]
+    assert (line["status"], line["alias"], line["target"], line["attempts"]) == (
+        200, "flaky", "fk:m1", 2)
+    ok = events[1]
+    assert line["cost_usd"] == pytest.approx(ok["cost_usd"]) and line["cost_usd"] > 0

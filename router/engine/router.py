@@ -82,13 +82,15 @@ class Router:
     def __init__(self, plan: Plan | None = None, *, http: HttpPool | None = None,
                  store: StateStore | None = None, seed: int | None = None,
                  clock: Callable[[], float] | None = None,
-                 tracing: bool | Tracing | None = None) -> None:
+                 tracing: bool | Tracing | None = None, call_events: bool = True) -> None:
         """Route by ``plan``. With no plan: the route file named by ``ROUTER_CONFIG``, else
         the providers whose keys are in the environment (see ``from_env``).
 
         ``seed`` fixes the randomness (backoff jitter, random and weighted pools); ``clock``
         (epoch seconds) replaces ``time.time`` for budget windows, shared breaker state, the
-        store this Router makes (rate limits, holds) and breaker cooldowns."""
+        store this Router makes (rate limits, holds) and breaker cooldowns. ``call_events=False``
+        leaves out the ``route_done`` event of each call (attempt events and ``route_failed``
+        stay): for an application that logs every call itself, as ``router serve`` does."""
         if plan is None:
             plan = _default_plan()
         self.plan = plan
@@ -106,7 +108,8 @@ class Router:
         self._store = store
         self._rt = Runtime(plan, build_seats(plan, self._http), Gate(plan, store, clock=wall),
                            Breakers(time.monotonic if clock is None else clock),
-                           rng=random.Random(seed), tracing=_make_tracing(tracing))
+                           rng=random.Random(seed), tracing=_make_tracing(tracing),
+                           call_events=call_events)
         self._binding = LoopBinding()
         self._routes = RouteResolver(plan)  # ad-hoc routes compiled once, LRU-bounded
 
@@ -273,7 +276,7 @@ class Router:
             response.request_id = call.request_id
             if call.span is not None:
                 call.end_span(response, None)
-        if call.logging:
+        if call.logging and call.rt.call_events:
             log.emit("route_done", request_id=call.request_id, alias=call.alias,
                      target=target.key, attempts=len(call.records),
                      cost_usd=response.cost_usd)

@@ -80,11 +80,13 @@ class RouteInfo:
 class Runtime:
     """The collaborators of one Router's calls (see the module docstring)."""
 
-    __slots__ = ("breakers", "gate", "plan", "rng", "routes", "seats", "tracing")
+    __slots__ = ("breakers", "call_events", "gate", "plan", "rng", "routes", "seats", "tracing")
 
     def __init__(self, plan: Plan, seats: dict[str, Seat], gate: Gate, breakers: Breakers,
-                 *, rng: random.Random, tracing: Tracing | None = None) -> None:
+                 *, rng: random.Random, tracing: Tracing | None = None,
+                 call_events: bool = True) -> None:
         self.plan = plan
+        self.call_events = call_events  # route_done per call (router serve logs its own)
         self.seats = seats
         self.gate = gate
         self.breakers = breakers

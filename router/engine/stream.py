@@ -163,6 +163,7 @@ async def _end_ok(call: Call, d: Try, opened: Opened, last: ChatChunk | None,
         if spent_before and cost is not None:  # the whole call: the broken attempts too
             cost = last.cost_usd = cost + spent_before
         last.attempts = call.records
-    log.emit("route_done", request_id=call.request_id, alias=call.alias, target=d.target.key,
-             attempts=len(call.records), cost_usd=cost)
+    if call.rt.call_events:
+        log.emit("route_done", request_id=call.request_id, alias=call.alias,
+                 target=d.target.key, attempts=len(call.records), cost_usd=cost)
     call.end_span(last, None)

@@ -138,6 +138,16 @@ async def _stop_flushing(app: web.Application) -> None:
     app[OBSERVER].metrics.flush()
 
 
+def call_summary(request: web.Request) -> tuple[int | None, float | None]:
+    """The attempts a request's call made (skips included) and what they cost in all (None:
+    no call, or no cost known): for its ``proxy_request`` log line."""
+    facts = request.get(_FACTS)
+    if facts is None or not facts.attempts:
+        return None, None
+    costs = [r.cost_usd for r in facts.attempts if r.cost_usd is not None]
+    return len(facts.attempts), (sum(costs) if costs else None)
+
+
 def _facts(request: web.Request) -> CallFacts:
     facts = request.get(_FACTS)
     if facts is None:
@@ -247,5 +257,5 @@ async def read_budgets(proxy: Proxy) -> list[BudgetReading] | None:
     return readings
 
 
-__all__ = ["OBSERVER", "CallFacts", "Observer", "install", "metrics_endpoint", "note_call",
-           "note_first_chunk", "read_budgets", "request_began", "request_ended"]
+__all__ = ["OBSERVER", "CallFacts", "Observer", "call_summary", "install", "metrics_endpoint",
+           "note_call", "note_first_chunk", "read_budgets", "request_began", "request_ended"]

@@ -113,10 +113,10 @@ class Reloader:
         old = self.proxy.generation
         st = result.plan.state
         if st == old.router.plan.state:
-            return Router.from_result(result, store=old.store), old.store
+            return Router.from_result(result, store=old.store, call_events=False), old.store
         store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
         try:
-            return Router.from_result(result, store=store), store
+            return Router.from_result(result, store=store, call_events=False), store
         except BaseException:
             await store.aclose()
             raise

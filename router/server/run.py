@@ -41,7 +41,7 @@ async def open_proxy(path: Path, settings: Settings) -> Proxy:
     st = result.plan.state
     store = make_store(st.kind, path=st.path, url=st.url, prefix=st.prefix)
     try:
-        router = Router.from_result(result, store=store)
+        router = Router.from_result(result, store=store, call_events=False)
     except BaseException:
         await store.aclose()
         raise
