@@ -142,12 +142,11 @@ class WireResponse:
     __slots__ = ("_conn", "closed", "content", "content_length", "headers", "status")
 
     def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str],
-                 content: Content) -> None:
+                 content: Content, length: str | None) -> None:
         self._conn = conn
         self.status = status
         self.headers: Mapping[str, str] = headers
         self.content = content
-        length = headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self.closed = False
 
@@ -220,20 +219,26 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:  # an interim response (100 Continue): the real one follows
             self._headers = []
             return
-        headers = CIMultiDictProxy(CIMultiDict(self._headers)) if self._headers else _EMPTY
-        self._headers = []
-        if headers is not _EMPTY:
-            encoding = headers.get("Content-Encoding", "").strip().lower()
-            if encoding in ("gzip", "x-gzip", "deflate"):
+        raw = self._headers
+        length = None
+        if raw:
+            self._headers = []
+            headers = CIMultiDictProxy(CIMultiDict(raw))
+            length = headers.get("Content-Length")
+            encoding = headers.get("Content-Encoding")
+            if encoding is not None and encoding.strip().lower() in ("gzip", "x-gzip",
+                                                                     "deflate"):
                 self._decoder = zlib.decompressobj(wbits=47)  # gzip or zlib: told by its header
-            self._until_close = ("Content-Length" not in headers and "chunked" not in
-                                 headers.get("Transfer-Encoding", "").lower())
+            self._until_close = length is None and "chunked" not in headers.get(
+                "Transfer-Encoding", "").lower()
         else:
+            headers = _EMPTY
             self._until_close = True
         content = self._content = Content(self)
         head = self._head
+        self._head = None
         if head is not None and not head.done():
-            head.set_result(WireResponse(self, status, headers, content))
+            head.set_result(WireResponse(self, status, headers, content, length))
 
     def on_body(self, body: bytes) -> None:
         content = self._content
@@ -298,26 +303,28 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- one request -------------------------------------------------------------------
-    async def send(self, head: bytes, body: bytes) -> WireResponse:
+    def send(self, head: bytes, body: bytes) -> asyncio.Future[WireResponse]:
+        """Write the request; the future of its response, set once the headers came (a
+        future, not a coroutine: one level less on the path of every call)."""
         transport = self.transport
         assert transport is not None
         self._complete = self._keep = False
         self._content = None
         self._decoder = None
         self._raw = False
-        self._head = self.loop.create_future()
-        transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        future = self._head = self.loop.create_future()
+        if len(body) < 65536:
+            transport.write(head + body)
+        else:
+            transport.write(head)
             transport.write(body)
-        try:
-            return await self._head
-        finally:
-            self._head = None
+        return future
 
     def done(self, reusable: bool) -> None:
         """The response is finished with: pool the connection if it can serve another."""
         keep = reusable and self._complete and self._keep and not self.lost
         self._content = None
+        self._head = None
         if keep:
             self.pool.put(self)
         elif self.transport is not None:
