@@ -1,4 +1,4 @@
-"""A bare aiohttp pass-through for bench/proxy_overhead.py: the floor any aiohttp proxy pays.
+"""A bare aiohttp pass-through for bench/proxy_overhead.py: aiohttp's server and client alone.
 
     python bench/_forwarder.py UPSTREAM_PORT
 

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     fwd, proxy = results["aiohttp fwd"], results["proxy"]
     print(f"instructions per call ({n} counted calls, {CONCURRENCY} in flight, after {warmup} "
           f"warm-up; user space):")
-    print(f"  aiohttp fwd  {fwd / 1e3:8.0f}k   (bench/_forwarder.py: the floor of any "
-          "aiohttp proxy)")
+    print(f"  aiohttp fwd  {fwd / 1e3:8.0f}k   (bench/_forwarder.py: aiohttp's server and "
+          "client, nothing else)")
     print(f"  router serve {proxy / 1e3:8.0f}k   {proxy / fwd:.2f}x the forwarder, "
           f"{(proxy - fwd) / 1e3:+.0f}k")
     print(f"ran in {time.perf_counter() - started:.0f} s")

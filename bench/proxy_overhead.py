@@ -1,11 +1,11 @@
 """What ``router serve`` adds on top of calling the upstream directly, side by side in one run.
 
-    python bench/proxy_overhead.py            # full run, ~15 s
+    python bench/proxy_overhead.py            # full run, ~30 s
     python bench/proxy_overhead.py --quick    # smoke run, ~3 s (figures are rough)
 
 Four processes on 127.0.0.1: the OpenAI-shaped upstream (bench/_server.py), ``router serve``
 with one worker in front of it (a one-target route), a bare aiohttp pass-through
-(bench/_forwarder.py: the floor any aiohttp proxy pays) and this client. The client sends the
+(bench/_forwarder.py: aiohttp's server and client, nothing else) and this client. The client sends the
 same chat completion body to the upstream directly, through the forwarder and through the
 proxy, the order rotating round by round so drift hits all sides: p50 latency at concurrency
 1 (the target: under 1 ms added) and throughput at concurrency 64 (the target: at least 0.5x
@@ -51,7 +51,7 @@ class Sizes:
     throughput_seconds: float
 
 
-FULL = Sizes(rounds=4, warmup=300, latency_calls=250, throughput_seconds=0.8)
+FULL = Sizes(rounds=8, warmup=300, latency_calls=250, throughput_seconds=1.0)
 QUICK = Sizes(rounds=2, warmup=50, latency_calls=60, throughput_seconds=0.25)
 
 
@@ -202,7 +202,7 @@ async def measure(sides: list[Side], s: Sizes) -> tuple[list[tuple[str, ...]], s
     rows, floor_ratio = await throughput_rows(sides, s)
     floor = (f"the bare aiohttp forwarder (bench/_forwarder.py: no router, logs or metrics) "
              f"adds {floor_added:+.3f} ms at c=1 and reaches {floor_ratio:.2f}x of direct at "
-             "c=64: what any aiohttp proxy pays on this machine")
+             "c=64: aiohttp's server and client alone, on this machine now")
     return [latency, *rows], floor
 
 
