@@ -5,8 +5,8 @@
 
 Four processes on 127.0.0.1: the OpenAI-shaped upstream (bench/_server.py), ``router serve``
 with one worker in front of it (a one-target route), a bare aiohttp pass-through
-(bench/_forwarder.py: aiohttp's server and client, nothing else) and this client. The client sends the
-same chat completion body to the upstream directly, through the forwarder and through the
+(bench/_forwarder.py: aiohttp's server and client, nothing else) and this client. The client
+sends the same chat completion body to the upstream directly, through the forwarder and through the
 proxy, the order rotating round by round so drift hits all sides: p50 latency at concurrency
 1 (the target: under 1 ms added) and throughput at concurrency 64 (the target: at least 0.5x
 direct), with each proxy's CPU per call. Then it reads the proxy's own overhead histogram
