@@ -229,14 +229,38 @@ class AttemptRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The record as the key-values of its log event (None, False and a zero
-        ``malformed_events`` dropped)."""
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            v = getattr(self, name)
-            if v is not None and v is not False:
-                out[name] = v.value if isinstance(v, ErrorClass) else v
-        if not self.malformed_events:
-            del out["malformed_events"]
+        ``malformed_events`` dropped), in the order of the fields. (Each field read directly,
+        not a getattr loop over ``__slots__``: this runs once per attempt of every call.)"""
+        out: dict[str, Any] = {"request_id": self.request_id, "alias": self.alias,
+                               "target": self.target, "attempt": self.attempt,
+                               "outcome": self.outcome}
+        if (error_class := self.error_class) is not None:
+            out["error_class"] = (error_class.value if isinstance(error_class, ErrorClass)
+                                  else error_class)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.detail is not None:
+            out["detail"] = self.detail
+        if self.status is not None:
+            out["status"] = self.status
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        if self.ttft_ms is not None:
+            out["ttft_ms"] = self.ttft_ms
+        if self.retry_in_ms is not None:
+            out["retry_in_ms"] = self.retry_in_ms
+        if self.retry_after_used:
+            out["retry_after_used"] = self.retry_after_used
+        if self.timeout_kind is not None:
+            out["timeout_kind"] = self.timeout_kind
+        if self.input_tokens is not None:
+            out["input_tokens"] = self.input_tokens
+        if self.output_tokens is not None:
+            out["output_tokens"] = self.output_tokens
+        if self.cost_usd is not None:
+            out["cost_usd"] = self.cost_usd
+        if self.malformed_events:
+            out["malformed_events"] = self.malformed_events
         return out
 
 

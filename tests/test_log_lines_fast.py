@@ -181,3 +181,48 @@ def test_a_line_reads_the_same_as_through_structlog(out: io.StringIO) -> None:
     for a in (fast, chain):
         del a["timestamp"]
     assert list(fast.items()) == list(chain.items())
+
+
+def test_a_short_secret_inside_a_word_is_kept_and_alone_is_hidden(out: io.StringIO) -> None:
+    # the substring pre-check finds "abc" in both; the pattern decides (whole values only)
+    log.add_secrets(["abc"])
+    try:
+        json_to(out)
+        log.emit("e", a="xabcx", b="k abc")
+        got = json.loads(take(out))
+        assert [got["a"], got["b"]] == ["xabcx", "k ***"]
+    finally:
+        log.remove_secrets(["abc"])
+
+
+def test_a_records_line_is_its_fields_in_order_without_none_false_or_zero(
+        out: io.StringIO) -> None:
+    from router.types import AttemptRecord, ErrorClass
+
+    def reference(rec: AttemptRecord) -> dict[str, Any]:
+        kept = {n: getattr(rec, n) for n in rec.__slots__}
+        kept = {n: v.value if isinstance(v, ErrorClass) else v for n, v in kept.items()
+                if v is not None and v is not False}
+        if not rec.malformed_events:
+            del kept["malformed_events"]
+        return kept
+
+    records = [
+        AttemptRecord("r", "a", "p:m", 1, "ok", latency_ms=1.5, input_tokens=3,
+                      output_tokens=0, cost_usd=4.8e-06),
+        AttemptRecord("r", "a", "p:m", 2, "error", error_class=ErrorClass.SERVER,
+                      reason="x", detail=SECRET, status=500, latency_ms=2.0, ttft_ms=1.0,
+                      retry_in_ms=10.0, retry_after_used=True, timeout_kind="read",
+                      malformed_events=2),
+        AttemptRecord("r", "a", "p:m", 1, "skipped", reason="breaker_open"),
+    ]
+    json_to(out)
+    for rec in records:
+        fields = rec.as_dict()
+        assert fields == reference(rec) and list(fields) == list(reference(rec))
+        log.emit_fields("attempt_ok", rec.as_dict())
+        line = take(out)
+        assert SECRET not in line
+        assert line == expected({k: "***" if v == SECRET else v for k, v in fields.items()},
+                                line,
+                                "attempt_ok")

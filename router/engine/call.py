@@ -154,7 +154,7 @@ class Call:
                                          response_model=response_model)
                 self.attempt_span = None
         if self.logging:
-            log.emit(_EVENTS[rec.outcome], **rec.as_dict())
+            log.emit_fields(_EVENTS[rec.outcome], rec.as_dict())
 
     def skip(self, d: Skip) -> None:
         self.record(AttemptRecord(self.request_id, self.alias, d.target.key,

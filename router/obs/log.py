@@ -84,6 +84,21 @@ def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     _logger().log(level, event, **clean)
 
 
+def emit_fields(event: str, fields: dict[str, Any], level: int = logging.INFO) -> None:
+    """``emit(event, level, **fields)`` for a dict the caller hands over (it may be changed):
+    no repacking of the key-values (a record's ``as_dict()``, once per attempt)."""
+    if not _std.isEnabledFor(level):
+        return
+    lines = _json
+    if lines is not None:
+        handlers = _std.handlers
+        if (len(handlers) == 1 and handlers[0] is lines.handler
+                and _structlog_config.default_processors is _json_processors):
+            lines.write(event, level, fields)
+            return
+    emit(event, level, **fields)
+
+
 def batch_lines(on: bool) -> None:
     """Write ``configure_output``'s lines in batches, on a short timer of the running loop
     (``router serve`` while it serves: one write a batch, not a flush per event; warnings
