@@ -119,10 +119,11 @@ def _guard(handler: Handler, proxy: Proxy, probe: bool | None) -> Handler:
             # The one line of a request: its call's attempts and cost too (the proxy's
             # Router leaves out route_done, which would say the same).
             attempts, cost = observe.call_summary(request)
-            log.emit("proxy_request", request_id=rid, method=request.method,
-                     path=request.path, status=status, alias=exchange.alias,
-                     target=exchange.target, error=exchange.error, attempts=attempts,
-                     cost_usd=cost, latency_ms=round((perf_counter() - began) * 1000, 2))
+            log.emit_fields("proxy_request", {
+                "request_id": rid, "method": request.method, "path": request.path,
+                "status": status, "alias": exchange.alias, "target": exchange.target,
+                "error": exchange.error, "attempts": attempts, "cost_usd": cost,
+                "latency_ms": round((perf_counter() - began) * 1000, 2)})
 
     return guarded
 
