@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
@@ -24,15 +23,7 @@ from router.obs import log
 from router.obs.metrics import CONTENT_TYPE, FLUSH_SECONDS, BudgetReading, Metrics, Vocabulary
 from router.plan.routes import BudgetSpec, Plan
 from router.policy.budget import budget_key
-from router.server.context import (
-    ALIAS,
-    ERROR_CODE,
-    ID_HEADER,
-    PROXY,
-    REQUEST_ID,
-    TARGET,
-    proxy_of,
-)
+from router.server.context import EXCHANGE, ID_HEADER, REQUEST_ID, proxy_of
 from router.server.proxy import Proxy
 from router.types import AttemptRecord, Usage
 
@@ -42,14 +33,15 @@ _UNCOUNTED = frozenset({"/metrics", "/healthz", "/readyz"})
 _STORE_TIMEOUT = 2.0
 
 
-@dataclass(slots=True)
 class CallFacts:
     """What one request's call reported: its attempts, its usage, when its first chunk
-    came (streams)."""
+    came (streams); and the Observer that counts the request (None: not counted). No
+    ``__init__``: the defaults are class attributes, so making one costs next to nothing."""
 
     attempts: Sequence[AttemptRecord] = ()
     usage: Usage | None = None
     first_chunk_at: float | None = None
+    observer: Observer | None = None
 
 
 class Observer:
@@ -57,47 +49,50 @@ class Observer:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
-        self._plan: Plan | None = None
-        self._vocab = Vocabulary(frozenset(), frozenset())
-        self._breakers_open = False
-        self._endpoints: dict[AbstractRoute, str] = {}
+        self.current_plan: Plan | None = None
+        self.current_vocab = Vocabulary(frozenset(), frozenset())
+        self.breakers_open = False
+        self.endpoints: dict[AbstractRoute, str] = {}
 
     def vocab(self, plan: Plan) -> Vocabulary:
         """The plan's aliases and targets (computed once per plan: a reload brings a new
         one)."""
-        if plan is not self._plan:
+        if plan is not self.current_plan:
             targets = frozenset(t.key for r in plan.routes.values() for t in r.targets)
-            self._vocab = Vocabulary(frozenset(plan.routes), targets)
-            self._plan = plan
-        return self._vocab
+            self.current_vocab = Vocabulary(frozenset(plan.routes), targets)
+            self.current_plan = plan
+        return self.current_vocab
 
     def refresh_breakers(self, proxy: Proxy) -> None:
         states = proxy.router.breaker_states()
         self.metrics.set_breakers(self.vocab(proxy.router.plan), states)
-        self._breakers_open = any(s != "closed" for s in states.values())
+        self.breakers_open = any(s != "closed" for s in states.values())
 
     def breakers_may_have_moved(self, records: Sequence[AttemptRecord]) -> bool:
         """Whether a call could have changed a breaker: a failure or skip, or any success
         while some breaker was not closed."""
-        if self._breakers_open:
-            return True
-        for r in records:  # noqa: SIM110 - a loop: any() and its generator cost more
-            if r.outcome != "ok":
-                return True
-        return False
+        return self.breakers_open or any_failed(records)
 
     def endpoint(self, request: web.Request) -> str:
         """The route's pattern (``/v1/models/{model}``), never the path a client made up
         (kept per route: the app's routes are fixed; a 404's or 405's route is made per
         request and is not kept)."""
         route = request.match_info.route
-        endpoint = self._endpoints.get(route)
+        endpoint = self.endpoints.get(route)
         if endpoint is None:
             resource = route.resource
             if resource is None:
                 return "unmatched"
-            endpoint = self._endpoints[route] = resource.canonical
+            endpoint = self.endpoints[route] = resource.canonical
         return endpoint
+
+
+def any_failed(records: Sequence[AttemptRecord]) -> bool:
+    """Whether any attempt failed or was skipped."""
+    for r in records:  # noqa: SIM110 - a loop: any() and its generator cost more
+        if r.outcome != "ok":
+            return True
+    return False
 
 
 OBSERVER = web.AppKey("observer", Observer)
@@ -141,18 +136,24 @@ async def _stop_flushing(app: web.Application) -> None:
 def call_summary(request: web.Request) -> tuple[int | None, float | None]:
     """The attempts a request's call made (skips included) and what they cost in all (None:
     no call, or no cost known): for its ``proxy_request`` log line."""
-    facts = request.get(_FACTS)
-    if facts is None or not facts.attempts:
+    try:
+        attempts = request[_FACTS].attempts
+    except KeyError:
         return None, None
-    costs = [r.cost_usd for r in facts.attempts if r.cost_usd is not None]
-    return len(facts.attempts), (sum(costs) if costs else None)
+    if len(attempts) == 1:  # the common case
+        return 1, attempts[0].cost_usd
+    if not attempts:
+        return None, None
+    costs = [r.cost_usd for r in attempts if r.cost_usd is not None]
+    return len(attempts), (sum(costs) if costs else None)
 
 
 def _facts(request: web.Request) -> CallFacts:
-    facts = request.get(_FACTS)
-    if facts is None:
+    try:
+        return request[_FACTS]
+    except KeyError:
         facts = request[_FACTS] = CallFacts()
-    return facts
+        return facts
 
 
 def note_call(request: web.Request, attempts: Sequence[AttemptRecord] | None,
@@ -161,10 +162,7 @@ def note_call(request: web.Request, attempts: Sequence[AttemptRecord] | None,
     error's ``attempts``; an error without any (refused before the router) is no call."""
     if not attempts and usage is None:
         return
-    facts = request.get(_FACTS)
-    if facts is None:
-        request[_FACTS] = CallFacts(attempts or (), usage)
-        return
+    facts = _facts(request)
     if attempts is not None:
         facts.attempts = attempts
     if usage is not None:
@@ -177,45 +175,57 @@ def note_first_chunk(request: web.Request) -> None:
 
 
 def request_began(request: web.Request) -> None:
-    """Count a request in flight (not the scrape and the probes)."""
+    """Count a request in flight (not the scrape and the probes): its CallFacts, made here,
+    name the Observer that records it when it ends."""
     if request.path not in _UNCOUNTED:
-        request.app[OBSERVER].metrics.enter()
+        observer = request.app[OBSERVER]
+        observer.metrics.enter()
+        facts = request[_FACTS] = CallFacts()
+        facts.observer = observer
 
 
 def request_ended(request: web.Request, status: int, began: float) -> None:
     """Record an answered request; never raises (it runs in the middleware's finally)."""
-    observer = request.app[OBSERVER]
     try:
-        if request.path not in _UNCOUNTED:
-            observer.metrics.leave()
-            _record(request, observer, status, began)
+        facts = request[_FACTS]
+    except KeyError:  # not counted, and no call
+        return
+    observer = facts.observer
+    if observer is None:  # not counted (the scrape, a probe)
+        return
+    try:
+        observer.metrics.leave()
+        _record(request, facts, observer, status, began)
     except Exception as e:  # metrics must never cost a client its answer
         log.emit("metrics_error", level=logging.WARNING, request_id=request.get(REQUEST_ID),
                  error=type(e).__name__)
 
 
-def _record(request: web.Request, observer: Observer, status: int, began: float) -> None:
+def _record(request: web.Request, facts: CallFacts, observer: Observer, status: int,
+            began: float) -> None:
     seconds = time.perf_counter() - began
-    proxy = request.app[PROXY]
-    vocab = observer.vocab(proxy.router.plan)
+    exchange = request[EXCHANGE]
+    proxy = exchange.proxy
+    plan = proxy.router.plan
+    vocab = observer.current_vocab if plan is observer.current_plan else observer.vocab(plan)
     m = observer.metrics
-    error = request.get(ERROR_CODE)
+    error = exchange.error
     outcome = ("cancelled" if status == 499 else
                "error" if status >= 400 or error is not None else "ok")
-    series = m.request_series(vocab, observer.endpoint(request), request.get(ALIAS),
-                              request.get(TARGET), outcome, error)
-    series.observe(seconds)
-    facts = request.get(_FACTS)
-    if facts is None:
+    route = request.match_info.route
+    endpoint = observer.endpoints.get(route)
+    if endpoint is None:
+        endpoint = observer.endpoint(request)
+    series = m.request_series(vocab, endpoint, exchange.alias,
+                              exchange.target, outcome, error)
+    attempts, usage, first_chunk_at = facts.attempts, facts.usage, facts.first_chunk_at
+    if not attempts and usage is None and first_chunk_at is None:  # no call
+        series.observe(seconds)
         return
-    attempts = facts.attempts
-    upstream = m.observe_attempts(vocab, attempts)
-    if facts.usage is not None:
-        series.observe_usage_detail(facts.usage)
-    series.observe_overhead(seconds - upstream)
-    if facts.first_chunk_at is not None:
-        series.observe_first_token(facts.first_chunk_at - began)
-    if observer.breakers_may_have_moved(attempts):
+    upstream = m.observe_attempts(vocab, attempts) if attempts else 0.0
+    series.observe_call(seconds, seconds - upstream, usage,
+                        None if first_chunk_at is None else first_chunk_at - began)
+    if observer.breakers_open or any_failed(attempts):
         observer.refresh_breakers(proxy)
 
 
