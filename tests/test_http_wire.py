@@ -318,11 +318,12 @@ async def test_both_clients_refused_is_cannot_connect(trust_env: bool) -> None:
 @CLIENTS
 async def test_both_clients_resend_once_when_a_pooled_connection_was_closed(
         trust_env: bool) -> None:
-    answered: set[int] = set()
+    answered: set[asyncio.Task[Any]] = set()  # the tasks themselves: an id() can be reused
 
     def once_per_connection(request: bytes) -> bytes | None:
         # RawServer serves one connection per task: the second request on it gets nothing.
-        task = id(asyncio.current_task())
+        task = asyncio.current_task()
+        assert task is not None
         if task in answered:
             return None
         answered.add(task)
