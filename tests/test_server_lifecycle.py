@@ -45,8 +45,8 @@ async def refused(base_url: str) -> None:
         while True:
             try:
                 _, writer = await asyncio.open_connection(host, int(port))
-            except ConnectionRefusedError:
-                return
+            except (ConnectionRefusedError, ConnectionResetError):
+                return  # reset: our connect sat in the backlog of the listener that closed
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
