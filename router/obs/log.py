@@ -64,6 +64,12 @@ def enabled(level: int = logging.INFO) -> bool:
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event with key-values (None values dropped, secrets scrubbed)."""
+    emit_fields(event, fields, level)
+
+
+def emit_fields(event: str, fields: dict[str, Any], level: int = logging.INFO) -> None:
+    """``emit(event, level, **fields)`` for a dict the caller hands over (it may be changed):
+    no repacking of the key-values (a record's ``as_dict()``, once per attempt)."""
     if not _std.isEnabledFor(level):
         return
     lines = _json
@@ -82,21 +88,6 @@ def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     if texts and _redact.holds_secret("\0".join(texts)):
         clean = {k: _scrub(v) for k, v in clean.items()}
     _logger().log(level, event, **clean)
-
-
-def emit_fields(event: str, fields: dict[str, Any], level: int = logging.INFO) -> None:
-    """``emit(event, level, **fields)`` for a dict the caller hands over (it may be changed):
-    no repacking of the key-values (a record's ``as_dict()``, once per attempt)."""
-    if not _std.isEnabledFor(level):
-        return
-    lines = _json
-    if lines is not None:
-        handlers = _std.handlers
-        if (len(handlers) == 1 and handlers[0] is lines.handler
-                and _structlog_config.default_processors is _json_processors):
-            lines.write(event, level, fields)
-            return
-    emit(event, level, **fields)
 
 
 def batch_lines(on: bool) -> None:
