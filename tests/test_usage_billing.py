@@ -160,6 +160,24 @@ async def test_anthropic_reply_cache_read_and_write() -> None:
                                                  **anthropic_counts(r.usage)))
 
 
+async def test_route_file_price_takes_cache_read_and_write_rates() -> None:
+    """``price: {cached_input, cache_write}`` in the route file prices Anthropic's cache reads
+    and writes at their own rates (not the list's); a price without them charges input's."""
+    body = ant.message([ant.text_block("hi")],
+                       usage_=ant.usage(21, 393, cache_read=1800, cache_creation=248))
+    rates = {"input": 2.0, "output": 10.0, "cached_input": 0.5, "cache_write": 2.5}
+    costs = []
+    for price in (rates, {"input": 2.0, "output": 10.0}):
+        async with ant.AnthropicServer() as server:
+            server.enqueue(ant.json_reply(body), path=ant.MESSAGES_PATH)
+            async with router_for("anthropic", f"http://127.0.0.1:{server.port}",
+                                  ANTHROPIC_MODEL,
+                                  models={ANTHROPIC_MODEL: {"price": price}}) as router:
+                costs.append((await router.chat("m", messages=MSG, max_tokens=500)).cost_usd)
+    assert costs[0] == pytest.approx((21 * 2.0 + 1800 * 0.5 + 248 * 2.5 + 393 * 10.0) / 1e6)
+    assert costs[1] == pytest.approx(((21 + 1800 + 248) * 2.0 + 393 * 10.0) / 1e6)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_anthropic_stream_cache_counts_in_message_start(seed: int) -> None:
     """The docs' flow: message_start holds input and cache counts, message_delta the output."""

@@ -152,6 +152,7 @@ class PriceCfg(_Model):
     input: Annotated[Number, Field(ge=0)]
     output: Annotated[Number, Field(ge=0)]
     cached_input: Annotated[Number, Field(ge=0)] | None = None
+    cache_write: Annotated[Number, Field(ge=0)] | None = None
 
 
 class ModelInfoCfg(_Model):
