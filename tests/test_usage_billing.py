@@ -22,7 +22,7 @@ from genai_prices import calc_price
 
 from router import Router
 from router.plan.values import Price
-from router.policy.pricing import cost_usd, lookup_price
+from router.policy.pricing import cost_usd, lookup_price, worst_case_cost
 from router.types import ChatChunk, Usage
 from tests.engine_helpers import MSG
 from tests.servers import anthropic as ant
@@ -78,6 +78,62 @@ def test_list_prices_carry_the_cache_write_rate() -> None:
     assert cost_usd(price, usage) == pytest.approx(list_cost(
         ANTHROPIC_MODEL, "anthropic", input_tokens=1700, cache_read_tokens=1000,
         cache_write_tokens=500, output_tokens=40))
+
+
+#: Models genai-prices lists with long-context tiers (a cliff at 200k prompt tokens), and one
+#: without, for contrast.
+TIERED = [("anthropic", "claude-sonnet-4-5", "anthropic"), ("google", "gemini-2.5-pro", "google"),
+          ("openai", "gpt-4o-mini", "openai")]
+
+
+@pytest.mark.parametrize(("kind", "model", "provider_id"), TIERED)
+@pytest.mark.parametrize("prompt", [1_000, 199_999, 200_000, 200_001, 350_000, 1_000_000])
+def test_list_prices_charge_long_prompts_at_their_tier(kind: str, model: str, provider_id: str,
+                                                       prompt: int) -> None:
+    """Past 200k prompt tokens Anthropic and Google bill every token at the higher rates;
+    the cost follows genai-prices' own arithmetic on both sides of the cliff."""
+    writes = prompt // 8 if kind == "anthropic" else 0
+    usage = Usage(input_tokens=prompt, output_tokens=2_000, cached_tokens=prompt // 4,
+                  cache_write_tokens=writes)
+    expected = list_cost(model, provider_id, input_tokens=prompt, output_tokens=2_000,
+                         cache_read_tokens=prompt // 4, cache_write_tokens=writes)
+    assert cost_usd(lookup_price(kind, model), usage) == pytest.approx(expected, rel=1e-12)
+
+
+def test_list_tiers_are_the_ones_genai_prices_lists() -> None:
+    price = lookup_price("anthropic", ANTHROPIC_MODEL)
+    assert price is not None and [start for start, _ in price.tiers] == [200_000]
+    tier = price.tiers[0][1]
+    assert (tier.input, tier.output) == (2 * price.input, 1.5 * price.output)
+    assert price.for_input(200_000) is price and price.for_input(200_001) is tier
+    flat = lookup_price("openai", OPENAI_MODEL)
+    assert flat is not None and flat.tiers == () and flat.for_input(10**7) is flat
+
+
+def test_worst_case_cost_of_a_long_prompt_takes_its_tier() -> None:
+    price = Price(1.0, 2.0, tiers=((100, Price(10.0, 20.0)), (1000, Price(100.0, 200.0))))
+    assert worst_case_cost(price, 100, 10) == pytest.approx((100 * 1.0 + 10 * 2.0) / 1e6)
+    assert worst_case_cost(price, 101, 10) == pytest.approx((101 * 10.0 + 10 * 20.0) / 1e6)
+    assert worst_case_cost(price, 5000, 10) == pytest.approx((5000 * 100.0 + 10 * 200.0) / 1e6)
+
+
+async def test_route_file_price_tiers_apply_past_their_start() -> None:
+    """A route file's ``price: {tiers}`` (listed in any order) picks the highest tier the
+    reply's prompt exceeds, cache rates included; below every tier the base rates hold."""
+    price = {"input": 1.0, "output": 2.0, "cached_input": 0.5,
+             "tiers": [{"above": 1000, "input": 4.0, "output": 8.0},
+                       {"above": 100, "input": 2.0, "output": 4.0, "cached_input": 1.0}]}
+    costs = []
+    for prompt in (50, 500, 5000):
+        async with oai.OpenAIServer() as server:
+            server.enqueue(oai.json_reply(oai.completion("hi", usage_=oai.usage(prompt, 10,
+                                                                                 cached=40))))
+            async with router_for("openai-compatible", server.base_url, "m",
+                                  models={"m": {"price": price}}) as router:
+                costs.append((await router.chat("m", messages=MSG)).cost_usd)
+    assert costs == pytest.approx([(10 * 1.0 + 40 * 0.5 + 10 * 2.0) / 1e6,
+                                   (460 * 2.0 + 40 * 1.0 + 10 * 4.0) / 1e6,
+                                   (5000 * 4.0 + 10 * 8.0) / 1e6])
 
 
 # -- OpenAI-compatible: include_usage and cached tokens in streams ----------------------------

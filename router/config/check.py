@@ -34,6 +34,7 @@ def check_structure(doc: Document) -> tuple[RouteFileCfg | None, list[Diagnostic
     diags += _url_and_key_diagnostics(doc)
     diags += _non_finite_diagnostics(doc)
     diags += _unusable_value_diagnostics(doc)
+    diags += _price_tier_diagnostics(doc)
     cfg: RouteFileCfg | None = None
     if not any(d.code in _STRUCTURAL for d in diags):
         try:
@@ -126,6 +127,31 @@ def _unusable_value_diagnostics(doc: Document) -> list[Diagnostic]:
     state = data.get("state")
     if isinstance(state, dict):
         out += _state_diagnostics(doc, state)
+    return out
+
+
+def _price_tier_diagnostics(doc: Document) -> list[Diagnostic]:
+    """E054 for two long-context price tiers of one model with the same ``above``."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    providers = data.get("providers")
+    out: list[Diagnostic] = []
+    for name, p in (providers.items() if isinstance(providers, dict) else ()):
+        models = p.get("models") if isinstance(p, dict) else None
+        for model, info in (models.items() if isinstance(models, dict) else ()):
+            price = info.get("price") if isinstance(info, dict) else None
+            tiers = price.get("tiers") if isinstance(price, dict) else None
+            seen: set[Any] = set()
+            for i, tier in enumerate(tiers if isinstance(tiers, list) else ()):
+                above = tier.get("above") if isinstance(tier, dict) else None
+                if above is None or isinstance(above, bool):
+                    continue
+                if above in seen:
+                    path = ("providers", name, "models", model, "price", "tiers", i, "above")
+                    out.append(Diagnostic.at(
+                        doc.mark(path), "error", "E054",
+                        f"{dotted(path)}: another tier of this price starts above {above} "
+                        "tokens too", "give each tier its own `above`, or merge the two"))
+                seen.add(above)
     return out
 
 

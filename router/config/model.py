@@ -148,11 +148,20 @@ class DefaultsCfg(_Model):
     stream: StreamCfg | None = None
 
 
+class PriceTierCfg(_Model):
+    above: Annotated[Int, Field(ge=1)]
+    input: Annotated[Number, Field(ge=0)]
+    output: Annotated[Number, Field(ge=0)]
+    cached_input: Annotated[Number, Field(ge=0)] | None = None
+    cache_write: Annotated[Number, Field(ge=0)] | None = None
+
+
 class PriceCfg(_Model):
     input: Annotated[Number, Field(ge=0)]
     output: Annotated[Number, Field(ge=0)]
     cached_input: Annotated[Number, Field(ge=0)] | None = None
     cache_write: Annotated[Number, Field(ge=0)] | None = None
+    tiers: Annotated[list[PriceTierCfg], Field(min_length=1)] | None = None
 
 
 class ModelInfoCfg(_Model):

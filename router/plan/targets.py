@@ -102,6 +102,14 @@ def build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: L
     return target
 
 
+
+def _price(cfg: Mapping[str, Any]) -> Price:
+    """A route file's ``price:``, its long-context ``tiers`` ascending by ``above``."""
+    tiers = sorted(cfg.get("tiers") or (), key=lambda t: t["above"])
+    return Price(cfg["input"], cfg["output"], cfg.get("cached_input"), cfg.get("cache_write"),
+                 tuple((t["above"], Price(t["input"], t["output"], t.get("cached_input"),
+                                          t.get("cache_write"))) for t in tiers))
+
 def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
                   model: str, model_override: Mapping[str, Any] | None,
                   *layers: Layer, weight: float = 1.0, max_tokens: int | None = None,
@@ -132,7 +140,7 @@ def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: 
         capabilities=capabilities_for(provider.kind, model, model_override, provider.options),
         weight=weight,
         max_tokens=max_tokens,
-        price=Price(**price) if isinstance(price, Mapping) else None,
+        price=_price(price) if isinstance(price, Mapping) else None,
         rate_limits=tuple(limits),
         unknown_price=provider.unknown_price or unknown_price,
         missing_env=provider.missing_env,

@@ -57,6 +57,17 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None  # writing the prompt cache (Anthropic); None: input's
+    #: Long-context prices, ascending by start: a call whose input tokens exceed ``start``
+    #: pays that tier's rates on every token (the highest such tier), as Anthropic and
+    #: Google bill prompts over 200k tokens.
+    tiers: tuple[tuple[int, Price], ...] = ()
+
+    def for_input(self, input_tokens: int) -> Price:
+        """The rates in force for a call with ``input_tokens`` prompt tokens."""
+        for start, tier in reversed(self.tiers):
+            if input_tokens > start:
+                return tier
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,40 @@ _UNKNOWN = object()  # not looked up yet
 
 
 def _number(v: Any) -> float | None:
+    """A flat genai-prices rate as a float (a tiered one's base rate)."""
     if v is None:
         return None
     if isinstance(v, Decimal | int | float):
         return float(v)
-    base = getattr(v, "base", None)  # tiered prices: the first tier
+    base = getattr(v, "base", None)
     return float(base) if base is not None else None
+
+
+def _rate_above(v: Any, tokens: int) -> float | None:
+    """A genai-prices rate for a call of ``tokens`` input tokens: a tiered rate's highest tier
+    whose start ``tokens`` exceeds (its cliff model: that rate on every token), else its base."""
+    for tier in reversed(getattr(v, "tiers", None) or ()):
+        if tokens > tier.start:
+            return float(tier.price)
+    return _number(v)
+
+
+_RATES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+
+
+def _from_list(mp: Any) -> Price | None:
+    """Our Price from a genai-prices ModelPrice, its long-context tiers included."""
+    rates = [getattr(mp, name, None) for name in _RATES]
+    starts = sorted({int(t.start) for r in rates for t in (getattr(r, "tiers", None) or ())})
+    levels = []  # the base rates, then each tier's (every rate at or above its start)
+    for tokens in (0, *(start + 1 for start in starts)):
+        inp, out, read, write = (_rate_above(r, tokens) for r in rates)
+        if inp is None or out is None:
+            return None
+        levels.append(Price(inp, out, read, write))
+    base = levels[0]
+    return Price(base.input, base.output, base.cached_input, base.cache_write,
+                 tuple(zip(starts, levels[1:], strict=True)))
 
 
 def lookup_price(kind: str, model: str) -> Price | None:
@@ -45,10 +73,7 @@ def lookup_price(kind: str, model: str) -> Price | None:
         except LookupError:
             mp = None
         if mp is not None:
-            inp, out = _number(mp.input_mtok), _number(mp.output_mtok)
-            if inp is not None and out is not None:
-                price = Price(inp, out, _number(mp.cache_read_mtok),
-                              _number(mp.cache_write_mtok))
+            price = _from_list(mp)
     if kind == "fake" or kind == "ollama":
         price = Price(0.0, 0.0, 0.0)  # local or scripted: free
     _cache[key] = price
@@ -69,9 +94,12 @@ def cost_usd(price: Price | None, usage: Usage) -> float | None:
     """US dollars for ``usage`` at ``price``: input tokens read from the prompt cache at the
     cached rate, those written to it at the cache-write rate (each at the input rate where the
     price has none), output (reasoning included, as every provider bills it) at the output
-    rate. ``usage.input_tokens`` counts all of them, as genai-prices' ``input_tokens`` does."""
+    rate. ``usage.input_tokens`` counts all of them, as genai-prices' ``input_tokens`` does, and
+    picks the long-context tier (``Price.tiers``) where the price has one."""
     if price is None:
         return None
+    if price.tiers:
+        price = price.for_input(usage.input_tokens)
     cached = min(usage.cached_tokens, usage.input_tokens)
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     dollars = ((usage.input_tokens - cached) * price.input + cached * cached_rate
@@ -86,4 +114,6 @@ def worst_case_cost(price: Price | None, prompt_tokens: int, max_tokens: int) ->
     """The most one call can cost: every prompt token uncached, every output token used."""
     if price is None:
         return None
+    if price.tiers:
+        price = price.for_input(prompt_tokens)
     return (prompt_tokens * price.input + max_tokens * price.output) / 1_000_000
