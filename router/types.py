@@ -190,13 +190,15 @@ class Usage:
     """Token counts of one call, one convention whatever the provider: ``input_tokens`` counts
     every prompt token, ``cached_tokens`` (read from the prompt cache) and
     ``cache_write_tokens`` (written to it) included; ``output_tokens`` includes
-    ``reasoning_tokens``."""
+    ``reasoning_tokens``; ``cache_write_1h_tokens`` are the cache writes with a one-hour
+    lifetime (Anthropic's ``ttl: "1h"``, billed at a higher rate), of ``cache_write_tokens``."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

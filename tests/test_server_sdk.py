@@ -556,10 +556,13 @@ async def test_anthropic_refusal_without_content_has_no_blocks(
 
 async def test_anthropic_cache_usage_counts_apart(claude: anthropic.AsyncAnthropic,
                                                   upstreams: Upstreams) -> None:
-    usage = an_wire.usage(12, 5, cache_read=50, cache_creation=100)
+    usage = an_wire.usage(12, 5, cache_read=50, cache_creation=100, cache_creation_1h=30)
     upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("c")],
                                                            usage_=usage)))
     msg = await claude.messages.create(model="claude", max_tokens=50, messages=USER)
     assert msg.usage.input_tokens == 12  # cache reads and writes counted apart, as Anthropic
     assert msg.usage.cache_read_input_tokens == 50
     assert msg.usage.cache_creation_input_tokens == 100
+    assert msg.usage.cache_creation is not None  # split by lifetime, as the API splits them
+    assert (msg.usage.cache_creation.ephemeral_5m_input_tokens,
+            msg.usage.cache_creation.ephemeral_1h_input_tokens) == (70, 30)

@@ -234,6 +234,41 @@ async def test_route_file_price_takes_cache_read_and_write_rates() -> None:
     assert costs[1] == pytest.approx(((21 + 1800 + 248) * 2.0 + 393 * 10.0) / 1e6)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_one_hour_cache_writes_at_their_rate(stream: bool) -> None:
+    """``cache_creation.ephemeral_1h_input_tokens`` (``ttl: "1h"``) are cache writes billed at
+    the one-hour rate (2x input against 1.25x), as genai-prices bills them."""
+    usage_ = ant.usage(21, 393, cache_read=1800, cache_creation=1248, cache_creation_1h=1000)
+    async with ant.AnthropicServer(seed=3) as server:
+        if stream:
+            events = ant.text_events(["h", "i"], output=393, start_usage=usage_)
+            server.enqueue(ant.stream_reply(events, piece_sizes=(1, 8)), path=ant.MESSAGES_PATH)
+        else:
+            server.enqueue(ant.json_reply(ant.message([ant.text_block("hi")], usage_=usage_)),
+                           path=ant.MESSAGES_PATH)
+        async with router_for("anthropic", f"http://127.0.0.1:{server.port}",
+                              ANTHROPIC_MODEL) as router:
+            r = (await last(router.stream("m", messages=MSG, max_tokens=500)) if stream
+                 else await router.chat("m", messages=MSG, max_tokens=500))
+    assert r.usage == Usage(input_tokens=21 + 1800 + 1248, output_tokens=393,
+                            cached_tokens=1800, cache_write_tokens=1248,
+                            cache_write_1h_tokens=1000)
+    assert r.cost_usd == pytest.approx(list_cost(
+        ANTHROPIC_MODEL, "anthropic", cache_write_1h_tokens=1000, **anthropic_counts(r.usage)))
+    five_minutes_only = list_cost(ANTHROPIC_MODEL, "anthropic", **anthropic_counts(r.usage))
+    assert r.cost_usd > five_minutes_only
+
+
+def test_route_file_one_hour_rate_defaults_to_the_cache_write_rate() -> None:
+    usage = Usage(input_tokens=1000, output_tokens=0, cache_write_tokens=600,
+                  cache_write_1h_tokens=200)
+    assert cost_usd(Price(1.0, 5.0, cache_write=1.25, cache_write_1h=2.0), usage) == \
+        pytest.approx((400 * 1.0 + 400 * 1.25 + 200 * 2.0) / 1e6)
+    assert cost_usd(Price(1.0, 5.0, cache_write=1.25), usage) == \
+        pytest.approx((400 * 1.0 + 600 * 1.25) / 1e6)
+    assert cost_usd(Price(1.0, 5.0), usage) == pytest.approx(1000 * 1.0 / 1e6)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_anthropic_stream_cache_counts_in_message_start(seed: int) -> None:
     """The docs' flow: message_start holds input and cache counts, message_delta the output."""

@@ -154,6 +154,7 @@ class PriceTierCfg(_Model):
     output: Annotated[Number, Field(ge=0)]
     cached_input: Annotated[Number, Field(ge=0)] | None = None
     cache_write: Annotated[Number, Field(ge=0)] | None = None
+    cache_write_1h: Annotated[Number, Field(ge=0)] | None = None
 
 
 class PriceCfg(_Model):
@@ -161,6 +162,7 @@ class PriceCfg(_Model):
     output: Annotated[Number, Field(ge=0)]
     cached_input: Annotated[Number, Field(ge=0)] | None = None
     cache_write: Annotated[Number, Field(ge=0)] | None = None
+    cache_write_1h: Annotated[Number, Field(ge=0)] | None = None
     tiers: Annotated[list[PriceTierCfg], Field(min_length=1)] | None = None
 
 

@@ -107,8 +107,10 @@ def _price(cfg: Mapping[str, Any]) -> Price:
     """A route file's ``price:``, its long-context ``tiers`` ascending by ``above``."""
     tiers = sorted(cfg.get("tiers") or (), key=lambda t: t["above"])
     return Price(cfg["input"], cfg["output"], cfg.get("cached_input"), cfg.get("cache_write"),
+                 cfg.get("cache_write_1h"),
                  tuple((t["above"], Price(t["input"], t["output"], t.get("cached_input"),
-                                          t.get("cache_write"))) for t in tiers))
+                                          t.get("cache_write"), t.get("cache_write_1h")))
+                       for t in tiers))
 
 def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
                   model: str, model_override: Mapping[str, Any] | None,

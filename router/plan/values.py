@@ -57,6 +57,7 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None  # writing the prompt cache (Anthropic); None: input's
+    cache_write_1h: float | None = None  # writing it for an hour; None: cache_write's
     #: Long-context prices, ascending by start: a call whose input tokens exceed ``start``
     #: pays that tier's rates on every token (the highest such tier), as Anthropic and
     #: Google bill prompts over 200k tokens.

@@ -39,7 +39,8 @@ def _rate_above(v: Any, tokens: int) -> float | None:
     return _number(v)
 
 
-_RATES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+_RATES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok",
+          "cache_write_1h_mtok")
 
 
 def _from_list(mp: Any) -> Price | None:
@@ -48,13 +49,13 @@ def _from_list(mp: Any) -> Price | None:
     starts = sorted({int(t.start) for r in rates for t in (getattr(r, "tiers", None) or ())})
     levels = []  # the base rates, then each tier's (every rate at or above its start)
     for tokens in (0, *(start + 1 for start in starts)):
-        inp, out, read, write = (_rate_above(r, tokens) for r in rates)
+        inp, out, read, write, write_1h = (_rate_above(r, tokens) for r in rates)
         if inp is None or out is None:
             return None
-        levels.append(Price(inp, out, read, write))
+        levels.append(Price(inp, out, read, write, write_1h))
     base = levels[0]
     return Price(base.input, base.output, base.cached_input, base.cache_write,
-                 tuple(zip(starts, levels[1:], strict=True)))
+                 base.cache_write_1h, tuple(zip(starts, levels[1:], strict=True)))
 
 
 def lookup_price(kind: str, model: str) -> Price | None:
@@ -104,9 +105,12 @@ def cost_usd(price: Price | None, usage: Usage) -> float | None:
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     dollars = ((usage.input_tokens - cached) * price.input + cached * cached_rate
                + usage.output_tokens * price.output)
-    if usage.cache_write_tokens and price.cache_write is not None:
+    if usage.cache_write_tokens:
         written = min(usage.cache_write_tokens, usage.input_tokens - cached)
-        dollars += written * (price.cache_write - price.input)
+        long = min(usage.cache_write_1h_tokens, written)
+        rate = price.cache_write if price.cache_write is not None else price.input
+        rate_1h = price.cache_write_1h if price.cache_write_1h is not None else rate
+        dollars += (written - long) * (rate - price.input) + long * (rate_1h - price.input)
     return dollars / 1_000_000
 
 

@@ -327,17 +327,21 @@ def _int(value: Any) -> int:
 def parse_usage(data: Any) -> Usage | None:
     """``usage`` to Usage: the API's ``input_tokens`` leaves the cache out, ours counts every
     prompt token (uncached + cache read + cache written, as the API's docs add them up);
-    cached is the cache read, cache_write the cache written."""
+    cached is the cache read, cache_write the cache written (``cache_creation`` tells the
+    one-hour writes among them)."""
     if not isinstance(data, dict):
         return None
     cache_read = _int(data.get("cache_read_input_tokens"))
     cache_write = _int(data.get("cache_creation_input_tokens"))
     details = data.get("output_tokens_details")
+    ttl = data.get("cache_creation")
+    long_writes = _int(ttl.get("ephemeral_1h_input_tokens")) if isinstance(ttl, dict) else 0
     return Usage(
         input_tokens=_int(data.get("input_tokens")) + cache_read + cache_write,
         output_tokens=_int(data.get("output_tokens")),
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(long_writes, cache_write),
         reasoning_tokens=(_int(details.get("thinking_tokens"))
                           if isinstance(details, dict) else 0),
     )

@@ -29,9 +29,15 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 def usage_body(u: Usage) -> dict[str, Any]:
     """Anthropic counts cache reads and writes apart from ``input_tokens``; the router's
     input count includes both (router.types.Usage)."""
-    return {"input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
-            "output_tokens": u.output_tokens, "cache_read_input_tokens": u.cached_tokens,
-            "cache_creation_input_tokens": u.cache_write_tokens}
+    body: dict[str, Any] = {
+        "input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
+        "output_tokens": u.output_tokens, "cache_read_input_tokens": u.cached_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens}
+    if u.cache_write_tokens:  # the writes by lifetime, as the API breaks them down
+        body["cache_creation"] = {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": u.cache_write_1h_tokens}
+    return body
 
 
 def thinking_blocks(state: dict[str, Any] | None) -> list[dict[str, Any]]:

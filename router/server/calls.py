@@ -78,7 +78,8 @@ def _reply_json(body: Mapping[str, Any], resp: ChatResponse) -> bytes:
     u = resp.usage
     if (resp.provider_state is None and not resp.tool_calls
             and type(u.input_tokens) is type(u.output_tokens) is type(u.cached_tokens)
-            is type(u.reasoning_tokens) is type(u.cache_write_tokens) is int
+            is type(u.reasoning_tokens) is type(u.cache_write_tokens)
+            is type(u.cache_write_1h_tokens) is int
             and not (resp.choices and any(c.tool_calls for c in resp.choices))):
         try:
             out = orjson.dumps(body, option=_STRICT)

@@ -184,12 +184,14 @@ def sse_bytes(events: Sequence[Any]) -> bytes:
 
 
 def usage(input_: int = 12, output: int = 5, *, cache_read: int = 0,
-          cache_creation: int = 0) -> dict[str, Any]:
+          cache_creation: int = 0, cache_creation_1h: int = 0) -> dict[str, Any]:
+    """Usage as the API sends it: ``cache_creation_input_tokens`` is every cache write,
+    ``cache_creation`` splits them by lifetime (``cache_creation_1h`` of them for an hour)."""
     return {"input_tokens": input_, "output_tokens": output,
             "cache_creation_input_tokens": cache_creation,
             "cache_read_input_tokens": cache_read,
-            "cache_creation": {"ephemeral_5m_input_tokens": cache_creation,
-                               "ephemeral_1h_input_tokens": 0},
+            "cache_creation": {"ephemeral_5m_input_tokens": cache_creation - cache_creation_1h,
+                               "ephemeral_1h_input_tokens": cache_creation_1h},
             "service_tier": "standard"}
 
 
