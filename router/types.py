@@ -47,12 +47,19 @@ def frozen_builder(cls: type[_T]) -> Callable[..., _T]:
     return cast(Callable[..., _T], builder)
 
 
+#: A prompt-cache breakpoint, in Anthropic's shape: ``{"type": "ephemeral"}``, optionally with
+#: ``"ttl": "5m" | "1h"``. Anthropic targets cache the prompt up to the part, message or tool
+#: that carries it; other kinds cache on their own and are not sent it.
+CacheControl = dict[str, Any]
+
+
 @dataclass(slots=True, frozen=True)
 class TextPart:
     """A piece of text inside a message."""
 
     text: str
     type: Literal["text"] = "text"
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -62,6 +69,7 @@ class ImagePart:
     url: str
     detail: str | None = None
     type: Literal["image"] = "image"
+    cache_control: CacheControl | None = None
 
     @property
     def is_data_url(self) -> bool:
@@ -111,6 +119,8 @@ class Message:
     #: An assistant turn's reasoning state (Anthropic's signed thinking blocks, ...), as the
     #: response gave it: sent back only to the provider kind named in it.
     provider_state: ProviderState | None = None
+    #: A prompt-cache breakpoint after this message (on its last block, for Anthropic).
+    cache_control: CacheControl | None = None
 
     def __post_init__(self) -> None:
         # A bad role fails here, where it was written; the other fields are checked per call
@@ -149,6 +159,7 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    cache_control: CacheControl | None = None  # a breakpoint after the tool definitions so far
 
 
 @dataclass(slots=True, frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from router.errors import InvalidRequestError
 
@@ -176,6 +176,36 @@ def json_object_text(raw: str, path: str) -> dict[str, Any]:
         fail(path, f"must be a JSON object, not {describe(parsed)}")
     json_value(parsed, path)  # escapes such as "\ud800" parse into lone surrogates
     return parsed
+
+
+def nonempty(value: object, path: str) -> str:
+    """A name that must be given: a non-empty string."""
+    if value is None:
+        fail(path, "is missing")
+    if not text(value, path):
+        fail(path, "is empty")
+    return cast(str, value)
+
+
+_TTLS = ("5m", "1h")
+
+
+def cache_control(value: object, path: str) -> dict[str, Any] | None:
+    """A prompt-cache breakpoint: None, or ``{"type": "ephemeral"}`` with an optional
+    ``"ttl"`` of ``"5m"`` or ``"1h"`` (Anthropic's shape, the only one any API takes)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fail(path, f"must be an object, not {describe(value)}")
+    if value.get("type") != "ephemeral":
+        fail(f"{path}.type", f"must be ephemeral, not {describe(value.get('type'))}")
+    ttl = value.get("ttl")
+    if ttl is not None and ttl not in _TTLS:
+        fail(f"{path}.ttl", f"must be 5m or 1h, not {describe(ttl)}")
+    for key in value:
+        if key not in ("type", "ttl"):
+            fail(path, f"has an unknown key {describe(key)} (type and ttl are known)")
+    return value
 
 
 def provider_state(value: object, path: str) -> dict[str, Any] | None:

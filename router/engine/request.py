@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from router.engine._checks import (
+    cache_control,
     describe,
     fail,
     flag,
@@ -19,21 +20,21 @@ from router.engine._checks import (
     integer,
     json_object_text,
     json_value,
+    nonempty,
     number,
     optional_text,
     provider_state,
     text,
 )
+from router.engine._request_tools import to_response_format, to_tool
 from router.errors import InvalidRequestError
 from router.types import (
     ChatRequest,
     ContentPart,
     ImagePart,
     Message,
-    ResponseFormat,
     Role,
     TextPart,
-    Tool,
     ToolCall,
     checked_message,
 )
@@ -50,7 +51,6 @@ _COMMON_PARAMS = frozenset({"max_tokens", "temperature"})
 #: An int this size passes ``integer(v, path, 1)`` (within 64 bits): checked inline.
 _MAX_FAST_INT = 2**62
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
-_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 #: Longest model string accepted (vendors' ids are well under 100 characters).
 _MAX_MODEL_CHARS = 256
 
@@ -126,7 +126,7 @@ def to_message(m: Message | Mapping[str, Any], i: int = 0) -> Message:
                     _tool_calls(calls, i) if calls is not None else None,
                     m.get("tool_call_id"), m.get("name"), i,
                     None if state is None else provider_state(
-                        state, f"messages[{i}].provider_state"))
+                        state, f"messages[{i}].provider_state"), m.get("cache_control"))
 
 
 def _role(role: object, i: int) -> str:
@@ -138,13 +138,14 @@ def _role(role: object, i: int) -> str:
 
 def _message(role: str, content: str | list[ContentPart] | None,
              tool_calls: list[ToolCall] | None, tool_call_id: object, name: object,
-             i: int, state: dict[str, Any] | None = None) -> Message:
+             i: int, state: dict[str, Any] | None = None, cache: object = None) -> Message:
     call_id = optional_text(tool_call_id, f"messages[{i}].tool_call_id")
     if role == "tool" and not call_id:
         fail(f"messages[{i}]", "has role tool but no tool_call_id")
     return Message(role=cast(Role, role), content=content, tool_calls=tool_calls,
                    tool_call_id=call_id, name=optional_text(name, f"messages[{i}].name"),
-                   provider_state=state)
+                   provider_state=state,
+                   cache_control=cache_control(cache, f"messages[{i}].cache_control"))
 
 
 def _checked_message(m: Message, i: int) -> Message:
@@ -154,7 +155,8 @@ def _checked_message(m: Message, i: int) -> Message:
     content = _content(m.content, i)
     calls = _tool_calls(m.tool_calls, i) if m.tool_calls is not None else None
     checked = _message(role, content, calls, m.tool_call_id, m.name, i,
-                       provider_state(m.provider_state, f"messages[{i}].provider_state"))
+                       provider_state(m.provider_state, f"messages[{i}].provider_state"),
+                       m.cache_control)
     if (m.content is None or isinstance(m.content, str)) and m.tool_calls is None:
         return m  # nothing converted: keep the caller's object
     return checked
@@ -174,20 +176,27 @@ def _part(p: object, i: int, j: int) -> ContentPart:
     where = f"messages[{i}].content[{j}]"
     if isinstance(p, TextPart):
         text(p.text, f"{where}.text")
+        cache_control(p.cache_control, f"{where}.cache_control")
         return p
     if isinstance(p, ImagePart):
         _image_url(p.url, f"{where}.url")
         optional_text(p.detail, f"{where}.detail")
+        cache_control(p.cache_control, f"{where}.cache_control")
         return p
     kind = p.get("type") if isinstance(p, Mapping) else None
+    part = cast(Mapping[str, Any], p)
+    cache = part.get("cache_control") if kind is not None else None
+    if cache is not None:
+        cache = cache_control(cache, f"{where}.cache_control")
     if kind == "text":
-        return TextPart(text(cast(Mapping[str, Any], p).get("text"), f"{where}.text"))
+        return TextPart(text(part.get("text"), f"{where}.text"), cache_control=cache)
     if kind == "image_url":
-        img = cast(Mapping[str, Any], p).get("image_url")
+        img = part.get("image_url")
         if isinstance(img, Mapping):
             return ImagePart(_image_url(img.get("url"), f"{where}.image_url.url"),
-                             optional_text(img.get("detail"), f"{where}.image_url.detail"))
-        return ImagePart(_image_url(img, f"{where}.image_url"))
+                             optional_text(img.get("detail"), f"{where}.image_url.detail"),
+                             cache_control=cache)
+        return ImagePart(_image_url(img, f"{where}.image_url"), cache_control=cache)
     got = describe(kind) if isinstance(p, Mapping) else describe(p)
     fail(where, f"has unsupported type {got} (text and image_url are supported)")
 
@@ -201,14 +210,6 @@ def _image_url(url: object, path: str) -> str:
     return url
 
 
-def _name(name: object, path: str) -> str:
-    if name is None:
-        fail(path, "is missing")
-    if not text(name, path):
-        fail(path, "is empty")
-    return cast(str, name)
-
-
 def _tool_calls(calls: object, i: int) -> list[ToolCall] | None:
     if not isinstance(calls, list | tuple):
         fail(f"messages[{i}].tool_calls", f"must be a list, not {describe(calls)}")
@@ -219,7 +220,7 @@ def _tool_call(c: object, i: int, j: int) -> ToolCall:
     where = f"messages[{i}].tool_calls[{j}]"
     if isinstance(c, ToolCall):
         text(c.id, f"{where}.id")
-        _name(c.name, f"{where}.name")
+        nonempty(c.name, f"{where}.name")
         if not isinstance(c.arguments, dict):
             fail(f"{where}.arguments", f"must be a dict, not {describe(c.arguments)}")
         json_value(c.arguments, f"{where}.arguments")
@@ -230,7 +231,7 @@ def _tool_call(c: object, i: int, j: int) -> ToolCall:
     fn, fn_path = (c["function"], f"{where}.function") if "function" in c else (c, where)
     if not isinstance(fn, Mapping):
         fail(fn_path, f"must be a dict, not {describe(fn)}")
-    name = _name(fn.get("name"), f"{fn_path}.name")
+    name = nonempty(fn.get("name"), f"{fn_path}.name")
     args = fn.get("arguments", {})
     if isinstance(args, str):
         args = json_object_text(text(args, f"{fn_path}.arguments"), f"{fn_path}.arguments")
@@ -243,80 +244,6 @@ def _tool_call(c: object, i: int, j: int) -> ToolCall:
     return ToolCall(id=call_id or f"call_{i}_{j}", name=name, arguments=args,
                     provider_state=None if state is None else provider_state(
                         state, f"{where}.provider_state"))
-
-
-# --------------------------------------------------------------------------------------------
-# Tools and response format
-
-
-def to_tool(t: Tool | Mapping[str, Any], i: int = 0) -> Tool:
-    """A Tool from a Tool or an OpenAI ``{"type": "function", "function": {...}}`` dict."""
-    where = f"tools[{i}]"
-    if isinstance(t, Tool):
-        _tool_fields(t.name, t.description, t.parameters, t.strict, where)
-        return t
-    if not isinstance(t, Mapping):
-        fail(where, f"must be a dict or Tool, not {describe(t)}")
-    kind = t.get("type", "function")
-    if kind != "function":
-        fail(f"{where}.type", f"must be function (got {describe(kind)})")
-    fn, fn_path = (t["function"], f"{where}.function") if "function" in t else (t, where)
-    if not isinstance(fn, Mapping):
-        fail(fn_path, f"must be a dict, not {describe(fn)}")
-    params = fn.get("parameters")
-    if params is None or (isinstance(params, dict) and not params):
-        params = {"type": "object", "properties": {}}
-    name, description, strict = _tool_fields(fn.get("name"), fn.get("description"), params,
-                                              fn.get("strict"), fn_path)
-    return Tool(name=name, description=description, parameters=params, strict=strict)
-
-
-def _tool_fields(name: object, description: object, parameters: object, strict: object,
-                 where: str) -> tuple[str, str | None, bool | None]:
-    name = _name(name, f"{where}.name")
-    if not isinstance(parameters, dict):
-        fail(f"{where}.parameters", f"must be a JSON Schema object, not {describe(parameters)}")
-    json_value(parameters, f"{where}.parameters")
-    return (name, optional_text(description, f"{where}.description"),
-            flag(strict, f"{where}.strict"))
-
-
-def to_response_format(rf: ResponseFormat | Mapping[str, Any] | None) -> ResponseFormat | None:
-    """A ResponseFormat from ours or OpenAI's dict (json_object / json_schema)."""
-    if rf is None:
-        return None
-    if isinstance(rf, ResponseFormat):
-        if rf.type not in _FORMAT_TYPES:
-            fail("response_format.type", "must be text, json_object or json_schema "
-                                         f"(got {describe(rf.type)})")
-        if rf.type == "json_schema" and not isinstance(rf.schema, dict):
-            fail("response_format.schema", f"must be an object, not {describe(rf.schema)}")
-        json_value(rf.schema, "response_format.schema")
-        optional_text(rf.name, "response_format.name")
-        flag(rf.strict, "response_format.strict")
-        return rf
-    if not isinstance(rf, Mapping):
-        fail("response_format", f"must be a dict or ResponseFormat, not {describe(rf)}")
-    kind = rf.get("type")
-    if kind == "json_schema":
-        return _json_schema_format(rf.get("json_schema"))
-    if kind in ("json_object", "text"):
-        return ResponseFormat(kind)
-    fail("response_format.type", f"must be text, json_object or json_schema "
-                                 f"(got {describe(kind)})")
-
-
-def _json_schema_format(js: object) -> ResponseFormat:
-    where = "response_format.json_schema"
-    if not isinstance(js, Mapping):
-        fail(where, f"must be an object, not {describe(js)}")
-    schema = js.get("schema")
-    if not isinstance(schema, Mapping):
-        fail(f"{where}.schema", f"must be an object, not {describe(schema)}")
-    schema = json_value(dict(schema), f"{where}.schema")
-    return ResponseFormat("json_schema", schema=schema,
-                          name=optional_text(js.get("name"), f"{where}.name") or "response",
-                          strict=flag(js.get("strict"), f"{where}.strict"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,7 +290,7 @@ def _tool_choice(choice: object) -> str | dict[str, Any]:
         fail("tool_choice.type", f"must be a string, not {describe(kind)}")
     if kind == "function":
         fn = choice.get("function")
-        _name(fn.get("name") if isinstance(fn, dict) else None, "tool_choice.function.name")
+        nonempty(fn.get("name") if isinstance(fn, dict) else None, "tool_choice.function.name")
     return cast(dict[str, Any], choice)
 
 
@@ -417,5 +344,8 @@ def build_request(messages: Iterable[Message | Mapping[str, Any]],
     )
 
 
-__all__ = ["InvalidRequestError", "build_request", "to_message", "to_response_format",
-           "to_tool", "validate_call_options", "validate_model"]
+#: A ``cache_control`` value checked as every call checks it (for the proxy's own paths).
+check_cache_control = cache_control
+
+__all__ = ["InvalidRequestError", "build_request", "check_cache_control", "to_message",
+           "to_response_format", "to_tool", "validate_call_options", "validate_model"]

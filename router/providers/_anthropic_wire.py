@@ -99,10 +99,21 @@ def _content_blocks(content: str | list[TextPart | ImagePart] | None) -> list[di
     blocks: list[dict[str, Any]] = []
     for part in content:
         if isinstance(part, TextPart):
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
+            if not part.text:
+                continue
+            block: dict[str, Any] = {"type": "text", "text": part.text}
         else:
-            blocks.append(_image_block(part))
+            block = _image_block(part)
+        if part.cache_control is not None:
+            block["cache_control"] = part.cache_control
+        blocks.append(block)
+    return blocks
+
+
+def _mark_end(blocks: list[dict[str, Any]], message: Message) -> list[dict[str, Any]]:
+    """A message's own cache breakpoint on its last block (the API takes it per block)."""
+    if message.cache_control is not None and blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": message.cache_control}
     return blocks
 
 
@@ -126,7 +137,7 @@ def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
         blocks = _content_blocks(message.content)
         if blocks:
             result["content"] = blocks
-        return "user", [result]
+        return "user", _mark_end([result], message)
     blocks = _content_blocks(message.content)
     if message.role == "assistant":
         blocks = [b for b in blocks if b["type"] == "text"]  # assistant turns hold no images
@@ -137,7 +148,7 @@ def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
             # Signed thinking blocks go back first and unchanged (another kind's state is
             # never sent: the API rejects signatures it did not make).
             blocks[:0] = [dict(b) for b in state.get("thinking") or ()]
-    return ("assistant" if message.role == "assistant" else "user"), blocks
+    return ("assistant" if message.role == "assistant" else "user"), _mark_end(blocks, message)
 
 
 def _tool_results_first(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,11 +157,26 @@ def _tool_results_first(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results + [b for b in blocks if b["type"] != "tool_result"] if results else blocks
 
 
-def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
-    """(system text, API messages). System messages go to ``system`` (joined); consecutive
-    turns of one role are merged, since the API wants user and assistant to alternate; tool
-    messages become ``tool_result`` blocks of a user turn; empty turns are dropped."""
-    system = [m.text for m in messages if m.role == "system" and m.text]
+def encode_system(messages: list[Message]) -> str | list[dict[str, Any]]:
+    """The system messages as ``system``: their text joined, or text blocks when one of them
+    holds a cache breakpoint (which only a block can carry)."""
+    system = [m for m in messages if m.role == "system"]
+    if not any(m.cache_control is not None or (isinstance(m.content, list) and any(
+            p.cache_control is not None for p in m.content)) for m in system):
+        return "\n\n".join(m.text for m in system if m.text)
+    blocks: list[dict[str, Any]] = []
+    for m in system:
+        blocks += _mark_end([b for b in _content_blocks(m.content) if b["type"] == "text"], m)
+    return blocks
+
+
+def encode_messages(messages: list[Message]) -> tuple[str | list[dict[str, Any]],
+                                                       list[dict[str, Any]]]:
+    """(system, API messages). System messages go to ``system`` (``encode_system``);
+    consecutive turns of one role are merged, since the API wants user and assistant to
+    alternate; tool messages become ``tool_result`` blocks of a user turn; empty turns are
+    dropped. Cache breakpoints stay on the blocks they mark."""
+    system = encode_system(messages)
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
@@ -174,9 +200,9 @@ def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]
         _strip_final_whitespace(turns[-1]["content"])
     for turn in turns:  # one text block reads better (and is shorter) as a plain string
         content = turn["content"]
-        if len(content) == 1 and content[0]["type"] == "text":
+        if len(content) == 1 and content[0]["type"] == "text" and len(content[0]) == 2:
             turn["content"] = content[0]["text"]
-    return "\n\n".join(system), turns
+    return system, turns
 
 
 def _strip_final_whitespace(blocks: list[dict[str, Any]]) -> None:
@@ -198,6 +224,8 @@ def encode_tool(tool: Tool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
     if tool.description:
         out["description"] = tool.description
+    if tool.cache_control is not None:
+        out["cache_control"] = tool.cache_control
     return out
 
 
@@ -238,7 +266,7 @@ def build_body(model: str, request: ChatRequest, *,
         thinking = None
     max_tokens, thinking = size_budget(model, request, thinking)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
-    instructions = [system] if system else []
+    instructions: list[str] = []
     if thinking is not None:
         body["thinking"] = thinking
     else:  # thinking is incompatible with sampling changes: drop them, as for OpenAI o-series
@@ -262,8 +290,12 @@ def build_body(model: str, request: ChatRequest, *,
             choice = {"type": "any"}  # a user tool or the answer, never free text
     elif fmt is not None and fmt.type == "json_object":
         instructions.append(_JSON_OBJECT_INSTRUCTION)
-    if instructions:
-        body["system"] = "\n\n".join(instructions)
+    if isinstance(system, list):  # blocks (cache breakpoints): ours follow as one more block
+        if instructions:
+            system.append({"type": "text", "text": "\n\n".join(instructions)})
+        body["system"] = system
+    elif system or instructions:
+        body["system"] = "\n\n".join([system, *instructions] if system else instructions)
     if tools:
         body["tools"] = tools
     if request.parallel_tool_calls is False and tools:

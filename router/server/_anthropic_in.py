@@ -10,7 +10,10 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
   would refuse a signature it did not make);
 - ``stop_sequences`` -> ``stop``, ``tools`` -> functions, ``tool_choice`` (auto, any, tool,
   none; ``disable_parallel_tool_use``), ``metadata.user_id`` -> ``user``; any other field is
-  passed to the provider as it is.
+  passed to the provider as it is;
+- ``cache_control`` stays where it was: on system, text and image blocks (as parts), on a
+  tool (beside its function), and on a tool_result, tool_use or the text of an assistant turn
+  as the breakpoint after that message (the router checks its shape).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from router.engine.request import check_cache_control
+from router.errors import InvalidRequestError
 from router.server.errors import ApiError, invalid
 
 _ROLES = ("user", "assistant")
@@ -50,6 +55,17 @@ def _blocks(content: list[Any], path: str) -> Iterator[tuple[dict[str, Any], str
         yield block, _kind(block, where), where
 
 
+def _cached(part: dict[str, Any], block: dict[str, Any], path: str) -> dict[str, Any]:
+    """``part`` with the block's ``cache_control`` (checked, 400 naming ``path``'s), if any."""
+    value = block.get("cache_control")
+    if value is not None:
+        try:
+            part["cache_control"] = check_cache_control(value, f"{path}.cache_control")
+        except InvalidRequestError as e:
+            raise invalid(e.param or path, str(e)) from None
+    return part
+
+
 def _unsupported(kind: str, where: str, role: str) -> ApiError:
     return invalid(f"{where}.type", f"{where}.type: {kind!r} blocks are not supported in "
                                     f"{role} messages by this proxy")
@@ -71,12 +87,13 @@ def _image(block: dict[str, Any], path: str) -> dict[str, Any]:
         url = source.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise invalid(f"{path}.source.url", f"{path}.source.url: must be an http(s) URL")
-        return {"type": "image_url", "image_url": {"url": url}}
+        return _cached({"type": "image_url", "image_url": {"url": url}}, block, path)
     media, data = source.get("media_type"), source.get("data")
     if not isinstance(media, str) or not isinstance(data, str) or not data:
         raise invalid(f"{path}.source", f"{path}.source: a base64 source needs media_type "
                                         "and data strings")
-    return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    return _cached({"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}},
+                   block, path)
 
 
 def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
@@ -84,6 +101,7 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     if not isinstance(call_id, str) or not call_id:
         raise invalid(f"{path}.tool_use_id", f"{path}.tool_use_id: Field required")
     content = block.get("content", "")
+    message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id}
     if isinstance(content, list):
         texts = []
         for inner, kind, where in _blocks(content, f"{path}.content"):
@@ -91,10 +109,12 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
                 raise invalid(f"{where}.type", f"{where}.type: only text blocks are supported "
                                                "in a tool_result by this proxy")
             texts.append(_text(inner, where))
+            _cached(message, inner, where)  # one text: its breakpoint is the message's
         content = "\n".join(texts)
     elif not isinstance(content, str):
         raise invalid(f"{path}.content", f"{path}.content: must be a string or blocks")
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
+    message["content"] = content
+    return _cached(message, block, path)
 
 
 def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
@@ -102,7 +122,7 @@ def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for block, kind, where in _blocks(content, path):
         if kind == "text":
-            parts.append({"type": "text", "text": _text(block, where)})
+            parts.append(_cached({"type": "text", "text": _text(block, where)}, block, where))
         elif kind == "image":
             parts.append(_image(block, where))
         elif kind == "tool_result":
@@ -126,7 +146,9 @@ def _assistant(content: list[Any], path: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
+    message: dict[str, Any] = {"role": "assistant"}
     for block, kind, where in _blocks(content, path):
+        _cached(message, block, where)  # one breakpoint per message here: after its last block
         if kind == "text":
             texts.append(_text(block, where))
         elif kind == "tool_use":
@@ -139,7 +161,7 @@ def _assistant(content: list[Any], path: str) -> dict[str, Any]:
             thinking.append(_thinking(block, kind, where))
         else:
             raise _unsupported(kind, where, "assistant")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    message["content"] = "".join(texts) or None
     if calls:
         message["tool_calls"] = calls
     if thinking:  # the router's reasoning state: sent back to Anthropic targets only
@@ -178,7 +200,7 @@ def _system(raw: Any) -> list[dict[str, Any]]:
     for block, kind, where in _blocks(raw, "system"):
         if kind != "text":
             raise invalid(f"{where}.type", f"{where}.type: system blocks must be text")
-        parts.append({"type": "text", "text": _text(block, where)})
+        parts.append(_cached({"type": "text", "text": _text(block, where)}, block, where))
     return [{"role": "system", "content": parts}] if parts else []
 
 
@@ -197,7 +219,7 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
                               "parameters": t.get("input_schema") or {"type": "object"}}
         if t.get("description") is not None:
             fn["description"] = t["description"]
-        out.append({"type": "function", "function": fn})
+        out.append(_cached({"type": "function", "function": fn}, t, where))
     return out
 
 
