@@ -344,6 +344,55 @@ async def test_anthropic_tool_use_and_result_round_trip(claude: anthropic.AsyncA
     assert sent[-1]["content"][0]["type"] == "tool_result"
 
 
+async def test_anthropic_cache_breakpoints_reach_an_anthropic_target(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    """A coding agent's caching, through the proxy unchanged: breakpoints on a tool, a system
+    block, a tool_result and the last user text arrive on the same blocks upstream."""
+    hour, five = {"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral"}
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("Done")])))
+    await claude.messages.create(
+        model="claude", max_tokens=100,
+        tools=[{"name": "read", "input_schema": {"type": "object"}, "cache_control": hour}],
+        system=[{"type": "text", "text": "You are a coding agent."},
+                {"type": "text", "text": "Project notes.", "cache_control": hour}],
+        messages=[
+            {"role": "user", "content": "Read the file."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "print(1)",
+                 "cache_control": five},
+                {"type": "text", "text": "Now explain it.", "cache_control": five}]}])
+    assert upstreams.an.problems == []
+    sent = upstreams.an.requests[-1].json
+    assert sent["tools"][0]["cache_control"] == hour
+    assert sent["system"][1] == {"type": "text", "text": "Project notes.", "cache_control": hour}
+    result, text = sent["messages"][-1]["content"]
+    assert result["type"] == "tool_result" and result["cache_control"] == five
+    assert text == {"type": "text", "text": "Now explain it.", "cache_control": five}
+
+
+async def test_openai_cache_control_parts_reach_an_anthropic_target(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    """``cache_control`` on OpenAI-shaped content parts (as LiteLLM and Portkey take it)."""
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("ok")])))
+    system: Any = [{"type": "text", "text": "Long notes.", "cache_control": {"type": "ephemeral"}}]
+    await oai.chat.completions.create(model="claude", messages=[
+        {"role": "system", "content": system}, *USER])
+    assert upstreams.an.requests[-1].json["system"] == [
+        {"type": "text", "text": "Long notes.", "cache_control": {"type": "ephemeral"}}]
+
+
+async def test_a_malformed_cache_breakpoint_is_a_bad_request_naming_it(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    before = len(upstreams.an.requests)
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await claude.messages.create(model="claude", max_tokens=10, messages=USER, system=[
+            {"type": "text", "text": "x", "cache_control": {"type": "forever"}}])  # type: ignore
+    assert "system.0.cache_control.type" in bad.value.message
+    assert len(upstreams.an.requests) == before
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(

@@ -420,6 +420,60 @@ def _blocks(content: Any) -> list[Any]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
+_MAX_BREAKPOINTS = 4
+_UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
+
+
+def _marked(body: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(path, block, cache_control) of every block the request marks, in the API's prefix
+    order: tools, then system, then messages (a tool_result's own blocks after it)."""
+    out: list[tuple[str, Any, Any]] = []
+
+    def visit(block: Any, where: str) -> None:
+        if isinstance(block, Mapping):
+            if "cache_control" in block:
+                out.append((where, block, block["cache_control"]))
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            for k, b in enumerate(inner if isinstance(inner, list) else ()):
+                visit(b, f"{where}.content.{k}")
+
+    for i, tool in enumerate(body.get("tools") or ()):
+        visit(tool, f"tools.{i}")
+    system = body.get("system")
+    for i, block in enumerate(system if isinstance(system, list) else ()):
+        visit(block, f"system.{i}")
+    for i, m in enumerate(body.get("messages") or ()):
+        content = m.get("content") if isinstance(m, Mapping) else None
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            visit(block, f"messages.{i}.content.{j}")
+    return out
+
+
+def _check_cache_control(body: Mapping[str, Any]) -> list[str]:
+    """Anthropic's prompt-caching rules: ``{"type": "ephemeral"}`` with an optional ttl of
+    5m or 1h, at most four breakpoints, none on a thinking block, and a 1h breakpoint never
+    after a 5m one (in the order tools, system, messages)."""
+    problems: list[str] = []
+    marked = _marked(body)
+    if len(marked) > _MAX_BREAKPOINTS:
+        problems.append(f"A maximum of {_MAX_BREAKPOINTS} blocks with cache_control may be "
+                        f"provided. Found {len(marked)}.")
+    short_seen = False
+    for where, block, cc in marked:
+        if block.get("type") in _UNCACHEABLE:
+            problems.append(f"{where}.cache_control: {block['type']} blocks cannot be cached")
+        if not isinstance(cc, Mapping) or cc.get("type") != "ephemeral" or set(cc) - {
+                "type", "ttl"} or cc.get("ttl", "5m") not in ("5m", "1h"):
+            problems.append(f"{where}.cache_control: invalid {cc!r}")
+            continue
+        if cc.get("ttl", "5m") == "5m":
+            short_seen = True
+        elif short_seen:
+            problems.append(f"{where}.cache_control: a ttl='1h' cache_control block must not "
+                            "come after a ttl='5m' cache_control block")
+    return problems
+
+
 def _check_turns(messages: list[Any]) -> list[str]:
     problems: list[str] = []
     pending: set[str] = set()  # tool_use ids of the previous assistant turn
@@ -549,8 +603,12 @@ def validate_request(body: Any) -> list[str]:
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         problems.append("system must be a string or a list of text blocks")
+    for i, block in enumerate(system if isinstance(system, list) else ()):
+        if not (isinstance(block, Mapping) and block.get("type") == "text"
+                and isinstance(block.get("text"), str) and block["text"]):
+            problems.append(f"system.{i}: must be a non-empty text block")
     stops = body.get("stop_sequences")
     if stops is not None and not (isinstance(stops, list)
                                   and all(isinstance(s, str) for s in stops)):
         problems.append("stop_sequences must be a list of strings")
-    return problems + _check_tools(body) + _check_thinking(body)
+    return problems + _check_tools(body) + _check_thinking(body) + _check_cache_control(body)
