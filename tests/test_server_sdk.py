@@ -57,6 +57,7 @@ def route_file(oa: OpenAIServer, an: AnthropicServer) -> dict[str, Any]:
             "cut": ["cut:m"],
             "capped": {"chain": ["oa:gpt-4o-mini"], "budget": {"usd": 0.0000001, "per": "day"}},
             "resilient": ["oa:gpt-4o-mini", "oa:gpt-4o"],
+            "claude-else-gpt": ["down:m", "oa:gpt-4o-mini"],
         },
     }
 
@@ -228,7 +229,7 @@ async def test_a_stream_cut_mid_answer_reaches_the_anthropic_client_whole_once(
 
 async def test_openai_models_lists_aliases(oai: openai.AsyncOpenAI) -> None:
     ids = [m.id async for m in oai.models.list()]
-    assert ids == ["capped", "claude", "cut", "down", "gpt", "resilient"]
+    assert ids == ["capped", "claude", "claude-else-gpt", "cut", "down", "gpt", "resilient"]
     assert (await oai.models.retrieve("gpt")).id == "gpt"
 
 
@@ -393,6 +394,20 @@ async def test_a_malformed_cache_breakpoint_is_a_bad_request_naming_it(
     assert len(upstreams.an.requests) == before
 
 
+async def test_an_agent_s_thinking_does_not_break_a_fallback_to_openai(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    """Anthropic-only parameters (``thinking``, ``top_k``) from an Anthropic client are left
+    out when the route falls back to OpenAI, which would refuse them with a 400."""
+    upstreams.oa.enqueue(oa_wire.json_reply(oa_wire.completion("From GPT.")))
+    msg = await claude.messages.create(
+        model="claude-else-gpt", max_tokens=2048, messages=USER,
+        thinking={"type": "enabled", "budget_tokens": 1024}, extra_body={"container": "c1"})
+    assert msg.content[0].type == "text" and msg.content[0].text == "From GPT."
+    sent = upstreams.oa.requests[-1].json
+    assert "thinking" not in sent and "container" not in sent
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 2048
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(
@@ -431,7 +446,7 @@ async def test_anthropic_count_tokens_is_an_estimate(claude: anthropic.AsyncAnth
 
 async def test_anthropic_models_lists_aliases(claude: anthropic.AsyncAnthropic) -> None:
     ids = [m.id async for m in claude.models.list()]
-    assert ids == ["capped", "claude", "cut", "down", "gpt", "resilient"]
+    assert ids == ["capped", "claude", "claude-else-gpt", "cut", "down", "gpt", "resilient"]
 
 
 async def test_anthropic_errors_are_sdk_classes(claude: anthropic.AsyncAnthropic,

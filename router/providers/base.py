@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -232,6 +232,8 @@ class HttpProvider(Provider):
         self._plain_errors = type(self).is_error is HttpProvider.is_error
         self._stream_accept = ("text/event-stream" if self.framing == "sse"
                                else "application/x-ndjson")
+        spec = KINDS.get(self.kind)
+        self._foreign = spec.foreign_params if spec is not None else frozenset()
 
     # -- what a kind fills in -------------------------------------------------------------
 
@@ -266,6 +268,17 @@ class HttpProvider(Provider):
 
     # -- the template ---------------------------------------------------------------------
 
+    def _own_params(self, request: ChatRequest) -> ChatRequest:
+        """``request`` without the other vendors' parameters this kind's API refuses (see
+        ``KindSpec.foreign_params``); each call that had some logs ``params_left_out``."""
+        extra = request.extra
+        left_out = [k for k in extra if k in self._foreign]
+        if not left_out:
+            return request
+        log.emit("params_left_out", provider=self.config.name, kind=self.kind,
+                 params=left_out)
+        return replace(request, extra={k: v for k, v in extra.items() if k not in left_out})
+
     def _wrong_shape(self, e: Exception, where: str) -> ServerError:
         detail = redact_secrets(str(e)[:4096], self._secrets)[:200]  # redact, then cut
         return ServerError(f"{self.kind} {where} has the wrong shape "
@@ -282,6 +295,8 @@ class HttpProvider(Provider):
         """One non-streamed call."""
         if not self._key_known:
             self.check_key()
+        if request.extra and self._foreign:
+            request = self._own_params(request)
         call = self.request(model, request, stream=False)
         async with self.http.post(call.url, call.body, headers=call.headers, timeouts=timeouts,
                                   max_connections=self.config.max_connections) as resp:
@@ -308,6 +323,8 @@ class HttpProvider(Provider):
         yielded as soon as the terminator arrives."""
         if not self._key_known:
             self.check_key()
+        if request.extra and self._foreign:
+            request = self._own_params(request)
         call = self.request(model, request, stream=True)
         parser = call.parser
         if parser is None:

@@ -46,6 +46,30 @@ _GOOGLE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 _OLLAMA = dataclasses.replace(_ALL, image_urls=False, n=False, parallel_tool_calls=False)
 _FAKE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 
+# Request parameters one vendor's API owns, as callers pass them beside the router's own
+# (they reach ``ChatRequest.extra``). A kind whose API refuses fields it does not know is not
+# sent another vendor's: a 400 for ``thinking`` on OpenAI, or ``frequency_penalty`` on
+# Anthropic, would fail a call that a fallback was meant to save. Names from openai-python's
+# ``CompletionCreateParams`` and anthropic-sdk-python's ``MessageCreateParams`` (those the
+# router does not itself read), Gemini's and Ollama's as this package's kinds take them.
+# A name no vendor here owns goes to every kind, as given.
+_OPENAI_PARAMS = frozenset({
+    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "modalities", "moderation", "prediction", "presence_penalty", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "store",
+    "stream_options", "top_logprobs", "verbosity", "web_search_options"})
+_ANTHROPIC_PARAMS = frozenset({
+    "cache_control", "container", "context_management", "inference_geo", "mcp_servers",
+    "output_config", "speed", "thinking", "top_k"})
+_GOOGLE_PARAMS = frozenset({"generationConfig", "include_thoughts", "safety_settings",
+                            "thinking_budget", "thinking_level", "top_k"})
+_OLLAMA_PARAMS = frozenset({"format", "keep_alive", "options", "think"})
+
+
+def _foreign(own: frozenset[str]) -> frozenset[str]:
+    """Every vendor's parameters but ``own``."""
+    return (_OPENAI_PARAMS | _ANTHROPIC_PARAMS | _GOOGLE_PARAMS | _OLLAMA_PARAMS) - own
+
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:
@@ -68,6 +92,9 @@ class KindSpec:
     env_name: str | None = None
     key_env_aliases: tuple[str, ...] = ()
     env_settings: Mapping[str, str] = field(default_factory=dict)
+    #: Other vendors' request parameters this kind's API refuses: left out of its requests.
+    #: (Empty for a kind whose servers vary: an OpenAI-compatible server gets everything.)
+    foreign_params: frozenset[str] = frozenset()
 
 
 
@@ -77,7 +104,8 @@ KINDS: Mapping[str, KindSpec] = MappingProxyType({s.kind: s for s in (
              frozenset({"organization", "project"}),
              env_name="openai",
              env_settings={"base_url": "OPENAI_BASE_URL", "organization": "OPENAI_ORG_ID",
-                           "project": "OPENAI_PROJECT_ID"}),
+                           "project": "OPENAI_PROJECT_ID"},
+             foreign_params=_foreign(_OPENAI_PARAMS)),
     # An unknown server: assume its models can, so no target is skipped on a guess; a route
     # file says otherwise per model (models: {NAME: {vision: false}}).
     KindSpec("openai-compatible", "router.providers.openai:OpenAICompatibleProvider", None,
@@ -90,20 +118,24 @@ KINDS: Mapping[str, KindSpec] = MappingProxyType({s.kind: s for s in (
              frozenset({"api_version", "deployments"}), requires_base_url=True,
              env_name="azure",
              env_settings={"base_url": "AZURE_OPENAI_ENDPOINT",
-                           "api_version": "OPENAI_API_VERSION"}),
+                           "api_version": "OPENAI_API_VERSION"},
+             foreign_params=_foreign(_OPENAI_PARAMS)),
     KindSpec("anthropic", "router.providers.anthropic:AnthropicProvider", "ANTHROPIC_API_KEY",
              True, "https://api.anthropic.com", False, "https://api.anthropic.com",
              frozenset({"anthropic_version"}), capabilities=_ANTHROPIC,
-             env_name="anthropic", env_settings={"base_url": "ANTHROPIC_BASE_URL"}),
+             env_name="anthropic", env_settings={"base_url": "ANTHROPIC_BASE_URL"},
+             foreign_params=_foreign(_ANTHROPIC_PARAMS)),
     KindSpec("google", "router.providers.google:GoogleProvider", "GEMINI_API_KEY", True,
              "https://generativelanguage.googleapis.com", False,
              "https://generativelanguage.googleapis.com", capabilities=_GOOGLE,
              env_name="google", key_env_aliases=("GOOGLE_API_KEY",),
-             env_settings={"base_url": "GOOGLE_GEMINI_BASE_URL"}),
+             env_settings={"base_url": "GOOGLE_GEMINI_BASE_URL"},
+             foreign_params=_foreign(_GOOGLE_PARAMS)),
     KindSpec("ollama", "router.providers.ollama:OllamaProvider", None, False,
              "http://127.0.0.1:11434", False, "http://127.0.0.1:11434",
              frozenset({"keep_alive"}), capabilities=_OLLAMA,
-             env_name="ollama", env_settings={"base_url": "OLLAMA_HOST"}),
+             env_name="ollama", env_settings={"base_url": "OLLAMA_HOST"},
+             foreign_params=_foreign(_OLLAMA_PARAMS)),
     KindSpec("fake", "router.providers.fake:FakeProvider", None, False, None, False,
              "http://127.0.0.1:8080", frozenset({"script", "text", "latency"}),
              capabilities=_FAKE),
