@@ -408,6 +408,46 @@ async def test_an_agent_s_thinking_does_not_break_a_fallback_to_openai(
     assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 2048
 
 
+@pytest.mark.parametrize("alias", ["claude", "gpt"])
+async def test_a_screenshot_in_a_tool_result_reaches_either_kind(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams, alias: str) -> None:
+    """An agent's tool returned an image: Anthropic gets it in the tool_result, OpenAI (whose
+    tool messages are text only) as the user turn after the tool results."""
+    server = upstreams.an if alias == "claude" else upstreams.oa
+    server.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("A red pixel.")]))
+                   if alias == "claude" else oa_wire.json_reply(oa_wire.completion("A red pixel.")))
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG}}
+    msg = await claude.messages.create(model=alias, max_tokens=50, messages=[
+        *USER, {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_7", "name": "screenshot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_7",
+                                      "content": [{"type": "text", "text": "taken"}, image]}]}],
+        tools=[{"name": "screenshot", "input_schema": {"type": "object"}}])
+    assert msg.content[0].type == "text" and msg.content[0].text == "A red pixel."
+    sent = server.requests[-1].json["messages"]
+    if alias == "claude":
+        assert upstreams.an.problems == []
+        result = sent[-1]["content"][0]
+        assert [b["type"] for b in result["content"]] == ["text", "image"]
+        assert result["content"][1]["source"]["data"] == PNG
+    else:
+        assert [m["role"] for m in sent][-2:] == ["tool", "user"]
+        assert sent[-2]["content"] == "taken"
+        assert sent[-1]["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+async def test_an_unsupported_block_in_a_tool_result_names_its_path(
+        claude: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await claude.messages.create(model="claude", max_tokens=50, messages=[
+            *USER, {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_8", "name": "read", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_8",
+                                          "content": [{"type": "video", "data": "x"}]}]}])
+    assert "messages.2.content.0.content.0.type" in bad.value.message
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(

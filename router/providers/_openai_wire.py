@@ -79,6 +79,14 @@ def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
+def tool_images(message: Message) -> list[dict[str, Any]]:
+    """A tool message's images, as the content of the user turn that follows the tool
+    results: a tool message holds text only here, but the model should still see them."""
+    images = [_encode_part(p) for p in message.content or () if isinstance(p, ImagePart)]
+    label = f"The images tool call {wire_call_id(message.tool_call_id or '')} returned:"
+    return [{"type": "text", "text": label}, *images] if images else []
+
+
 def wire_call_id(call_id: str) -> str:
     """A tool-call id the API accepts. Ids made elsewhere can be longer than it allows (those
     made up for Gemini's calls embed the function name): they become a digest of themselves,
@@ -151,12 +159,20 @@ def build_body(
     # A plain loop (a list comprehension's own function costs ~1.5k CPU instructions a call).
     messages: list[dict[str, Any]] = []
     append = messages.append
+    seen: list[dict[str, Any]] = []  # images of the tool results just before
     for m in request.messages:
         role = m.role
+        if seen and role != "tool":
+            append({"role": "user", "content": seen})
+            seen = []
         # A plain system/user turn is {"role", "content"} as given (encode_message's result).
         append({"role": role, "content": m.content or ""}
                if (role == "user" or role == "system") and m.name is None
                and type(m.content) is not list else encode_message(m))
+        if role == "tool" and type(m.content) is list:
+            seen += tool_images(m)
+    if seen:
+        append({"role": "user", "content": seen})
     body: dict[str, Any] = {"model": model, "messages": messages}
     r = request
     if r.max_tokens is not None:

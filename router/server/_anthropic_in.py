@@ -3,7 +3,8 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
 
 - ``system`` (a string or text blocks) becomes a system message;
 - user blocks: text, image (base64 or url source) become parts; each ``tool_result`` becomes
-  a ``tool`` message (before the user's other parts, as the Messages API requires them first);
+  a ``tool`` message (before the user's other parts, as the Messages API requires them first),
+  its text joined, or text and image parts when it holds images (a screenshot);
 - assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking and
   redacted_thinking blocks go unchanged into the message's ``provider_state`` (kind
   anthropic), which the router sends back to Anthropic targets only (another kind's API
@@ -103,14 +104,22 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     content = block.get("content", "")
     message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id}
     if isinstance(content, list):
-        texts = []
+        parts: list[dict[str, Any]] = []
         for inner, kind, where in _blocks(content, f"{path}.content"):
-            if kind != "text":
-                raise invalid(f"{where}.type", f"{where}.type: only text blocks are supported "
-                                               "in a tool_result by this proxy")
-            texts.append(_text(inner, where))
-            _cached(message, inner, where)  # one text: its breakpoint is the message's
-        content = "\n".join(texts)
+            if kind == "text":
+                parts.append(_cached({"type": "text", "text": _text(inner, where)}, inner, where))
+            elif kind == "image":
+                parts.append(_image(inner, where))
+            else:
+                raise invalid(f"{where}.type", f"{where}.type: only text and image blocks are "
+                                               "supported in a tool_result by this proxy")
+        texts = [p for p in parts if p["type"] == "text"]
+        if len(texts) < len(parts):
+            content = parts  # with images: the parts, each with its own breakpoint
+        else:  # text alone: one string, and a breakpoint in it marks the message
+            content = "\n".join(p["text"] for p in texts)
+            for p in texts:
+                _cached(message, p, path)
     elif not isinstance(content, str):
         raise invalid(f"{path}.content", f"{path}.content: must be a string or blocks")
     message["content"] = content
