@@ -448,6 +448,24 @@ async def test_an_unsupported_block_in_a_tool_result_names_its_path(
     assert "messages.2.content.0.content.0.type" in bad.value.message
 
 
+async def test_a_client_s_betas_reach_anthropic_as_its_header(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    """The beta API (``?beta=true``, an ``anthropic-beta`` header): the same header upstream
+    for an Anthropic target, and nothing of it for OpenAI."""
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("1M")])))
+    msg = await claude.beta.messages.create(model="claude", max_tokens=50, messages=USER,
+                                            betas=["context-1m-2025-08-07"])
+    assert msg.content[0].type == "text" and msg.content[0].text == "1M"
+    sent = upstreams.an.requests[-1]
+    assert {k.lower(): v for k, v in sent.headers.items()}["anthropic-beta"] == \
+        "context-1m-2025-08-07"
+    assert "betas" not in sent.json and upstreams.an.problems == []
+    upstreams.oa.enqueue(oa_wire.json_reply(oa_wire.completion("plain")))
+    await claude.beta.messages.create(model="gpt", max_tokens=50, messages=USER,
+                                      betas=["context-1m-2025-08-07"])
+    assert "betas" not in upstreams.oa.requests[-1].json
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(

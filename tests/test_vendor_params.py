@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from router import Router
+from router.errors import InvalidRequestError
 from tests.engine_helpers import Events
+from tests.servers import anthropic as an
 from tests.servers import openai as oa
 from tests.test_cross_provider import KINDS, Upstreams, overloaded, text_reply
 
@@ -105,3 +107,45 @@ async def test_a_compatible_server_and_unowned_names_get_everything() -> None:
             await router.chat("local:m", MSG, **EVERY, min_p=0.05)
         body = server.requests[-1].json
     assert {k: body[k] for k in EVERY} == EVERY and body["min_p"] == 0.05
+
+
+# -- Anthropic's betas: a header, not a body field ---------------------------------------------
+
+
+def anthropic_route(base_url: str, **headers: str) -> dict[str, Any]:
+    provider: dict[str, Any] = {"kind": "anthropic", "base_url": base_url, "api_key": "sk-x"}
+    if headers:
+        provider["headers"] = headers
+    return {"version": 1, "defaults": {"retry": {"attempts": 1}},
+            "providers": {"an": provider}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_betas_go_out_as_the_anthropic_beta_header(stream: bool) -> None:
+    async with an.AnthropicServer() as server:
+        reply = (an.stream_reply(an.text_events(["ok"])) if stream
+                 else an.json_reply(an.message([an.text_block("ok")])))
+        server.enqueue(reply, path=an.MESSAGES_PATH)
+        async with Router.from_dict(anthropic_route(
+                server.base_url, **{"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"})
+                ) as router:
+            betas = ["context-1m-2025-08-07", "fine-grained-tool-streaming-2025-05-14"]
+            if stream:
+                async for _ in router.stream("an:claude-sonnet-4-5", MSG, betas=betas):
+                    pass
+            else:
+                await router.chat("an:claude-sonnet-4-5", MSG, betas=betas)
+        sent = server.requests[-1]
+    assert server.problems == [] and "betas" not in sent.json
+    header = {k.lower(): v for k, v in sent.headers.items()}["anthropic-beta"]
+    assert header == "fine-grained-tool-streaming-2025-05-14,context-1m-2025-08-07"
+
+
+@pytest.mark.parametrize("betas", ["context-1m", ["bad name"], ["ok\r\nx-injected: 1"], [5]])
+async def test_malformed_betas_are_an_invalid_request_before_any_io(betas: Any) -> None:
+    async with an.AnthropicServer() as server:
+        async with Router.from_dict(anthropic_route(server.base_url)) as router:
+            with pytest.raises(InvalidRequestError) as caught:
+                await router.chat("an:claude-sonnet-4-5", MSG, betas=betas)
+        assert server.requests == []
+    assert caught.value.param == "betas"

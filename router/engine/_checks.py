@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn, cast
 
 from router.errors import InvalidRequestError
@@ -185,6 +186,17 @@ def nonempty(value: object, path: str) -> str:
     if not text(value, path):
         fail(path, "is empty")
     return cast(str, value)
+
+
+_BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def beta_names(value: object, path: str) -> list[str]:
+    """Anthropic's ``betas``: a list of beta names (sent as the ``anthropic-beta`` header)."""
+    if not isinstance(value, list) or not all(
+            isinstance(b, str) and _BETA_NAME.fullmatch(b) for b in value):
+        fail(path, "must be a list of beta names such as 'context-1m-2025-08-07'")
+    return value
 
 
 _TTLS = ("5m", "1h")

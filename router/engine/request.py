@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from router.engine._checks import (
+    beta_names,
     cache_control,
     describe,
     fail,
@@ -299,7 +300,8 @@ def _extra(params: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if key in _KNOWN_PARAMS:
             continue
-        extra[text(key, "parameter names")] = json_value(value, key)
+        extra[text(key, "parameter names")] = (beta_names(value, key) if key == "betas"
+                                               else json_value(value, key))
     return extra
 
 

@@ -11,6 +11,8 @@ Notes for callers:
 - ``response_format`` json_schema is served by a forced *answer tool*; its input comes back as
   ``text`` (streamed as text deltas) and never as a tool call. json_object is a system
   instruction. ``seed`` is not sent (no equivalent).
+- ``extra["betas"]`` (a list of beta names, as anthropic-sdk-python's ``betas``) is sent as
+  the ``anthropic-beta`` header, after any the provider's configured headers name.
 - Extended thinking: ``extra["thinking"]`` is sent as given; otherwise ``reasoning_effort``
   low/medium/high becomes a budget of 1024/4096/16384 tokens. With thinking on, temperature and
   top_p are dropped (the API rejects them) and thinking text goes to ``reasoning`` /
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from router.errors import ErrorClass, LlmError
@@ -41,6 +44,7 @@ from router.types import ChatRequest, ChatResponse
 __all__ = ["DEFAULT_ANTHROPIC_VERSION", "AnthropicProvider", "map_anthropic_error"]
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+_BETA_HEADER = "anthropic-beta"
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,11 +151,28 @@ class AnthropicProvider(HttpProvider):
         self._headers, self._stream_headers = self.headers(auth)
 
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
+        headers = self._stream_headers if stream else self._headers
+        if "betas" in request.extra:
+            request, headers = self._betas(request, headers)
         body, answer = build_body(model, request, stream=stream)
         if stream:
-            return HttpCall(self._url, body, self._stream_headers, model,
-                            StreamAssembler(answer), answer)
-        return HttpCall(self._url, body, self._headers, model, None, answer)
+            return HttpCall(self._url, body, headers, model, StreamAssembler(answer), answer)
+        return HttpCall(self._url, body, headers, model, None, answer)
+
+    @staticmethod
+    def _betas(request: ChatRequest, headers: dict[str, str]) -> tuple[ChatRequest,
+                                                                        dict[str, str]]:
+        """``extra["betas"]`` out of the body and into the ``anthropic-beta`` header (added
+        to a configured one)."""
+        extra = dict(request.extra)
+        betas = extra.pop("betas")  # beta names (checked with the request: router.engine)
+        headers = dict(headers)
+        name = next((h for h in headers if h.lower() == _BETA_HEADER), _BETA_HEADER)
+        names = [b.strip() for b in headers.get(name, "").split(",") if b.strip()]
+        names += [b for b in betas if b not in names]
+        if names:
+            headers[name] = ",".join(names)
+        return replace(request, extra=extra), headers
 
     def parse_reply(self, data: Any, call: HttpCall) -> ChatResponse:
         return parse_message(data, call.model, call.context)

@@ -24,9 +24,13 @@ def _encoder(_call: MessagesCall, rid: str, router: Router, first: ChatChunk) ->
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    """One message, whole or streamed."""
-    return await answer(request, parse_messages(await request_body(request)), message_body,
-                        _encoder)
+    """One message, whole or streamed. A client's ``anthropic-beta`` header goes on to
+    Anthropic targets (as ``betas``; the other kinds leave it out)."""
+    call = parse_messages(await request_body(request))
+    beta = request.headers.get("anthropic-beta")
+    if beta and "betas" not in call.params:
+        call.params["betas"] = [b.strip() for b in beta.split(",") if b.strip()]
+    return await answer(request, call, message_body, _encoder)
 
 
 def _anthropic(router: Router, target: str) -> bool:
