@@ -1,6 +1,7 @@
 """Budgets hold across processes: 8 spawned processes x 50 concurrent reservations against one
 $1 cap never spend more than $1 and leave no hold behind; a process killed while holding stops
-counting once its hold expires. Real SQLite file and real Redis (skipped when absent)."""
+counting once its hold expires; processes opening a new SQLite file at once all get in. Real
+SQLite file and real Redis (skipped when absent)."""
 
 from __future__ import annotations
 
@@ -141,3 +142,36 @@ async def test_a_killed_process_hold_expires(where: dict[str, Any]) -> None:
     finally:
         await now.aclose()
         await later.aclose()
+
+
+def _opener(path: str, barrier: Barrier, results: Any) -> None:
+    """Open the store on ``path`` right after the others (the first use sets WAL mode and
+    creates the schema) and report whether that worked."""
+    async def first_use() -> str:
+        store = make_store(kind="sqlite", path=path)
+        try:
+            barrier.wait()
+            await store.usage(GLOBAL.key)
+            return "ok"
+        except Exception as e:  # reported, not raised: the parent says which failed
+            return f"{type(e).__name__}: {e}"
+        finally:
+            await store.aclose()
+
+    results.put(asyncio.run(first_use()))
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_opening_a_new_file_at_once_all_get_in(tmp_path: Path, round_: int) -> None:
+    """Workers that start together on a new SQLite file: SQLite refuses some of them the
+    switch to WAL at once ("database is locked", without waiting); the store tries again."""
+    n = 12
+    barrier, results = SPAWN.Barrier(n), SPAWN.Queue()
+    path = str(tmp_path / f"new{round_}.db")
+    procs = [SPAWN.Process(target=_opener, args=(path, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join(timeout=5)
+    assert outcomes == ["ok"] * n

@@ -228,14 +228,32 @@ class SqliteStore(StateStore):
             # isolation_level=None: no implicit transactions, we issue BEGIN IMMEDIATE ourselves.
             conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+                self._set_up(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Processes that open a new file at once can be refused
+        the switch to WAL at once ("database is locked": SQLite does not wait on a lock it
+        could deadlock on), so it is tried again, a few ms apart, for up to busy_timeout."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() + pause > deadline:
+                    raise
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _close_db(self) -> None:
         if self._conn is not None:
