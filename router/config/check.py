@@ -140,10 +140,10 @@ def _price_tier_diagnostics(doc: Document) -> list[Diagnostic]:
         for model, info in (models.items() if isinstance(models, dict) else ()):
             price = info.get("price") if isinstance(info, dict) else None
             tiers = price.get("tiers") if isinstance(price, dict) else None
-            seen: set[Any] = set()
+            seen: set[int] = set()
             for i, tier in enumerate(tiers if isinstance(tiers, list) else ()):
                 above = tier.get("above") if isinstance(tier, dict) else None
-                if above is None or isinstance(above, bool):
+                if type(above) is not int:  # the schema's own error says what else is wrong
                     continue
                 if above in seen:
                     path = ("providers", name, "models", model, "price", "tiers", i, "above")
