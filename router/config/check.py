@@ -217,7 +217,10 @@ _VERSION_SEGMENT = re.compile(r"v\d+(?:\.\d+)?(?:alpha|beta)?\d*")
 def _version_diagnostics(doc: Document, url: str, url_path: Path, kind: str) -> list[Diagnostic]:
     """W109 for a base_url against its kind's convention: openai and openai-compatible
     include the API version (/v1), the others do not (their clients add it)."""
-    segments = [s for s in urlsplit(url).path.split("/") if s]
+    try:
+        segments = [s for s in urlsplit(url).path.split("/") if s]
+    except ValueError:  # not a URL at all ("[" unclosed): E050's, or the environment's, to say
+        return []
     has_version = any(_VERSION_SEGMENT.fullmatch(s) for s in segments)
     spec = KINDS[kind]
     shown = "the URL" if "@" in url else repr(url)  # user:password@host stays unseen
