@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.providers._anthropic_reply import finish_reason, parse_input, parse_usage
 from router.providers._anthropic_thinking import (
     provider_state,
     refusal_text,
     thinking_state,
 )
-from router.providers._anthropic_wire import AnswerTool, finish_reason, parse_input, parse_usage
+from router.providers._anthropic_wire import AnswerTool
 from router.providers.base import reply_text
 from router.types import ChatChunk, ToolCall, ToolCallDelta
 

@@ -9,7 +9,7 @@ read only when a call has failed: a success never touches this module.
 A row matches when every condition it sets holds (status, type, code, a lower-cased substring
 of the message, a key of the error's ``metadata``); the first matching row wins, so specific
 rows come before broad ones. Wording no row knows is left to the OpenAI mapping
-(``_openai_wire.map_openai_error``), as before; the route file's ``errors:`` rules are applied
+(``_openai_errors.map_openai_error``), as before; the route file's ``errors:`` rules are applied
 after this, by the engine, and still win. To teach the router a new engine, add a row with
 its source.
 """

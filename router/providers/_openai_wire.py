@@ -1,5 +1,5 @@
-"""OpenAI Chat Completions wire format: our types to request JSON, response JSON back, and the
-error-body mapping. Pure functions; no I/O.
+"""OpenAI Chat Completions wire format: our types to request JSON, and response JSON back (the
+error bodies: ``_openai_errors``). Pure functions; no I/O.
 
 Field names follow the API reference and openai-python's generated types
 (``types/chat/completion_create_params.py``, ``chat_completion.py``, ``chat_completion_chunk.py``,
@@ -14,12 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from router.errors import (
-    ErrorClass,
-    LlmError,
-    QuotaExhaustedError,
     ServerError,
 )
-from router.providers.base import ErrorBody, classify_status, make_status_error, reply_text
+from router.providers.base import reply_text
 from router.types import (
     ChatRequest,
     ChatResponse,
@@ -46,9 +43,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 _TOOL_CHOICE_WORDS = frozenset({"auto", "none", "required"})
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-_POLICY_CODES = frozenset({"content_filter", "content_policy_violation"})
-_QUOTA = "insufficient_quota"
 #: The API refuses longer tool-call ids ("Invalid 'messages[1].tool_calls[0].id': string too
 #: long. Expected a string with maximum length 40").
 MAX_CALL_ID = 40
@@ -379,56 +373,3 @@ def choice_finish(reason: Any, text: str, calls: list[ToolCall],
     the route's content_policy action: router.engine.refusals); else the choice's reason."""
     return "content_filter" if refusal and not text and not calls else \
         normalize_finish_reason(reason, bool(calls))
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _error_class(status: int | None, err_type: str, code: str, message: str) -> ErrorClass:
-    if err_type == _QUOTA or code == _QUOTA:
-        return ErrorClass.QUOTA_EXHAUSTED
-    if status is None or 400 <= status < 500:
-        if code in _CONTEXT_CODES or "maximum context length" in message.lower():
-            return ErrorClass.CONTEXT_WINDOW
-        if code in _POLICY_CODES:
-            return ErrorClass.CONTENT_POLICY
-    if status is not None:
-        return classify_status(status)
-    # A mid-stream error event has no status of its own: read its type.
-    if code == "rate_limit_exceeded" or err_type in ("rate_limit_error", "tokens", "requests"):
-        return ErrorClass.RATE_LIMIT
-    if err_type == "invalid_request_error":
-        return ErrorClass.INVALID_REQUEST
-    return ErrorClass.SERVER
-
-
-def map_openai_error(
-    status: int | None,
-    headers: Mapping[str, str],
-    body: ErrorBody,
-    *,
-    secrets: tuple[str, ...] = (),
-) -> LlmError:
-    """The LlmError for an OpenAI error body ``{"error": {"message","type","param","code"}}``
-    (status None for an error event inside a 200 stream)."""
-    err = body.error_object()
-    err_type = _str(err.get("type"))
-    code = _str(err.get("code"))
-    message = _str(err.get("message")) or body.text
-    error_class = _error_class(status, err_type, code, message)
-    return make_status_error(
-        error_class,
-        status,
-        headers,
-        provider_message=message,
-        provider_type=err_type or None,
-        provider_code=code or None,
-        # Out of credit is not fixed by waiting, whatever x-should-retry says.
-        retryable=False if error_class is QuotaExhaustedError.error_class else None,
-        secrets=secrets,
-    )

@@ -27,8 +27,9 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from router.errors import ErrorClass, LlmError
+from router.providers._anthropic_reply import parse_message
 from router.providers._anthropic_stream import StreamAssembler
-from router.providers._anthropic_wire import build_body, parse_message
+from router.providers._anthropic_wire import build_body
 from router.providers._compat_errors import map_compat_error
 from router.providers.base import (
     ErrorBody,

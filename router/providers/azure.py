@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from router.errors import AuthError, ConfigError, ContentPolicyError, ErrorClass, LlmError
+from router.providers._openai_errors import map_openai_error
 from router.providers._openai_stream import StreamAssembler
-from router.providers._openai_wire import map_openai_error
 from router.providers.base import (
     ErrorBody,
     HttpCall,

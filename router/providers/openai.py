@@ -14,13 +14,9 @@ from typing import Any, ClassVar
 
 from router.errors import ConfigError, LlmError
 from router.providers._compat_errors import map_compat_error
+from router.providers._openai_errors import map_openai_error
 from router.providers._openai_stream import StreamAssembler
-from router.providers._openai_wire import (
-    build_body,
-    is_reasoning_model,
-    map_openai_error,
-    parse_completion,
-)
+from router.providers._openai_wire import build_body, is_reasoning_model, parse_completion
 from router.providers.base import (
     ErrorBody,
     HttpCall,
