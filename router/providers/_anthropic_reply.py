@@ -5,7 +5,6 @@ blocks joined, tool_use blocks as calls, thinking as ``reasoning`` with its sign
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from router.errors import ServerError
@@ -14,7 +13,8 @@ from router.providers._anthropic_thinking import (
     refusal_text,
     thinking_state,
 )
-from router.providers._anthropic_wire import RAW_ARGUMENTS_KEY, AnswerTool
+from router.providers._anthropic_wire import AnswerTool
+from router.providers._openai_wire import parse_arguments
 from router.providers.base import reply_text
 from router.types import (
     ChatResponse,
@@ -36,14 +36,9 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 def parse_input(text: str) -> dict[str, Any]:
     """Streamed ``partial_json`` fragments, joined, to a dict (empty → {}; not a JSON object →
-    ``{"_raw": text}``: the model produced bad JSON and the caller decides)."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {RAW_ARGUMENTS_KEY: text}
-    return value if isinstance(value, dict) else {RAW_ARGUMENTS_KEY: text}
+    ``{"_raw": text}``: the model produced bad JSON and the caller decides), as OpenAI's
+    tool-call arguments are read."""
+    return parse_arguments(text)
 
 
 def finish_reason(stop_reason: Any, has_tool_calls: bool) -> FinishReason:
