@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         ChatChunk,
         ChatRequest,
         ChatResponse,
+        FilePart,
         ImagePart,
         Message,
         ResponseFormat,
@@ -38,7 +39,8 @@ _WHERE = {
     "ConfigError": "router.errors", "ErrorClass": "router.errors", "LlmError": "router.errors",
     "RouteFailed": "router.errors",
     **{name: "router.types" for name in (
-        "AttemptRecord", "ChatChunk", "ChatRequest", "ChatResponse", "ImagePart", "Message",
+        "AttemptRecord", "ChatChunk", "ChatRequest", "ChatResponse", "FilePart", "ImagePart",
+        "Message",
         "ResponseFormat", "TextPart", "Tool", "ToolCall", "ToolCallDelta", "Usage")},
 }
 
@@ -49,6 +51,7 @@ __all__ = [
     "ChatResponse",
     "ConfigError",
     "ErrorClass",
+    "FilePart",
     "ImagePart",
     "LlmError",
     "Message",

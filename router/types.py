@@ -76,7 +76,27 @@ class ImagePart:
         return self.url.startswith("data:")
 
 
-ContentPart = TextPart | ImagePart
+@dataclass(slots=True, frozen=True)
+class FilePart:
+    """A document given inline: a ``data:application/pdf;base64,...`` URL (PDF, the one kind
+    of file every provider with documents reads), and the file's name if known."""
+
+    url: str
+    filename: str | None = None
+    type: Literal["file"] = "file"
+    cache_control: CacheControl | None = None
+
+    @property
+    def media_type(self) -> str:
+        return self.url[5:].split(",", 1)[0].split(";", 1)[0]
+
+    @property
+    def data(self) -> str:
+        """The base64 payload."""
+        return self.url.split(",", 1)[1]
+
+
+ContentPart = TextPart | ImagePart | FilePart
 
 
 #: Opaque reasoning state a provider asks to get back unchanged in the next turn, tagged with
@@ -144,6 +164,12 @@ class Message:
     def has_images(self) -> bool:
         return isinstance(self.content, list) and any(
             isinstance(p, ImagePart) for p in self.content
+        )
+
+    @property
+    def has_files(self) -> bool:
+        return isinstance(self.content, list) and any(
+            isinstance(p, FilePart) for p in self.content
         )
 
 

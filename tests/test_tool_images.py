@@ -60,8 +60,8 @@ async def test_openai_gets_the_images_after_the_tool_results(up: Upstreams, kind
     images = messages[4]["content"]
     assert [p["type"] for p in images] == ["text", "image_url", "text", "image_url",
                                            "image_url"]
-    assert images[0]["text"] == "The images tool call call_a returned:"
-    assert images[2]["text"] == "The images tool call call_b returned:"
+    assert images[0]["text"] == "What tool call call_a returned:"
+    assert images[2]["text"] == "What tool call call_b returned:"
     assert images[1]["image_url"]["url"] == IMAGE["image_url"]["url"]
     assert messages[5]["content"] == "Which is larger?"
 

@@ -73,7 +73,8 @@ Name = Annotated[str, StringConstraints(strict=True,
 AliasName = Annotated[str, StringConstraints(strict=True, pattern=r"^[^:,\s]+$(?!\n)")]
 TargetRef = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$(?!\n)")]
 OnMap = dict[ErrorClass, Action]
-Capability = Literal["tools", "vision", "json_object", "json_schema", "streaming"]
+Capability = Literal["tools", "vision", "documents", "json_object", "json_schema",
+                     "streaming"]
 Window = Literal["minute", "hour", "day", "month", "total"]
 FakeOutcome = Literal[
     "ok", "auth", "permission", "not_found", "invalid_request", "context_window",
@@ -171,6 +172,7 @@ class ModelInfoCfg(_Model):
     max_output_tokens: Annotated[Int, Field(ge=1)] | None = None
     tools: StrictBool | None = None
     vision: StrictBool | None = None
+    documents: StrictBool | None = None
     json_object: StrictBool | None = None
     json_schema: StrictBool | None = None
     streaming: StrictBool | None = None

@@ -21,7 +21,7 @@ from router.errors import RETRYABLE_CLASSES, Action, ErrorClass, LlmError
 from router.plan.first_token import TOKENS_PER_SECOND, asks_reasoning, first_token_for
 from router.plan.routes import RetryPolicy, Route, Target
 from router.policy.tokens import estimate_prompt_tokens
-from router.types import ChatRequest, ImagePart, frozen_builder
+from router.types import ChatRequest, FilePart, ImagePart, frozen_builder
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,6 +38,7 @@ class CallNeeds:
     prompt_tokens: int | None = None
     max_tokens: int | None = None  # the caller's, or the route's shared one (None: per target)
     reasoning: bool = False  # the request turns reasoning or thinking on
+    documents: bool = False  # a PDF file part
 
 
 _needs = frozen_builder(CallNeeds)  # CallNeeds(...) at a third of the cost
@@ -54,24 +55,26 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
     estimate the prompt's tokens when not given (only a target with a context window reads
     them; the engine passes False when no target of the route has one)."""
     rf = request.response_format
-    images = url_images = False
+    images = url_images = files = False
     for m in request.messages:
         if type(m.content) is list:
             for p in m.content:
                 if isinstance(p, ImagePart):
                     images = True
                     url_images = url_images or not p.is_data_url
+                elif isinstance(p, FilePart):
+                    files = True
     requires = route.requires
     if prompt_tokens is None and estimate:
         prompt_tokens = estimate_prompt_tokens(request)
     max_tokens = request.max_tokens or route.max_tokens
     reasoning = (request.reasoning_effort is not None or bool(request.extra)) and asks_reasoning(
         request)
-    if not (rf or images or tools or vision or request.tools or requires or reasoning
+    if not (rf or images or files or tools or vision or request.tools or requires or reasoning
             or request.n is not None):
         if prompt_tokens is not None:  # nothing to ask of a target but room for the prompt
             return _needs(False, False, False, False, stream, False, False, prompt_tokens,
-                          max_tokens, False)
+                          max_tokens, False, False)
         key = (stream, max_tokens)
         needs = _PLAIN_NEEDS.get(key)
         if needs is None:
@@ -91,6 +94,7 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
         prompt_tokens,
         max_tokens,
         reasoning,
+        files or "documents" in requires,  # documents
     )
 
 
@@ -204,6 +208,8 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
         return "capability", f"{target.model} does not accept images"
     if needs.image_urls and not caps.image_urls:
         return "capability", f"{target.kind} takes images only inline (data: URLs)"
+    if needs.documents and not caps.documents:
+        return "capability", f"{target.model} does not read documents (PDF)"
     if needs.json_schema and not caps.json_schema:
         return "capability", f"{target.model} does not support JSON schema output"
     if needs.stream and not caps.streaming:

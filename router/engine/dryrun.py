@@ -333,7 +333,8 @@ def render_text(r: DryRunReport) -> str:
     """The report as a terminal-friendly story, one target at a time."""
     n = r.needs
     wants = [w for w, on in (("tools", n.tools), ("images", n.vision),
-                             ("json", n.json_object), ("json schema", n.json_schema)) if on]
+                             ("documents", n.documents), ("json", n.json_object),
+                             ("json schema", n.json_schema)) if on]
     lines = [f"route {r.alias!r}: {len(r.targets)} target(s), deadline "
              f"{format_duration(r.deadline) if r.deadline else 'none'}",
              f"request: ~{n.prompt_tokens} prompt tokens, max {n.max_tokens or 'default'} output"

@@ -32,6 +32,7 @@ from router.errors import InvalidRequestError
 from router.types import (
     ChatRequest,
     ContentPart,
+    FilePart,
     ImagePart,
     Message,
     Role,
@@ -52,6 +53,7 @@ _COMMON_PARAMS = frozenset({"max_tokens", "temperature"})
 #: An int this size passes ``integer(v, path, 1)`` (within 64 bits): checked inline.
 _MAX_FAST_INT = 2**62
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
+_PDF_PREFIX = "data:application/pdf;base64,"
 #: Longest model string accepted (vendors' ids are well under 100 characters).
 _MAX_MODEL_CHARS = 256
 
@@ -184,6 +186,11 @@ def _part(p: object, i: int, j: int) -> ContentPart:
         optional_text(p.detail, f"{where}.detail")
         cache_control(p.cache_control, f"{where}.cache_control")
         return p
+    if isinstance(p, FilePart):
+        _file_url(p.url, f"{where}.url")
+        optional_text(p.filename, f"{where}.filename")
+        cache_control(p.cache_control, f"{where}.cache_control")
+        return p
     kind = p.get("type") if isinstance(p, Mapping) else None
     part = cast(Mapping[str, Any], p)
     cache = part.get("cache_control") if kind is not None else None
@@ -198,8 +205,28 @@ def _part(p: object, i: int, j: int) -> ContentPart:
                              optional_text(img.get("detail"), f"{where}.image_url.detail"),
                              cache_control=cache)
         return ImagePart(_image_url(img, f"{where}.image_url"), cache_control=cache)
+    if kind == "file":
+        return _file_part(part.get("file"), f"{where}.file", cache)
     got = describe(kind) if isinstance(p, Mapping) else describe(p)
-    fail(where, f"has unsupported type {got} (text and image_url are supported)")
+    fail(where, f"has unsupported type {got} (text, image_url and file are supported)")
+
+
+def _file_part(file: object, path: str, cache: dict[str, Any] | None) -> FilePart:
+    """OpenAI's ``{"type": "file", "file": {"file_data": "data:...", "filename": ...}}``."""
+    if not isinstance(file, Mapping):
+        fail(path, f"must be an object, not {describe(file)}")
+    if "file_id" in file and "file_data" not in file:
+        fail(f"{path}.file_id", "names a file in OpenAI's storage, which no other provider "
+                                "reads: send the file itself as file_data (a data: URL)")
+    return FilePart(_file_url(file.get("file_data"), f"{path}.file_data"),
+                    optional_text(file.get("filename"), f"{path}.filename"), cache_control=cache)
+
+
+def _file_url(url: object, path: str) -> str:
+    url = text(url, path)
+    if not url.startswith(_PDF_PREFIX) or len(url) == len(_PDF_PREFIX):
+        fail(path, "must be a PDF as a base64 data: URL (data:application/pdf;base64,...)")
+    return url
 
 
 def _image_url(url: object, path: str) -> str:

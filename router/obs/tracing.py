@@ -46,6 +46,7 @@ from router.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    FilePart,
     ImagePart,
     Message,
     TextPart,
@@ -386,10 +387,11 @@ def _tool_call_part(call: ToolCall) -> dict[str, Any]:
     return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": args}
 
 
-def _image_part(part: ImagePart) -> dict[str, Any]:
-    if part.is_data_url:  # the bytes stay out; the MIME type says what they were
-        mime = part.url[5:].split(";", 1)[0].split(",", 1)[0] or None
-        return {"type": "blob", "modality": "image", "mime_type": mime, "content": ""}
+def _image_part(part: ImagePart | FilePart) -> dict[str, Any]:
+    if isinstance(part, FilePart) or part.is_data_url:  # the bytes stay out; the MIME type
+        mime = part.url[5:].split(";", 1)[0].split(",", 1)[0] or None  # says what they were
+        modality = "document" if isinstance(part, FilePart) else "image"
+        return {"type": "blob", "modality": modality, "mime_type": mime, "content": ""}
     # The query string may hold a signature (presigned URLs): left out.
     return {"type": "uri", "modality": "image", "uri": part.url.split("?", 1)[0]}
 

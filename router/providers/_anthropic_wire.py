@@ -30,6 +30,8 @@ from router.providers._anthropic_thinking import (
 )
 from router.types import (
     ChatRequest,
+    ContentPart,
+    FilePart,
     ImagePart,
     Message,
     ResponseFormat,
@@ -84,7 +86,15 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
             "source": {"type": "base64", "media_type": media_type or "image/png", "data": data}}
 
 
-def _content_blocks(content: str | list[TextPart | ImagePart] | None) -> list[dict[str, Any]]:
+def _document_block(part: FilePart) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "document", "source": {
+        "type": "base64", "media_type": part.media_type, "data": part.data}}
+    if part.filename:
+        block["title"] = part.filename
+    return block
+
+
+def _content_blocks(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
     # Empty text blocks are rejected by the API ("text content blocks must be non-empty").
     if content is None or isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
@@ -94,8 +104,10 @@ def _content_blocks(content: str | list[TextPart | ImagePart] | None) -> list[di
             if not part.text:
                 continue
             block: dict[str, Any] = {"type": "text", "text": part.text}
-        else:
+        elif isinstance(part, ImagePart):
             block = _image_block(part)
+        else:
+            block = _document_block(part)
         if part.cache_control is not None:
             block["cache_control"] = part.cache_control
         blocks.append(block)

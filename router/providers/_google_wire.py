@@ -18,7 +18,15 @@ from typing import Any
 
 from router.errors import InvalidRequestError
 from router.providers._google_schema import to_gemini_schema
-from router.types import ChatRequest, ImagePart, Message, ResponseFormat, TextPart, Tool
+from router.types import (
+    ChatRequest,
+    FilePart,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+)
 
 #: The documented stand-in for a thought signature we do not have (history built by another
 #: model or by hand): https://ai.google.dev/gemini-api/docs/thought-signatures . Gemini 3 answers
@@ -77,8 +85,8 @@ def _data_url_part(url: str) -> dict[str, Any]:
     return {"inlineData": {"mimeType": mime, "data": data}}
 
 
-def _image_part(part: ImagePart) -> dict[str, Any]:
-    if part.is_data_url:
+def _image_part(part: ImagePart | FilePart) -> dict[str, Any]:
+    if isinstance(part, FilePart) or part.is_data_url:  # a document: always inline
         return _data_url_part(part.url)
     # The API fetches public and signed http(s) URLs itself since Jan 2026
     # (https://ai.google.dev/gemini-api/docs/file-input-methods); mimeType is optional there.

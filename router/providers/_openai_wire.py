@@ -21,8 +21,9 @@ from router.types import (
     ChatRequest,
     ChatResponse,
     Choice,
+    ContentPart,
+    FilePart,
     FinishReason,
-    ImagePart,
     Message,
     ResponseFormat,
     TextPart,
@@ -64,9 +65,12 @@ def encode_arguments(arguments: Mapping[str, Any]) -> str:
     return json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
 
 
-def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
+def _encode_part(part: ContentPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
+    if isinstance(part, FilePart):
+        return {"type": "file", "file": {"filename": part.filename or "document.pdf",
+                                         "file_data": part.url}}
     image: dict[str, Any] = {"url": part.url}
     if part.detail is not None:
         image["detail"] = part.detail
@@ -74,11 +78,12 @@ def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
 
 
 def tool_images(message: Message) -> list[dict[str, Any]]:
-    """A tool message's images, as the content of the user turn that follows the tool
-    results: a tool message holds text only here, but the model should still see them."""
-    images = [_encode_part(p) for p in message.content or () if isinstance(p, ImagePart)]
-    label = f"The images tool call {wire_call_id(message.tool_call_id or '')} returned:"
-    return [{"type": "text", "text": label}, *images] if images else []
+    """A tool message's images and documents, as the content of the user turn that follows
+    the tool results: a tool message holds text only here, but the model should see them."""
+    content = message.content if isinstance(message.content, list) else ()
+    media = [_encode_part(p) for p in content if not isinstance(p, TextPart)]
+    label = f"What tool call {wire_call_id(message.tool_call_id or '')} returned:"
+    return [{"type": "text", "text": label}, *media] if media else []
 
 
 def wire_call_id(call_id: str) -> str:

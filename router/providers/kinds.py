@@ -37,13 +37,16 @@ COMMON_SETTINGS = frozenset({
 CAPABILITY_FIELDS = frozenset(f.name for f in dataclasses.fields(Capabilities))
 
 _ALL = Capabilities(tools=True, vision=True, json_object=True, json_schema=True,
-                    streaming=True, streaming_usage=True, n=True, parallel_tool_calls=True)
+                    streaming=True, streaming_usage=True, n=True, parallel_tool_calls=True,
+                    documents=True)
 #: Anthropic: no ``n``; ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``.
 _ANTHROPIC = dataclasses.replace(_ALL, n=False)
 #: Gemini: no switch for parallel function calls.
 _GOOGLE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
-#: Ollama cannot fetch image URLs (images go inline only), has no n and no parallel switch.
-_OLLAMA = dataclasses.replace(_ALL, image_urls=False, n=False, parallel_tool_calls=False)
+#: Ollama cannot fetch image URLs (images go inline only), has no n, no parallel switch and no
+#: documents.
+_OLLAMA = dataclasses.replace(_ALL, image_urls=False, n=False, parallel_tool_calls=False,
+                              documents=False)
 _FAKE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 
 # Request parameters one vendor's API owns, as callers pass them beside the router's own
@@ -178,6 +181,7 @@ def model_capabilities(kind: str, model: str, overrides: Mapping[str, Any] | Non
     facts = catalog.facts_for(kind, model)
     if facts is not None:
         caps = dataclasses.replace(caps, tools=facts.tools, vision=facts.vision,
+                                   documents=caps.documents and facts.vision,
                                    json_schema=facts.json_schema,
                                    context_window=facts.context_window,
                                    max_output_tokens=facts.max_output_tokens)
