@@ -466,6 +466,46 @@ async def test_a_client_s_betas_reach_anthropic_as_its_header(
     assert "betas" not in upstreams.oa.requests[-1].json
 
 
+PDF = ("JVBERi0xLjQKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2JqCjIgMCBv"
+       "YmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFszIDAgUl0gL0NvdW50IDEgPj4KZW5kb2JqCjMgMCBvYmoKPDwg"
+       "L1R5cGUgL1BhZ2UgL1BhcmVudCAyIDAgUiA+PgplbmRvYmoKdHJhaWxlcgo8PCAvUm9vdCAxIDAgUiA+Pgol"
+       "JUVPRgo=")  # a one-page PDF
+
+
+@pytest.mark.parametrize("alias", ["claude", "gpt"])
+async def test_a_pdf_document_reaches_either_kind(claude: anthropic.AsyncAnthropic,
+                                                 upstreams: Upstreams, alias: str) -> None:
+    server = upstreams.an if alias == "claude" else upstreams.oa
+    server.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("One page.")]))
+                   if alias == "claude" else oa_wire.json_reply(oa_wire.completion("One page.")))
+    msg = await claude.messages.create(model=alias, max_tokens=50, messages=[{
+        "role": "user", "content": [
+            {"type": "document", "title": "memo.pdf",
+             "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                            "data": "An appendix."}},
+            {"type": "text", "text": "How long is it?"}]}])
+    assert msg.content[0].type == "text" and msg.content[0].text == "One page."
+    sent = server.requests[-1].json["messages"][-1]["content"]
+    if alias == "claude":
+        assert upstreams.an.problems == []
+        assert sent[0] == {"type": "document", "title": "memo.pdf", "source": {
+            "type": "base64", "media_type": "application/pdf", "data": PDF}}
+    else:
+        assert sent[0] == {"type": "file", "file": {
+            "filename": "memo.pdf", "file_data": f"data:application/pdf;base64,{PDF}"}}
+    assert sent[1] == {"type": "text", "text": "An appendix."}
+
+
+async def test_a_document_by_url_is_a_bad_request_naming_it(
+        claude: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await claude.messages.create(model="claude", max_tokens=50, messages=[{
+            "role": "user", "content": [{"type": "document", "source": {
+                "type": "url", "url": "https://example.com/a.pdf"}}]}])
+    assert "messages.0.content.0.source" in bad.value.message
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(

@@ -59,8 +59,14 @@ _AUDIO_PART = {
                    "input_audio": {"type": "object", "required": ["data", "format"],
                                    "properties": {"data": {"type": "string"},
                                                   "format": {"enum": ["wav", "mp3"]}}}}}
-_FILE_PART = {"type": "object", "required": ["type", "file"], "additionalProperties": False,
-              "properties": {"type": {"const": "file"}, "file": {"type": "object"}}}
+_FILE_PART = {
+    "type": "object", "required": ["type", "file"], "additionalProperties": False,
+    "properties": {
+        "type": {"const": "file"},
+        "file": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                 "properties": {"file_data": {"type": "string", "pattern": "^data:[^,]+,.+"},
+                                "file_id": {"type": "string"},
+                                "filename": {"type": "string"}}}}}
 _REFUSAL_PART = {"type": "object", "required": ["type", "refusal"], "additionalProperties": False,
                  "properties": {"type": {"const": "refusal"}, "refusal": {"type": "string"}}}
 
@@ -273,6 +279,9 @@ def _message_rules(messages: list[Any]) -> list[str]:
                             "got null.")
         parts = m.get("content") if isinstance(m.get("content"), list) else []
         for j, part in enumerate(parts):
+            if isinstance(part, Mapping) and part.get("type") == "file" and role != "user":
+                problems.append(f"Invalid 'messages[{i}].content[{j}]': file content parts are "
+                                f"only allowed in user messages, not {role!r} ones.")
             if not (isinstance(part, Mapping) and part.get("type") == "image_url"):
                 continue
             if role != "user":

@@ -2,7 +2,8 @@
 and parameters. Parameter paths in errors follow Anthropic's (``messages.1.content.0.type``).
 
 - ``system`` (a string or text blocks) becomes a system message;
-- user blocks: text, image (base64 or url source) become parts; each ``tool_result`` becomes
+- user blocks: text, image (base64 or url source) and document (a base64 PDF; a text source
+  becomes text) become parts; each ``tool_result`` becomes
   a ``tool`` message (before the user's other parts, as the Messages API requires them first),
   its text joined, or text and image parts when it holds images (a screenshot);
 - assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking and
@@ -97,6 +98,26 @@ def _image(block: dict[str, Any], path: str) -> dict[str, Any]:
                    block, path)
 
 
+def _document(block: dict[str, Any], path: str) -> dict[str, Any]:
+    """A ``document`` block: a base64 PDF as a file part (its title as the file name), a
+    plain-text one as text."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "text" and isinstance(source, dict) and isinstance(source.get("data"), str):
+        return _cached({"type": "text", "text": source["data"]}, block, path)
+    if kind != "base64" or not isinstance(source, dict):
+        raise invalid(f"{path}.source", f"{path}.source: only base64 (PDF) and text document "
+                                        "sources are supported by this proxy")
+    media, data = source.get("media_type"), source.get("data")
+    if media != "application/pdf" or not isinstance(data, str) or not data:
+        raise invalid(f"{path}.source", f"{path}.source: a base64 document needs media_type "
+                                        "application/pdf and its data")
+    file: dict[str, Any] = {"file_data": f"data:application/pdf;base64,{data}"}
+    if isinstance(block.get("title"), str):
+        file["filename"] = block["title"]
+    return _cached({"type": "file", "file": file}, block, path)
+
+
 def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
@@ -110,9 +131,12 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
                 parts.append(_cached({"type": "text", "text": _text(inner, where)}, inner, where))
             elif kind == "image":
                 parts.append(_image(inner, where))
+            elif kind == "document":
+                parts.append(_document(inner, where))
             else:
-                raise invalid(f"{where}.type", f"{where}.type: only text and image blocks are "
-                                               "supported in a tool_result by this proxy")
+                raise invalid(f"{where}.type", f"{where}.type: only text, image and document "
+                                               "blocks are supported in a tool_result by this "
+                                               "proxy")
         texts = [p for p in parts if p["type"] == "text"]
         if len(texts) < len(parts):
             content = parts  # with images: the parts, each with its own breakpoint
@@ -134,6 +158,8 @@ def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
             parts.append(_cached({"type": "text", "text": _text(block, where)}, block, where))
         elif kind == "image":
             parts.append(_image(block, where))
+        elif kind == "document":
+            parts.append(_document(block, where))
         elif kind == "tool_result":
             results.append(_tool_result(block, where))
         else:

@@ -393,6 +393,28 @@ def _check_image(source: Any, where: str) -> list[str]:
     return problems
 
 
+def _check_document(source: Any, where: str) -> list[str]:
+    """A document's source: a base64 PDF, plain text, or a URL."""
+    if not isinstance(source, Mapping):
+        return [f"{where}.source must be an object"]
+    kind = source.get("type")
+    if kind == "base64":
+        if source.get("media_type") != "application/pdf":
+            return [f"{where}.source.media_type must be application/pdf"]
+        try:
+            base64.b64decode(str(source.get("data") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            return [f"{where}.source.data is not base64"]
+        return [] if source.get("data") else [f"{where}.source.data is empty"]
+    if kind == "text":
+        ok = source.get("media_type") == "text/plain" and isinstance(source.get("data"), str)
+        return [] if ok else [f"{where}.source: a text source needs media_type text/plain"]
+    if kind == "url":
+        return [] if str(source.get("url", "")).startswith(("http://", "https://")) else [
+            f"{where}.source.url must be an http(s) URL"]
+    return [f"{where}.source.type must be base64, text, url or content"]
+
+
 def _check_block(block: Any, role: str, where: str) -> list[str]:
     if not isinstance(block, Mapping):
         return [f"{where} must be an object"]
@@ -404,6 +426,8 @@ def _check_block(block: Any, role: str, where: str) -> list[str]:
         return [f"{where}: text content blocks must be non-empty"]
     if kind == "image":
         return _check_image(block.get("source"), where)
+    if kind == "document":
+        return _check_document(block.get("source"), where)
     if kind == "tool_use" and not (isinstance(block.get("id"), str) and block["id"]
                                    and isinstance(block.get("name"), str)
                                    and isinstance(block.get("input"), Mapping)):
