@@ -34,23 +34,18 @@ output records only its tool calls.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router.errors import ErrorClass, LlmError, RouterError
+from router.obs._trace_content import input_message, messages_json, output_message
 from router.types import (
     AttemptRecord,
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    FilePart,
-    ImagePart,
-    Message,
-    TextPart,
-    ToolCall,
 )
 
 _MISSING: ImportError | None = None
@@ -95,8 +90,6 @@ PROVIDER_NAMES = {
     "fake": "router.fake",
 }
 
-_MAX_TEXT = 4096  # characters of one text part, one tool argument object
-_MAX_MESSAGES = 32768  # characters of one gen_ai.*.messages attribute
 _OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
 # A record's fields -> attribute names (AttemptSpan.finish); None values are left out.
 _RECORD_ATTRS = (
@@ -157,8 +150,8 @@ class CallSpan:
         _add_request_attrs(attrs, request)
         self._capture = tracing.capture_content
         if self._capture:
-            attrs["gen_ai.input.messages"] = _messages_json(
-                [_input_message(m) for m in request.messages])
+            attrs["gen_ai.input.messages"] = messages_json(
+                [input_message(m) for m in request.messages])
         self._tracer = tracing.tracer
         self._span = self._tracer.start_span(f"{op} {alias}", kind=SpanKind.CLIENT,
                                              attributes=attrs)
@@ -242,9 +235,9 @@ class CallSpan:
             if response.id:
                 attrs["gen_ai.response.id"] = response.id
         if self._capture:
-            out = _output_message(response)
+            out = output_message(response)
             if out is not None:
-                attrs["gen_ai.output.messages"] = _messages_json([out])
+                attrs["gen_ai.output.messages"] = messages_json([out])
 
     def attempt_ended(self, record: AttemptRecord | None) -> None:
         """Called by an attempt span as it ends (its record, or None when it had none)."""
@@ -370,81 +363,6 @@ def _set_error(span: trace.Span, error: BaseException) -> None:
     t = type(error)
     span.set_status(Status(StatusCode.ERROR, _error_type(error)))
     span.add_event("exception", {"exception.type": f"{t.__module__}.{t.__qualname__}"})
-
-
-# -- content (capture_content=True only) -------------------------------------------------------
-def _clip(text: str) -> str:
-    if len(text) <= _MAX_TEXT:
-        return text
-    return f"{text[:_MAX_TEXT]}...[{len(text) - _MAX_TEXT} more characters]"
-
-
-def _tool_call_part(call: ToolCall) -> dict[str, Any]:
-    args: Any = call.arguments
-    text = json.dumps(args, ensure_ascii=False, default=str)
-    if len(text) > _MAX_TEXT:
-        args = _clip(text)
-    return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": args}
-
-
-def _image_part(part: ImagePart | FilePart) -> dict[str, Any]:
-    if isinstance(part, FilePart) or part.is_data_url:  # the bytes stay out; the MIME type
-        mime = part.url[5:].split(";", 1)[0].split(",", 1)[0] or None  # says what they were
-        modality = "document" if isinstance(part, FilePart) else "image"
-        return {"type": "blob", "modality": modality, "mime_type": mime, "content": ""}
-    # The query string may hold a signature (presigned URLs): left out.
-    return {"type": "uri", "modality": "image", "uri": part.url.split("?", 1)[0]}
-
-
-def _input_message(m: Message) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = []
-    if m.role == "tool":
-        parts.append({"type": "tool_call_response", "id": m.tool_call_id,
-                      "response": _clip(m.text)})
-    elif isinstance(m.content, str):
-        parts.append({"type": "text", "content": _clip(m.content)})
-    elif m.content:
-        for p in m.content:
-            parts.append({"type": "text", "content": _clip(p.text)} if isinstance(p, TextPart)
-                         else _image_part(p))
-    parts.extend(_tool_call_part(c) for c in m.tool_calls or ())
-    out: dict[str, Any] = {"role": m.role, "parts": parts}
-    if m.name:
-        out["name"] = m.name
-    return out
-
-
-def _output_message(response: ChatResponse | ChatChunk) -> dict[str, Any] | None:
-    parts: list[dict[str, Any]] = []
-    if isinstance(response, ChatResponse):
-        if response.reasoning:
-            parts.append({"type": "reasoning", "content": _clip(response.reasoning)})
-        if response.text:
-            parts.append({"type": "text", "content": _clip(response.text)})
-        calls: Sequence[ToolCall] = response.tool_calls
-    else:
-        calls = response.final_tool_calls or ()
-    parts.extend(_tool_call_part(c) for c in calls)
-    if not parts:
-        return None
-    reason = response.finish_reason or "stop"
-    # The schema's FinishReason says "tool_call" where OpenAI (and router) say "tool_calls".
-    return {"role": "assistant", "parts": parts,
-            "finish_reason": "tool_call" if reason == "tool_calls" else reason}
-
-
-def _messages_json(messages: list[dict[str, Any]]) -> str:
-    """A JSON array of ``messages`` (the spec allows a JSON string on spans) within
-    _MAX_MESSAGES characters: the newest messages are kept, order preserved."""
-    encoded = [json.dumps(m, ensure_ascii=False, default=str) for m in messages]
-    kept: list[str] = []
-    size = 2
-    for item in reversed(encoded):
-        if kept and size + len(item) + 1 > _MAX_MESSAGES:
-            break
-        kept.append(item)
-        size += len(item) + 1
-    return "[" + ",".join(reversed(kept)) + "]"
 
 
 __all__ = ["PROVIDER_NAMES", "SCHEMA_URL", "AttemptSpan", "CallSpan", "Tracing",
