@@ -406,12 +406,15 @@ def test_image_urls_lose_their_query_and_inline_bytes_are_never_recorded(
 
     req = build_request([{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x.test/a.png?sig=SECRET-SIG"}},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJDREVG"}}]}], {})
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJDREVG"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi1QREZCWVRFUw=="}},
+    ]}], {})
     Tracing(provider, capture_content=True).start_call(
         alias="r", request_id="x", operation="chat", request=req).end()
     text = dump(exporter)
     assert "https://x.test/a.png" in text and "image/png" in text
-    assert "SECRET-SIG" not in text and "QUJDREVG" not in text
+    assert "application/pdf" in text and '"modality": "document"' in text.replace("\\", "")
+    assert "SECRET-SIG" not in text and "QUJDREVG" not in text and "JVBERi1Q" not in text
 
 
 # -- switching it on ----------------------------------------------------------------------------
