@@ -149,3 +149,16 @@ async def test_malformed_betas_are_an_invalid_request_before_any_io(betas: Any) 
                 await router.chat("an:claude-sonnet-4-5", MSG, betas=betas)
         assert server.requests == []
     assert caught.value.param == "betas"
+
+
+async def test_stream_options_are_left_out_of_a_call_that_does_not_stream(up: Upstreams) -> None:
+    """OpenAI refuses ``stream_options`` without ``stream``; a caller's own go with a stream."""
+    body = await call(up, "openai", {"stream_options": {"include_usage": False}})
+    assert "stream_options" not in body
+    up.enqueue("openai", oa.stream_reply(oa.text_events(["o", "k"])))
+    async with Router.from_dict(up.route_file()) as router:
+        async for _ in router.stream(KINDS["openai"].target, MSG,
+                                     stream_options={"include_usage": True}):
+            pass
+    assert up.bodies("openai")[-1]["stream_options"] == {"include_usage": True}
+    assert up.refusals() == {}

@@ -206,6 +206,8 @@ def build_body(
             body["stream_options"] = {"include_usage": True}
     if r.extra:
         body.update(r.extra)
+        if not stream and "stream_options" in r.extra:  # the API refuses it without stream
+            del body["stream_options"]
     return body
 
 
