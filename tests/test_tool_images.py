@@ -89,3 +89,23 @@ async def test_ollama_sends_them_with_the_tool_message(up: Upstreams) -> None:
     messages = (await body_for(up, "ollama", HISTORY))["messages"]
     tools = [m for m in messages if m["role"] == "tool"]
     assert [len(m["images"]) for m in tools] == [1, 2]
+
+
+async def test_gemini_3_gets_them_in_the_function_response(up: Upstreams) -> None:
+    """Gemini 3's multimodal function responses: images (and PDFs) in functionResponse.parts;
+    an earlier Gemini gets the result's text only (it has no such parts)."""
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    history = [*HISTORY[:3], result("call_b", {"type": "text", "text": "window B"}, IMAGE,
+                                    {"type": "file", "file": {"file_data": pdf}})]
+    for model, expected in (("gemini-3-pro-preview", [["image/png"],
+                                                      ["image/png", "application/pdf"]]),
+                            ("gemini-2.5-flash", [[], []])):
+        up.enqueue("google", text_reply("google", "B."))
+        async with Router.from_dict(up.route_file()) as router:
+            await router.chat(f"google:{model}", history, tools=[SHOT])
+        assert up.refusals() == {}
+        turn = up.bodies("google")[-1]["contents"][-1]
+        responses = [p["functionResponse"] for p in turn["parts"]]
+        assert [r["response"]["result"] for r in responses] == ["window A", "window B"]
+        assert [[m["inlineData"]["mimeType"] for m in r.get("parts", [])]
+                for r in responses] == expected

@@ -164,10 +164,12 @@ class _ToolNames:
         return name
 
 
-def encode_contents(messages: Sequence[Message], *,
-                    sign_calls: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+def encode_contents(messages: Sequence[Message], *, sign_calls: bool = False,
+                    media_results: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
     """(system texts, contents). Roles become user/model, tool results become functionResponse
-    parts of a user turn, and consecutive turns of one role are merged (the API alternates)."""
+    parts of a user turn, and consecutive turns of one role are merged (the API alternates).
+    ``media_results`` (Gemini 3 and later: multimodal function responses): a tool result's
+    images and documents go in its ``functionResponse.parts``; otherwise only its text goes."""
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names = _ToolNames()
@@ -180,7 +182,12 @@ def encode_contents(messages: Sequence[Message], *,
             names.start(m)
             role, parts = "model", _model_parts(m)
         elif m.role == "tool":
-            response = {"name": names.resolve(m, i), "response": _tool_result(m.text)}
+            response: dict[str, Any] = {"name": names.resolve(m, i),
+                                        "response": _tool_result(m.text)}
+            if media_results and isinstance(m.content, list):
+                media = [_image_part(p) for p in m.content if not isinstance(p, TextPart)]
+                if media:
+                    response["parts"] = media
             role, parts = "user", [{"functionResponse": response}]
         else:
             role, parts = "user", _user_parts(m)
@@ -308,8 +315,9 @@ def build_body(model: str, request: ChatRequest) -> dict[str, Any]:
     key is an API field merged into the body as given (``cachedContent``, ...)."""
     if request.n is not None:  # candidateCount is not offered: see the README's table
         raise InvalidRequestError("google targets return one choice per call (n > 1 asked)")
-    system, contents = encode_contents(request.messages,
-                                       sign_calls=is_gemini3_or_later(model))
+    gemini3 = is_gemini3_or_later(model)
+    system, contents = encode_contents(request.messages, sign_calls=gemini3,
+                                       media_results=gemini3)
     if not contents:
         raise InvalidRequestError("Gemini needs at least one user or assistant message")
     body: dict[str, Any] = {"contents": contents}

@@ -219,6 +219,15 @@ def _check_part(part: Any, role: str, where: str) -> list[str]:
             problems.append(f"{where}: functionResponse outside a user turn")
         if not isinstance(value, dict) or not isinstance(value.get("response"), dict):
             problems.append(f"{where}.functionResponse.response is not an object")
+        media = value.get("parts", []) if isinstance(value, dict) else []
+        for k, item in enumerate(media if isinstance(media, list) else [None]):
+            # FunctionResponsePart: exactly one of inlineData (a blob) or fileData
+            if not (isinstance(item, dict) and len(item) == 1
+                    and set(item) <= {"inlineData", "fileData"}):
+                problems.append(f"{where}.functionResponse.parts[{k}] must hold inlineData or "
+                                "fileData")
+            else:
+                problems += _check_part(item, role, f"{where}.functionResponse.parts[{k}]")
     return problems
 
 
