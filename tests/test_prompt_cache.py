@@ -194,3 +194,18 @@ def test_the_loopback_server_holds_the_api_s_caching_rules() -> None:
     assert any("maximum of 4" in p for p in an.validate_request(body(*[FIVE] * 5)))
     assert any("must not come after" in p for p in an.validate_request(body(FIVE, HOUR)))
     assert any("invalid" in p for p in an.validate_request(body({"type": "x"})))
+
+
+async def test_a_breakpoint_never_lands_on_a_thinking_block(up: Upstreams) -> None:
+    """An assistant turn of signed thinking alone: its breakpoint is left out (the API refuses
+    to mark a thinking block), the rest of the request keeps its own."""
+    thinking = {"kind": "anthropic", "thinking": [
+        {"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"}]}
+    messages = [{"role": "user", "content": "Think.", "cache_control": FIVE},
+                {"role": "assistant", "content": None, "provider_state": thinking,
+                 "cache_control": FIVE},
+                {"role": "user", "content": "Go on."}]
+    body = await ask(up, "anthropic", messages, None)
+    first, turn, _ = body["messages"]
+    assert first["content"][0]["cache_control"] == FIVE
+    assert turn["content"] == [{"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"}]

@@ -115,8 +115,10 @@ def _content_blocks(content: str | list[ContentPart] | None) -> list[dict[str, A
 
 
 def _mark_end(blocks: list[dict[str, Any]], message: Message) -> list[dict[str, Any]]:
-    """A message's own cache breakpoint on its last block (the API takes it per block)."""
-    if message.cache_control is not None and blocks:
+    """A message's own cache breakpoint on its last block (the API takes it per block), or
+    none when that is a thinking block (which the API refuses to mark)."""
+    if message.cache_control is not None and blocks and blocks[-1]["type"] not in (
+            "thinking", "redacted_thinking"):
         blocks[-1] = {**blocks[-1], "cache_control": message.cache_control}
     return blocks
 
