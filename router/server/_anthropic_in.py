@@ -5,7 +5,7 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
 - user blocks: text, image (base64 or url source) and document (a base64 PDF; a text source
   becomes text) become parts; each ``tool_result`` becomes
   a ``tool`` message (before the user's other parts, as the Messages API requires them first),
-  its text joined, or text and image parts when it holds images (a screenshot);
+  its text joined, or its parts when it holds images (a screenshot) or documents;
 - assistant blocks: text is joined, ``tool_use`` becomes a tool call; thinking and
   redacted_thinking blocks go unchanged into the message's ``provider_state`` (kind
   anthropic), which the router sends back to Anthropic targets only (another kind's API
@@ -139,7 +139,7 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
                                                "proxy")
         texts = [p for p in parts if p["type"] == "text"]
         if len(texts) < len(parts):
-            content = parts  # with images: the parts, each with its own breakpoint
+            content = parts  # with media: the parts, each with its own breakpoint
         else:  # text alone: one string, and a breakpoint in it marks the message
             content = "\n".join(p["text"] for p in texts)
             for p in texts:
