@@ -6,6 +6,7 @@ keeps serving while the command waits for its answer.
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -70,6 +71,11 @@ KINDS = [
          lambda: azure.azure_error_reply("server_error")),
 ]
 KEYED = [k for k in KINDS if k.key_env is not None]
+
+
+@pytest.fixture
+def anthropic_kind() -> Kind:
+    return next(k for k in KINDS if k.kind == "anthropic")
 
 
 def route_file(tmp_path: Path, kind: Kind, base_url: str) -> Path:
@@ -194,3 +200,48 @@ async def test_chat_interrupted_stream_ends_the_partial_line_and_exits_1(
     [line] = r.stderr.splitlines()
     assert line.startswith("router: stream_interrupted [p:gpt-4o-mini]: the stream from "
                            "p:gpt-4o-mini failed after 17 characters")
+
+
+# -- --attach: images and PDFs --------------------------------------------------------------------
+
+PNG_BYTES = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJ"
+    "RU5ErkJggg==")
+PDF_BYTES = (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n"
+             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n"
+             b"<< /Type /Page /Parent 2 0 R >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
+
+
+async def test_chat_attaches_an_image_and_a_pdf(anthropic_kind: Kind, tmp_path: Path) -> None:
+    """An image and a PDF, told apart by their bytes (not their names), reach the provider
+    inline in its own shapes."""
+    (tmp_path / "shot.dat").write_bytes(PNG_BYTES)
+    (tmp_path / "memo.pdf").write_bytes(PDF_BYTES)
+    async with anthropic_kind.server() as server:
+        routes = route_file(tmp_path, anthropic_kind, server.base_url)
+        anthropic_kind.enqueue(server, anthropic_kind.models[0], anthropic_kind.whole("Seen."))
+        r = await run_chat(str(routes), "--attach", str(tmp_path / "shot.dat"), PROMPT,
+                           "--attach", str(tmp_path / "memo.pdf"), "-m", "main", "--no-stream",
+                           env=kind_env(anthropic_kind))
+        body = server.requests[-1].json
+    assert (r.returncode, r.stdout) == (0, "Seen.\n"), r.stderr
+    text, image, document = body["messages"][0]["content"]
+    assert text == {"type": "text", "text": PROMPT}
+    assert image["source"]["media_type"] == "image/png"
+    assert base64.b64decode(image["source"]["data"]) == PNG_BYTES
+    assert document["title"] == "memo.pdf"
+    assert base64.b64decode(document["source"]["data"]) == PDF_BYTES
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "No such file"), (b"just,some,csv\n", "not an image (png, jpeg, gif, webp) or a PDF")])
+async def test_chat_refuses_an_attachment_it_cannot_send(tmp_path: Path, content: bytes | None,
+                                                         message: str) -> None:
+    path = tmp_path / "thing.csv"
+    if content is not None:
+        path.write_bytes(content)
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("version: 1\nproviders:\n  f: {kind: fake}\nmodels:\n  m: [f:x]\n")
+    r = await run_chat(str(routes), "hi", "-m", "m", "--attach", str(path), env=cli_env())
+    assert r.returncode == 2 and r.stdout == ""
+    assert message in r.stderr and "Traceback" not in r.stderr

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.cli.chat_input import UsageError
+from router.cli.chat_input import UsageError, read_attachment
 from router.cli.console import HeldStream, Reporter
 from router.cli.source import Source
 from router.engine.router import Router
@@ -112,7 +112,9 @@ def _messages(args: argparse.Namespace) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": args.prompt})
+    attached = [read_attachment(path) for path in args.attach or ()]
+    messages.append({"role": "user", "content": [{"type": "text", "text": args.prompt},
+                                                 *attached] if attached else args.prompt})
     return messages
 
 

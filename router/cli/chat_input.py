@@ -8,10 +8,11 @@ the route file, never the prompt. Without one, router.cli.source finds the route
 
 from __future__ import annotations
 
+import base64
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -62,6 +63,39 @@ def read_prompt(prompt: str | None, stdin: TextIO | None = None) -> str:
     return text
 
 
+#: What an attachment is, by its first bytes (its name may say anything).
+_MAGIC = ((b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+          (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+_MAX_ATTACHMENT = 32 * 1024 * 1024  # the largest request body the providers take
+
+
+def _media_type(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for magic, media in _MAGIC if head.startswith(magic)), None)
+
+
+def read_attachment(path: str) -> dict[str, Any]:
+    """``--attach PATH`` as a content part: an image as an ``image_url`` part, a PDF as a
+    ``file`` part, each inline (a base64 ``data:`` URL); anything else is a usage error."""
+    try:
+        file = Path(path)
+        size = file.stat().st_size
+        if size > _MAX_ATTACHMENT:
+            raise UsageError(f"--attach {path}: {size} bytes is more than the providers take "
+                             f"({_MAX_ATTACHMENT // 2**20} MB)")
+        data = file.read_bytes()
+    except OSError as e:
+        raise UsageError(f"--attach {path}: {e.strerror or e}") from None
+    media = _media_type(data[:16])
+    if media is None:
+        raise UsageError(f"--attach {path}: not an image (png, jpeg, gif, webp) or a PDF")
+    url = f"data:{media};base64,{base64.b64encode(data).decode('ascii')}"
+    if media == "application/pdf":
+        return {"type": "file", "file": {"file_data": url, "filename": file.name}}
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
 def parse_tags(items: Sequence[str] | None) -> dict[str, str]:
     """``--tag KEY=VALUE`` options as a dict (a malformed one is a usage error)."""
     tags: dict[str, str] = {}
@@ -73,4 +107,5 @@ def parse_tags(items: Sequence[str] | None) -> dict[str, str]:
     return tags
 
 
-__all__ = ["UsageError", "looks_like_file", "parse_tags", "read_prompt", "split_words"]
+__all__ = ["UsageError", "looks_like_file", "parse_tags", "read_attachment", "read_prompt",
+           "split_words"]

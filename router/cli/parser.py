@@ -60,6 +60,9 @@ def _chat(p: argparse.ArgumentParser) -> None:
                         "order")
     p.add_argument("--model", "-m", help="alias, provider:model or model name (required)")
     p.add_argument("--system", help="a system message")
+    p.add_argument("--attach", action="append", metavar="PATH",
+                   help="an image (png, jpeg, gif, webp) or a PDF sent with the prompt "
+                        "(repeatable); targets that cannot read it are skipped")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--temperature", type=float)
     p.add_argument("--tag", action="append", metavar="KEY=VALUE",
