@@ -506,6 +506,21 @@ async def test_a_document_by_url_is_a_bad_request_naming_it(
     assert "messages.0.content.0.source" in bad.value.message
 
 
+async def test_a_web_search_tool_reaches_anthropic_and_its_answer_comes_back(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    """Claude Code's web search: the server tool goes upstream as given; the client gets the
+    answer's text (the search's own blocks stay upstream)."""
+    from tests.test_server_tools import SEARCH, searched_message
+    upstreams.an.enqueue(an_wire.json_reply(searched_message()))
+    msg = await claude.messages.create(model="claude", max_tokens=1024, messages=USER,
+                                       tools=[SEARCH])  # type: ignore[list-item]
+    assert upstreams.an.problems == []
+    assert upstreams.an.requests[-1].json["tools"] == [SEARCH]
+    assert [b.type for b in msg.content] == ["text"]
+    assert msg.content[0].type == "text" and "free-threading" in msg.content[0].text
+    assert msg.stop_reason == "end_turn"
+
+
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,
                                              upstreams: Upstreams) -> None:
     upstreams.an.enqueue(an_wire.stream_reply(an_wire.tool_events(

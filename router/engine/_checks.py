@@ -199,6 +199,20 @@ def beta_names(value: object, path: str) -> list[str]:
     return value
 
 
+def server_tools(value: object, path: str) -> list[dict[str, Any]]:
+    """Anthropic's ``server_tools``: tool objects with a ``type`` and a ``name`` each, sent as
+    given (the API says what else each type takes)."""
+    if not isinstance(value, list):
+        fail(path, f"must be a list of tool objects, not {describe(value)}")
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str) \
+                or not isinstance(tool.get("name"), str):
+            fail(f"{path}[{i}]", 'must be an object with a "type" and a "name" '
+                                 '({"type": "web_search_20250305", "name": "web_search"})')
+        json_value(tool, f"{path}[{i}]")
+    return value
+
+
 _TTLS = ("5m", "1h")
 
 

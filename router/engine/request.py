@@ -8,7 +8,7 @@ ever sent. Leaf checks live in ``router.engine._checks``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from router.engine._checks import (
@@ -25,6 +25,7 @@ from router.engine._checks import (
     number,
     optional_text,
     provider_state,
+    server_tools,
     text,
 )
 from router.engine._request_tools import to_response_format, to_tool
@@ -54,6 +55,9 @@ _COMMON_PARAMS = frozenset({"max_tokens", "temperature"})
 _MAX_FAST_INT = 2**62
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
 _PDF_PREFIX = "data:application/pdf;base64,"
+#: Extra params the router reads itself (Anthropic's), checked for that; the rest as JSON.
+_EXTRA_CHECKS: dict[str, Callable[[Any, str], Any]] = {"betas": beta_names,
+                                                       "server_tools": server_tools}
 #: Longest model string accepted (vendors' ids are well under 100 characters).
 _MAX_MODEL_CHARS = 256
 
@@ -327,8 +331,8 @@ def _extra(params: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if key in _KNOWN_PARAMS:
             continue
-        extra[text(key, "parameter names")] = (beta_names(value, key) if key == "betas"
-                                               else json_value(value, key))
+        check = _EXTRA_CHECKS.get(key, json_value)
+        extra[text(key, "parameter names")] = check(value, key)
     return extra
 
 

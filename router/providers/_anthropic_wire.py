@@ -262,7 +262,10 @@ def _answer_tool(fmt: ResponseFormat) -> tuple[AnswerTool, dict[str, Any]]:
 def build_body(model: str, request: ChatRequest, *,
                stream: bool) -> tuple[dict[str, Any], AnswerTool | None]:
     """The request body and the answer tool (``json_schema`` only). ``request.extra`` is merged
-    last and wins. ``seed`` has no Anthropic equivalent and is not sent."""
+    last and wins. ``seed`` has no Anthropic equivalent and is not sent. ``extra["server_tools"]``
+    (Anthropic's own tools: ``{"type": "web_search_20250305", "name": "web_search"}``...) go
+    into ``tools`` after the functions; the API runs them and the answer's text carries what
+    they found (their own blocks are not returned)."""
     if request.n is not None:
         raise InvalidRequestError("anthropic returns one choice per call (n > 1 asked)")
     system, messages = encode_messages(request.messages)
@@ -282,6 +285,7 @@ def build_body(model: str, request: ChatRequest, *,
     if request.user:
         body["metadata"] = {"user_id": request.user}
     tools = [encode_tool(t) for t in request.tools or ()]
+    tools += request.extra.get("server_tools") or ()  # web_search, ...: run by Anthropic
     choice = encode_tool_choice(request.tool_choice) if request.tool_choice is not None else None
     answer: AnswerTool | None = None
     fmt = request.response_format
@@ -313,6 +317,7 @@ def build_body(model: str, request: ChatRequest, *,
     if stream:
         body["stream"] = True
     body.update(request.extra)  # an explicit "thinking" is already in body, unchanged
+    body.pop("server_tools", None)  # in tools above
     if unsigned:
         body.pop("thinking", None)
     return body, answer

@@ -63,7 +63,7 @@ _OPENAI_PARAMS = frozenset({
     "stream_options", "top_logprobs", "verbosity", "web_search_options"})
 _ANTHROPIC_PARAMS = frozenset({
     "betas", "cache_control", "container", "context_management", "inference_geo",
-    "mcp_servers", "output_config", "speed", "thinking", "top_k"})
+    "mcp_servers", "output_config", "server_tools", "speed", "thinking", "top_k"})
 _GOOGLE_PARAMS = frozenset({"generationConfig", "include_thoughts", "safety_settings",
                             "thinking_budget", "thinking_level", "top_k"})
 _OLLAMA_PARAMS = frozenset({"format", "keep_alive", "options", "think"})

@@ -10,9 +10,10 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
   redacted_thinking blocks go unchanged into the message's ``provider_state`` (kind
   anthropic), which the router sends back to Anthropic targets only (another kind's API
   would refuse a signature it did not make);
-- ``stop_sequences`` -> ``stop``, ``tools`` -> functions, ``tool_choice`` (auto, any, tool,
-  none; ``disable_parallel_tool_use``), ``metadata.user_id`` -> ``user``; any other field is
-  passed to the provider as it is;
+- ``stop_sequences`` -> ``stop``, ``tools`` -> functions (Anthropic's own tool types, such as
+  web search, -> ``server_tools``, sent to Anthropic targets only), ``tool_choice`` (auto,
+  any, tool, none; ``disable_parallel_tool_use``), ``metadata.user_id`` -> ``user``; any
+  other field is passed to the provider as it is;
 - ``cache_control`` stays where it was: on system, text and image blocks (as parts), on a
   tool (beside its function), and on a tool_result, tool_use or the text of an assistant turn
   as the breakpoint after that message (the router checks its shape).
@@ -239,7 +240,9 @@ def _system(raw: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": parts}] if parts else []
 
 
-def _tools(raw: Any) -> list[dict[str, Any]]:
+def _tools(raw: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The custom tools as functions; Anthropic's own (``web_search_20250305``...) go to
+    ``params["server_tools"]`` as they are (for Anthropic targets only)."""
     if not isinstance(raw, list):
         raise invalid("tools", "tools: must be an array")
     out = []
@@ -248,8 +251,8 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(t, dict):
             raise invalid(where, f"{where}: must be an object")
         if t.get("type", "custom") != "custom":
-            raise invalid(f"{where}.type", f"{where}.type: server tools are not supported by "
-                                           "this proxy")
+            params.setdefault("server_tools", []).append(t)
+            continue
         fn: dict[str, Any] = {"name": t.get("name"),
                               "parameters": t.get("input_schema") or {"type": "object"}}
         if t.get("description") is not None:
@@ -289,7 +292,9 @@ def parse_messages(body: dict[str, Any]) -> MessagesCall:
     if "stop_sequences" in body:
         params["stop"] = body.pop("stop_sequences")
     if "tools" in body:
-        params["tools"] = _tools(body.pop("tools"))
+        tools = _tools(body.pop("tools"), params)
+        if tools:
+            params["tools"] = tools
     if "tool_choice" in body:
         _tool_choice(body.pop("tool_choice"), params)
     metadata = body.pop("metadata", None)

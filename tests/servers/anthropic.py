@@ -551,6 +551,11 @@ def _check_tools(body: Mapping[str, Any]) -> list[str]:
         if not isinstance(name, str) or not _TOOL_NAME.match(name):
             problems.append(f"tools.{i}.name {name!r} is invalid")
         names.add(name)
+        kind = tool.get("type", "custom") if isinstance(tool, Mapping) else None
+        if kind != "custom":  # Anthropic's own tools (web_search_20250305...): type and name
+            if not (isinstance(kind, str) and re.fullmatch(r"[a-z_]+_\d{8}", kind)):
+                problems.append(f"tools.{i}.type {kind!r} is not a tool type")
+            continue
         schema = tool.get("input_schema") if isinstance(tool, Mapping) else None
         if not isinstance(schema, Mapping) or schema.get("type") != "object":
             problems.append(f"tools.{i}.input_schema must be an object schema")
