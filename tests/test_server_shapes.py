@@ -125,8 +125,8 @@ def test_anthropic_conversion_orders_tool_results_first() -> None:
     ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
         "type": "file"}}]}]}, "messages.0.content.0.source"),
-    ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]},
-     "tools.0.type"),
+    ({"messages": [{"role": "user", "content": "x"}],
+      "tools": [{"type": "web_search_20250305"}]}, "tools.0.name"),
     ({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool"}},
      "tool_choice.name"),
     ({"messages": []}, "messages"),

@@ -251,6 +251,9 @@ def _tools(raw: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(t, dict):
             raise invalid(where, f"{where}: must be an object")
         if t.get("type", "custom") != "custom":
+            if not isinstance(t.get("type"), str) or not isinstance(t.get("name"), str):
+                raise invalid(f"{where}.name", f"{where}.name: Field required (each of "
+                                               "Anthropic's tools has a type and a name)")
             params.setdefault("server_tools", []).append(t)
             continue
         fn: dict[str, Any] = {"name": t.get("name"),
