@@ -236,6 +236,8 @@ class Usage:
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    #: Searches the provider's own web search tool ran for the answer (billed per search).
+    web_searches: int = 0
 
     @property
     def total_tokens(self) -> int:

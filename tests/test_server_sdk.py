@@ -519,6 +519,8 @@ async def test_a_web_search_tool_reaches_anthropic_and_its_answer_comes_back(
     assert [b.type for b in msg.content] == ["text"]
     assert msg.content[0].type == "text" and "free-threading" in msg.content[0].text
     assert msg.stop_reason == "end_turn"
+    assert msg.usage.server_tool_use is not None  # the searches, counted as Anthropic counts
+    assert msg.usage.server_tool_use.web_search_requests == 1
 
 
 async def test_anthropic_streamed_tool_input(claude: anthropic.AsyncAnthropic,

@@ -108,3 +108,46 @@ async def test_malformed_server_tools_are_invalid_before_any_io(up: Upstreams, v
         with pytest.raises(InvalidRequestError) as caught:
             await router.chat(KINDS["anthropic"].target, MSG, server_tools=value)
     assert caught.value.param == param and up.bodies("anthropic") == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_searches_are_counted_and_priced(up: Upstreams, stream: bool) -> None:
+    """``usage.server_tool_use.web_search_requests`` (in the message, or the stream's
+    message_delta) is ``Usage.web_searches``, priced at genai-prices' rate per 1,000."""
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    if stream:
+        events = searched_events()
+        events[-2] = {**events[-2], "usage": {"output_tokens": 42,
+                                              "server_tool_use": {"web_search_requests": 2}}}
+        up.enqueue("anthropic", an.stream_reply(events))
+    else:
+        body = searched_message()
+        body["usage"]["server_tool_use"] = {"web_search_requests": 2}
+        up.enqueue("anthropic", an.json_reply(body))
+    async with Router.from_dict(up.route_file()) as router:
+        if stream:
+            last = [c async for c in router.stream(KINDS["anthropic"].target, MSG,
+                                                   server_tools=[SEARCH])][-1]
+            usage, cost = last.usage, last.cost_usd
+        else:
+            r = await router.chat(KINDS["anthropic"].target, MSG, server_tools=[SEARCH])
+            usage, cost = r.usage, r.cost_usd
+    assert usage is not None and usage.web_searches == 2
+    expected = calc_price(GUsage(input_tokens=usage.input_tokens,
+                                 output_tokens=usage.output_tokens, web_searches=2),
+                          KINDS["anthropic"].model, provider_id="anthropic").total_price
+    assert cost == pytest.approx(float(expected))
+    assert cost is not None and cost > 2 * 10 / 1000  # $10 per 1,000 searches, at least
+
+
+async def test_a_route_file_price_per_thousand_searches(up: Upstreams) -> None:
+    doc = up.route_file()
+    model = KINDS["anthropic"].model
+    doc["providers"]["anthropic"]["models"] = {model: {"price": {
+        "input": 0, "output": 0, "web_search": 25}}}
+    up.enqueue("anthropic", an.json_reply(searched_message()))
+    async with Router.from_dict(doc) as router:
+        r = await router.chat(KINDS["anthropic"].target, MSG, server_tools=[SEARCH])
+    assert r.usage.web_searches == 1 and r.cost_usd == pytest.approx(0.025)

@@ -165,6 +165,7 @@ class PriceCfg(_Model):
     cache_write: Annotated[Number, Field(ge=0)] | None = None
     cache_write_1h: Annotated[Number, Field(ge=0)] | None = None
     tiers: Annotated[list[PriceTierCfg], Field(min_length=1)] | None = None
+    web_search: Annotated[Number, Field(ge=0)] | None = None
 
 
 class ModelInfoCfg(_Model):

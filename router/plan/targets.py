@@ -110,7 +110,7 @@ def _price(cfg: Mapping[str, Any]) -> Price:
                  cfg.get("cache_write_1h"),
                  tuple((t["above"], Price(t["input"], t["output"], t.get("cached_input"),
                                           t.get("cache_write"), t.get("cache_write_1h")))
-                       for t in tiers))
+                       for t in tiers), cfg.get("web_search"))
 
 def _build_target(plan_defaults: Layer, provider: ProviderSpec, provider_layer: Layer,
                   model: str, model_override: Mapping[str, Any] | None,

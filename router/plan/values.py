@@ -62,6 +62,7 @@ class Price:
     #: pays that tier's rates on every token (the highest such tier), as Anthropic and
     #: Google bill prompts over 200k tokens.
     tiers: tuple[tuple[int, Price], ...] = ()
+    web_search: float | None = None  # USD per 1,000 searches of the provider's web search tool
 
     def for_input(self, input_tokens: int) -> Price:
         """The rates in force for a call with ``input_tokens`` prompt tokens."""

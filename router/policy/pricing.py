@@ -55,7 +55,8 @@ def _from_list(mp: Any) -> Price | None:
         levels.append(Price(inp, out, read, write, write_1h))
     base = levels[0]
     return Price(base.input, base.output, base.cached_input, base.cache_write,
-                 base.cache_write_1h, tuple(zip(starts, levels[1:], strict=True)))
+                 base.cache_write_1h, tuple(zip(starts, levels[1:], strict=True)),
+                 _number(getattr(mp, "web_searches_kcount", None)))
 
 
 def lookup_price(kind: str, model: str) -> Price | None:
@@ -99,6 +100,9 @@ def cost_usd(price: Price | None, usage: Usage) -> float | None:
     picks the long-context tier (``Price.tiers``) where the price has one."""
     if price is None:
         return None
+    # Web searches at the price per 1,000 (x 1,000: dollars below are per million tokens).
+    searches = (usage.web_searches * price.web_search * 1000
+                if usage.web_searches and price.web_search is not None else 0.0)
     if price.tiers:
         price = price.for_input(usage.input_tokens)
     cached = min(usage.cached_tokens, usage.input_tokens)
@@ -111,7 +115,7 @@ def cost_usd(price: Price | None, usage: Usage) -> float | None:
         rate = price.cache_write if price.cache_write is not None else price.input
         rate_1h = price.cache_write_1h if price.cache_write_1h is not None else rate
         dollars += (written - long) * (rate - price.input) + long * (rate_1h - price.input)
-    return dollars / 1_000_000
+    return (dollars + searches) / 1_000_000
 
 
 def worst_case_cost(price: Price | None, prompt_tokens: int, max_tokens: int) -> float | None:

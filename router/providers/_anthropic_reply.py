@@ -66,12 +66,14 @@ def parse_usage(data: Any) -> Usage | None:
     details = data.get("output_tokens_details")
     ttl = data.get("cache_creation")
     long_writes = _int(ttl.get("ephemeral_1h_input_tokens")) if isinstance(ttl, dict) else 0
+    tools = data.get("server_tool_use")  # {"web_search_requests": N, ...}
     return Usage(
         input_tokens=_int(data.get("input_tokens")) + cache_read + cache_write,
         output_tokens=_int(data.get("output_tokens")),
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
         cache_write_1h_tokens=min(long_writes, cache_write),
+        web_searches=_int(tools.get("web_search_requests")) if isinstance(tools, dict) else 0,
         reasoning_tokens=(_int(details.get("thinking_tokens"))
                           if isinstance(details, dict) else 0),
     )

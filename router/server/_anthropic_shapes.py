@@ -33,6 +33,8 @@ def usage_body(u: Usage) -> dict[str, Any]:
         "input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
         "output_tokens": u.output_tokens, "cache_read_input_tokens": u.cached_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens}
+    if u.web_searches:
+        body["server_tool_use"] = {"web_search_requests": u.web_searches}
     if u.cache_write_tokens:  # the writes by lifetime, as the API breaks them down
         body["cache_creation"] = {
             "ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
