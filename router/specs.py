@@ -30,6 +30,7 @@ class Capabilities:
     streaming_usage: bool = True
     image_urls: bool = True  # False: images only as data: URLs (the server cannot fetch)
     documents: bool = False  # PDF files in messages (``FilePart``)
+    document_urls: bool = False  # ... given by http(s) URL, fetched by the provider
     n: bool = False  # several choices per call (``n`` > 1)
     #: ``parallel_tool_calls: false`` is honoured (else it is not sent: the switch is absent)
     parallel_tool_calls: bool = False

@@ -78,8 +78,9 @@ class ImagePart:
 
 @dataclass(slots=True, frozen=True)
 class FilePart:
-    """A document given inline: a ``data:application/pdf;base64,...`` URL (PDF, the one kind
-    of file every provider with documents reads), and the file's name if known."""
+    """A PDF document (the one kind of file every provider with documents reads): inline as a
+    ``data:application/pdf;base64,...`` URL, or by http(s) URL for the providers that fetch
+    one (Anthropic, Gemini); and the file's name if known."""
 
     url: str
     filename: str | None = None
@@ -87,7 +88,13 @@ class FilePart:
     cache_control: CacheControl | None = None
 
     @property
+    def is_data_url(self) -> bool:
+        return self.url.startswith("data:")
+
+    @property
     def media_type(self) -> str:
+        if not self.is_data_url:
+            return "application/pdf"
         return self.url[5:].split(",", 1)[0].split(";", 1)[0]
 
     @property

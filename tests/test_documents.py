@@ -159,3 +159,30 @@ def test_pages_are_counted_for_estimates_and_budget_bounds() -> None:
     with_pdf = ChatRequest([Message("user", [TextPart("Summarise."), FilePart(URL)])])
     assert estimate_prompt_tokens(with_pdf) - estimate_prompt_tokens(plain) == 2 * 2_500
     assert upper_bound_prompt_tokens(with_pdf) - upper_bound_prompt_tokens(plain) == 2 * 5_000
+
+
+PDF_URL = "https://example.test/reports/q3.pdf"
+BY_URL = [{"role": "user", "content": [
+    {"type": "text", "text": "Summarise the report."},
+    {"type": "file", "file": {"file_data": PDF_URL}}]}]
+
+
+async def test_a_pdf_by_url_goes_to_the_kinds_that_fetch_it(up: Upstreams) -> None:
+    block = (await body_for(up, "anthropic", BY_URL))["messages"][0]["content"][1]
+    assert block == {"type": "document", "source": {"type": "url", "url": PDF_URL}}
+    part = (await body_for(up, "google", BY_URL))["contents"][0]["parts"][1]
+    assert part == {"fileData": {"fileUri": PDF_URL, "mimeType": "application/pdf"}}
+
+
+async def test_openai_is_skipped_for_a_pdf_by_url(up: Upstreams) -> None:
+    """Chat Completions takes a file inline only: OpenAI and Azure are skipped before any I/O
+    and the route goes on to a kind that fetches it."""
+    up.enqueue("anthropic", text_reply("anthropic", "Read it."))
+    async with Router.from_dict(up.route_file()) as router:
+        r = await router.chat(f"{KINDS['openai'].target},{KINDS['azure-openai'].target},"
+                              f"{KINDS['anthropic'].target}", BY_URL)
+    assert r.target == KINDS["anthropic"].target
+    assert [(a.outcome, a.reason) for a in r.attempts[:2]] == [("skipped", "capability")] * 2
+    assert "only inline" in (r.attempts[0].detail or "")
+    assert up.bodies("openai") == up.bodies("azure-openai") == []
+    assert pdf_pages(FilePart(PDF_URL)) == 10  # unread: a fixed guess for estimates

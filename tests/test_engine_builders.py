@@ -57,7 +57,7 @@ def test_builders_refuse_what_they_cannot_build() -> None:
                      "retry_after_used", "timeout_kind", "input_tokens", "output_tokens",
                      "cost_usd", "malformed_events"]),
     (CallNeeds, ["tools", "vision", "json_object", "json_schema", "stream", "image_urls", "n",
-                 "prompt_tokens", "max_tokens", "reasoning", "documents"]),
+                 "prompt_tokens", "max_tokens", "reasoning", "documents", "document_urls"]),
     (ChatRequest, ["messages", "max_tokens", "temperature"]),
 ])
 def test_positional_constructions_follow_the_field_order(cls: type, names: list[str]) -> None:

@@ -497,12 +497,23 @@ async def test_a_pdf_document_reaches_either_kind(claude: anthropic.AsyncAnthrop
     assert sent[1] == {"type": "text", "text": "An appendix."}
 
 
-async def test_a_document_by_url_is_a_bad_request_naming_it(
-        claude: anthropic.AsyncAnthropic) -> None:
+async def test_a_document_by_url_reaches_anthropic_and_skips_openai(
+        claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
+    url = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("Read.")])))
+    await claude.messages.create(model="claude", max_tokens=50, messages=[{
+        "role": "user", "content": [url, {"type": "text", "text": "Summarise."}]}])
+    assert upstreams.an.requests[-1].json["messages"][0]["content"][0] == {
+        "type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    before = len(upstreams.oa.requests)
+    with pytest.raises(anthropic.BadRequestError) as bad:  # its one target cannot fetch it
+        await claude.messages.create(model="gpt", max_tokens=50, messages=[{
+            "role": "user", "content": [url, {"type": "text", "text": "Summarise."}]}])
+    assert "inline" in bad.value.message and len(upstreams.oa.requests) == before
     with pytest.raises(anthropic.BadRequestError) as bad:
         await claude.messages.create(model="claude", max_tokens=50, messages=[{
             "role": "user", "content": [{"type": "document", "source": {
-                "type": "url", "url": "https://example.com/a.pdf"}}]}])
+                "type": "file", "file_id": "file_011"}}]}])
     assert "messages.0.content.0.source" in bad.value.message
 
 

@@ -39,6 +39,7 @@ class CallNeeds:
     max_tokens: int | None = None  # the caller's, or the route's shared one (None: per target)
     reasoning: bool = False  # the request turns reasoning or thinking on
     documents: bool = False  # a PDF file part
+    document_urls: bool = False  # ... given by http(s) URL
 
 
 _needs = frozen_builder(CallNeeds)  # CallNeeds(...) at a third of the cost
@@ -55,7 +56,7 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
     estimate the prompt's tokens when not given (only a target with a context window reads
     them; the engine passes False when no target of the route has one)."""
     rf = request.response_format
-    images = url_images = files = False
+    images = url_images = files = url_files = False
     for m in request.messages:
         if type(m.content) is list:
             for p in m.content:
@@ -64,6 +65,7 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
                     url_images = url_images or not p.is_data_url
                 elif isinstance(p, FilePart):
                     files = True
+                    url_files = url_files or not p.is_data_url
     requires = route.requires
     if prompt_tokens is None and estimate:
         prompt_tokens = estimate_prompt_tokens(request)
@@ -74,7 +76,7 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
             or request.n is not None):
         if prompt_tokens is not None:  # nothing to ask of a target but room for the prompt
             return _needs(False, False, False, False, stream, False, False, prompt_tokens,
-                          max_tokens, False, False)
+                          max_tokens, False, False, False)
         key = (stream, max_tokens)
         needs = _PLAIN_NEEDS.get(key)
         if needs is None:
@@ -95,6 +97,7 @@ def needs_for(request: ChatRequest, route: Route, stream: bool, estimate: bool =
         max_tokens,
         reasoning,
         files or "documents" in requires,  # documents
+        url_files,  # document_urls
     )
 
 
@@ -210,6 +213,8 @@ def skip_reason(target: Target, needs: CallNeeds, min_window: int | None) -> tup
         return "capability", f"{target.kind} takes images only inline (data: URLs)"
     if needs.documents and not caps.documents:
         return "capability", f"{target.model} does not read documents (PDF)"
+    if needs.document_urls and not caps.document_urls:
+        return "capability", f"{target.kind} takes documents only inline (data: URLs)"
     if needs.json_schema and not caps.json_schema:
         return "capability", f"{target.model} does not support JSON schema output"
     if needs.stream and not caps.streaming:

@@ -228,8 +228,11 @@ def _file_part(file: object, path: str, cache: dict[str, Any] | None) -> FilePar
 
 def _file_url(url: object, path: str) -> str:
     url = text(url, path)
+    if url.startswith(("https://", "http://")) and len(url) > len("https://"):
+        return url  # fetched by the provider (Anthropic, Gemini); the others are skipped
     if not url.startswith(_PDF_PREFIX) or len(url) == len(_PDF_PREFIX):
-        fail(path, "must be a PDF as a base64 data: URL (data:application/pdf;base64,...)")
+        fail(path, "must be a PDF as a base64 data: URL (data:application/pdf;base64,...) "
+                   "or an http(s) URL")
     return url
 
 

@@ -29,12 +29,12 @@ def _tool_call_part(call: ToolCall) -> dict[str, Any]:
 
 
 def _image_part(part: ImagePart | FilePart) -> dict[str, Any]:
-    if isinstance(part, FilePart) or part.is_data_url:  # the bytes stay out; the MIME type
-        mime = part.url[5:].split(";", 1)[0].split(",", 1)[0] or None  # says what they were
-        modality = "document" if isinstance(part, FilePart) else "image"
+    modality = "document" if isinstance(part, FilePart) else "image"
+    if part.is_data_url:  # the bytes stay out; the MIME type says what they were
+        mime = part.url[5:].split(";", 1)[0].split(",", 1)[0] or None
         return {"type": "blob", "modality": modality, "mime_type": mime, "content": ""}
     # The query string may hold a signature (presigned URLs): left out.
-    return {"type": "uri", "modality": "image", "uri": part.url.split("?", 1)[0]}
+    return {"type": "uri", "modality": modality, "uri": part.url.split("?", 1)[0]}
 
 
 def input_message(m: Message) -> dict[str, Any]:

@@ -19,11 +19,14 @@ _PER_PAGE_BOUND = 5_000
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _COUNT = re.compile(rb"/Count\s+(\d{1,6})")
 _BYTES_PER_PAGE = 100_000  # when the page objects are in compressed streams
+_URL_PAGES = 10  # a PDF by URL: its size is not known before the provider fetches it
 
 
 def pdf_pages(part: FilePart) -> int:
     """The pages of a PDF, read off its page objects (or its page tree's /Count), else
-    guessed from its size: at least 1."""
+    guessed from its size: at least 1 (10 for one given by URL, unread)."""
+    if not part.is_data_url:
+        return _URL_PAGES
     try:
         data = base64.b64decode(part.data)
     except (binascii.Error, ValueError):

@@ -87,8 +87,9 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
 
 
 def _document_block(part: FilePart) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "document", "source": {
-        "type": "base64", "media_type": part.media_type, "data": part.data}}
+    source = ({"type": "base64", "media_type": part.media_type, "data": part.data}
+              if part.is_data_url else {"type": "url", "url": part.url})
+    block: dict[str, Any] = {"type": "document", "source": source}
     if part.filename:
         block["title"] = part.filename
     return block

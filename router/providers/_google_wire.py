@@ -86,8 +86,10 @@ def _data_url_part(url: str) -> dict[str, Any]:
 
 
 def _image_part(part: ImagePart | FilePart) -> dict[str, Any]:
-    if isinstance(part, FilePart) or part.is_data_url:  # a document: always inline
+    if part.is_data_url:
         return _data_url_part(part.url)
+    if isinstance(part, FilePart):
+        return {"fileData": {"fileUri": part.url, "mimeType": part.media_type}}
     # The API fetches public and signed http(s) URLs itself since Jan 2026
     # (https://ai.google.dev/gemini-api/docs/file-input-methods); mimeType is optional there.
     file_data: dict[str, Any] = {"fileUri": part.url}

@@ -38,7 +38,9 @@ CAPABILITY_FIELDS = frozenset(f.name for f in dataclasses.fields(Capabilities))
 
 _ALL = Capabilities(tools=True, vision=True, json_object=True, json_schema=True,
                     streaming=True, streaming_usage=True, n=True, parallel_tool_calls=True,
-                    documents=True)
+                    documents=True, document_urls=True)
+#: The Chat Completions wire takes a file only inline (file_data), never by URL.
+_CHAT_COMPLETIONS = dataclasses.replace(_ALL, document_urls=False)
 #: Anthropic: no ``n``; ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``.
 _ANTHROPIC = dataclasses.replace(_ALL, n=False)
 #: Gemini: no switch for parallel function calls.
@@ -46,7 +48,7 @@ _GOOGLE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 #: Ollama cannot fetch image URLs (images go inline only), has no n, no parallel switch and no
 #: documents.
 _OLLAMA = dataclasses.replace(_ALL, image_urls=False, n=False, parallel_tool_calls=False,
-                              documents=False)
+                              documents=False, document_urls=False)
 _FAKE = dataclasses.replace(_ALL, n=False, parallel_tool_calls=False)
 
 # Request parameters one vendor's API owns, as callers pass them beside the router's own
@@ -108,13 +110,14 @@ KINDS: Mapping[str, KindSpec] = MappingProxyType({s.kind: s for s in (
              env_name="openai",
              env_settings={"base_url": "OPENAI_BASE_URL", "organization": "OPENAI_ORG_ID",
                            "project": "OPENAI_PROJECT_ID"},
-             foreign_params=_foreign(_OPENAI_PARAMS)),
+             capabilities=_CHAT_COMPLETIONS, foreign_params=_foreign(_OPENAI_PARAMS)),
     # An unknown server: assume its models can, so no target is skipped on a guess; a route
     # file says otherwise per model (models: {NAME: {vision: false}}).
     KindSpec("openai-compatible", "router.providers.openai:OpenAICompatibleProvider", None,
              False, None, True,
              "https://api.openai.com/v1 (the server's OpenAI-compatible root, /v1 included)",
-             frozenset({"max_tokens_field", "stream_usage"}), requires_base_url=True),
+             frozenset({"max_tokens_field", "stream_usage"}), requires_base_url=True,
+             capabilities=_CHAT_COMPLETIONS),
     KindSpec("azure-openai", "router.providers.azure:AzureOpenAIProvider",
              "AZURE_OPENAI_API_KEY", True, None, False,
              "https://YOUR-RESOURCE.openai.azure.com",
@@ -122,7 +125,7 @@ KINDS: Mapping[str, KindSpec] = MappingProxyType({s.kind: s for s in (
              env_name="azure",
              env_settings={"base_url": "AZURE_OPENAI_ENDPOINT",
                            "api_version": "OPENAI_API_VERSION"},
-             foreign_params=_foreign(_OPENAI_PARAMS)),
+             capabilities=_CHAT_COMPLETIONS, foreign_params=_foreign(_OPENAI_PARAMS)),
     KindSpec("anthropic", "router.providers.anthropic:AnthropicProvider", "ANTHROPIC_API_KEY",
              True, "https://api.anthropic.com", False, "https://api.anthropic.com",
              frozenset({"anthropic_version"}), capabilities=_ANTHROPIC,
@@ -182,6 +185,7 @@ def model_capabilities(kind: str, model: str, overrides: Mapping[str, Any] | Non
     if facts is not None:
         caps = dataclasses.replace(caps, tools=facts.tools, vision=facts.vision,
                                    documents=caps.documents and facts.vision,
+                                   document_urls=caps.document_urls and facts.vision,
                                    json_schema=facts.json_schema,
                                    context_window=facts.context_window,
                                    max_output_tokens=facts.max_output_tokens)

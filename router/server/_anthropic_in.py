@@ -100,20 +100,23 @@ def _image(block: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _document(block: dict[str, Any], path: str) -> dict[str, Any]:
-    """A ``document`` block: a base64 PDF as a file part (its title as the file name), a
-    plain-text one as text."""
+    """A ``document`` block: a base64 PDF, or one by URL, as a file part (its title as the
+    file name), a plain-text one as text."""
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "text" and isinstance(source, dict) and isinstance(source.get("data"), str):
         return _cached({"type": "text", "text": source["data"]}, block, path)
-    if kind != "base64" or not isinstance(source, dict):
-        raise invalid(f"{path}.source", f"{path}.source: only base64 (PDF) and text document "
-                                        "sources are supported by this proxy")
-    media, data = source.get("media_type"), source.get("data")
-    if media != "application/pdf" or not isinstance(data, str) or not data:
-        raise invalid(f"{path}.source", f"{path}.source: a base64 document needs media_type "
-                                        "application/pdf and its data")
-    file: dict[str, Any] = {"file_data": f"data:application/pdf;base64,{data}"}
+    if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
+        file: dict[str, Any] = {"file_data": source["url"]}  # fetched by the provider
+    elif kind != "base64" or not isinstance(source, dict):
+        raise invalid(f"{path}.source", f"{path}.source: only base64 (PDF), url and text "
+                                        "document sources are supported by this proxy")
+    else:
+        media, data = source.get("media_type"), source.get("data")
+        if media != "application/pdf" or not isinstance(data, str) or not data:
+            raise invalid(f"{path}.source", f"{path}.source: a base64 document needs "
+                                            "media_type application/pdf and its data")
+        file = {"file_data": f"data:application/pdf;base64,{data}"}
     if isinstance(block.get("title"), str):
         file["filename"] = block["title"]
     return _cached({"type": "file", "file": file}, block, path)
