@@ -497,6 +497,19 @@ async def test_a_pdf_document_reaches_either_kind(claude: anthropic.AsyncAnthrop
     assert sent[1] == {"type": "text", "text": "An appendix."}
 
 
+async def test_an_openai_client_s_pdf_reaches_an_anthropic_target(
+        oai: openai.AsyncOpenAI, upstreams: Upstreams) -> None:
+    upstreams.an.enqueue(an_wire.json_reply(an_wire.message([an_wire.text_block("One page.")])))
+    r = await oai.chat.completions.create(model="claude", messages=[{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF}",
+                                  "filename": "memo.pdf"}},
+        {"type": "text", "text": "How long?"}]}])
+    assert r.choices[0].message.content == "One page." and upstreams.an.problems == []
+    assert upstreams.an.requests[-1].json["messages"][0]["content"][0] == {
+        "type": "document", "title": "memo.pdf",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}
+
+
 async def test_a_document_by_url_reaches_anthropic_and_skips_openai(
         claude: anthropic.AsyncAnthropic, upstreams: Upstreams) -> None:
     url = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
