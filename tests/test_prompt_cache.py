@@ -209,3 +209,35 @@ async def test_a_breakpoint_never_lands_on_a_thinking_block(up: Upstreams) -> No
     first, turn, _ = body["messages"]
     assert first["content"][0]["cache_control"] == FIVE
     assert turn["content"] == [{"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"}]
+
+
+async def test_a_gateway_that_takes_breakpoints_gets_them_in_openai_shape() -> None:
+    """An openai-compatible provider with ``cache_control: true`` (OpenRouter, a LiteLLM
+    proxy in front of Claude): each marked part keeps its breakpoint, a message's own goes on
+    its content (text becomes one marked part), a tool's beside its function; without the
+    setting the same request carries none."""
+    from tests.servers import openai as oa
+
+    messages, tools = conversation()
+    bodies = []
+    for keep in (True, False):
+        async with oa.OpenAIServer() as server:
+            server.enqueue(oa.json_reply(oa.completion("18 degrees.")))
+            provider: dict[str, Any] = {"kind": "openai-compatible", "api_key": "sk-x",
+                                        "base_url": server.base_url}
+            if keep:
+                provider["cache_control"] = True
+            doc = {"version": 1, "providers": {"gw": provider}}
+            async with Router.from_dict(doc) as router:
+                await router.chat("gw:anthropic/claude-sonnet-4.5", messages, tools=tools)
+            bodies.append(server.requests[-1].json)
+    kept, plain = bodies
+    assert "cache_control" not in json.dumps(plain)
+    system, question, _call, result = kept["messages"]
+    assert system["content"] == [{"type": "text", "text": "You are terse."},
+                                 {"type": "text", "text": DOC, "cache_control": HOUR}]
+    assert question["content"] == [{"type": "text", "text": "Weather in Paris?",
+                                    "cache_control": FIVE}]
+    assert result["content"] == [{"type": "text", "text": '{"temp_c": 18}',
+                                  "cache_control": FIVE}]
+    assert kept["tools"][0]["cache_control"] == HOUR

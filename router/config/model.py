@@ -253,6 +253,7 @@ class ProviderCfg(_Model):
     project: StrictStr | None = None
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     stream_usage: StrictBool | None = None
+    cache_control: StrictBool | None = None
     api_version: StrictStr | None = None
     deployments: dict[str, StrictStr] | None = None
     anthropic_version: StrictStr | None = None

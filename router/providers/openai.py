@@ -72,6 +72,7 @@ class OpenAIProvider(HttpProvider):
     #: fail as invalid_request).
     _drop_sampling: bool = True
     _include_usage: bool = True
+    _keep_cache: bool = False  # prompt-cache breakpoints sent (a gateway's option)
 
     def max_tokens_field(self, model: str) -> str:
         """Reasoning models always take ``max_completion_tokens``."""
@@ -86,7 +87,8 @@ class OpenAIProvider(HttpProvider):
             shape = self._shapes[model] = (self.max_tokens_field(model),
                                            self._drop_sampling and is_reasoning_model(model))
         # stream, max_tokens_field, include_usage, drop_sampling (positional: cheaper)
-        return build_body(model, request, stream, shape[0], self._include_usage, shape[1])
+        return build_body(model, request, stream, shape[0], self._include_usage, shape[1],
+                          self._keep_cache)
 
     def request(self, model: str, request: ChatRequest, *, stream: bool) -> HttpCall:
         if stream:
@@ -112,7 +114,9 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     Options: ``max_tokens_field`` (default ``max_tokens``; reasoning model names such as o3
     always get ``max_completion_tokens``), ``stream_usage`` (False: do not send
-    ``stream_options``), ``capabilities`` (overrides of the kind's defaults).
+    ``stream_options``), ``cache_control`` (True: send prompt-cache breakpoints on parts,
+    messages and tools, for a gateway in front of Anthropic such as OpenRouter or a LiteLLM
+    proxy), ``capabilities`` (overrides of the kind's defaults).
     """
 
     kind: ClassVar[str] = "openai-compatible"
@@ -125,6 +129,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
                               f"or max_completion_tokens, not {field!r}")
         self._max_field = field
         self._include_usage = config.options.get("stream_usage") is not False
+        self._keep_cache = config.options.get("cache_control") is True
         self._drop_sampling = False  # unknown server: send what the caller asked for
 
     def map_error(self, status: int | None, headers: Mapping[str, str],
