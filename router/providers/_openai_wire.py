@@ -77,7 +77,7 @@ def _encode_part(part: ContentPart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def tool_images(message: Message) -> list[dict[str, Any]]:
+def tool_media(message: Message) -> list[dict[str, Any]]:
     """A tool message's images and documents, as the content of the user turn that follows
     the tool results: a tool message holds text only here, but the model should see them."""
     content = message.content if isinstance(message.content, list) else ()
@@ -179,7 +179,7 @@ def build_body(
     # A plain loop (a list comprehension's own function costs ~1.5k CPU instructions a call).
     messages: list[dict[str, Any]] = []
     append = messages.append
-    seen: list[dict[str, Any]] = []  # images of the tool results just before
+    seen: list[dict[str, Any]] = []  # images and documents of the tool results just before
     for m in request.messages:
         role = m.role
         if seen and role != "tool":
@@ -193,7 +193,7 @@ def build_body(
                    if (role == "user" or role == "system") and m.name is None
                    and type(m.content) is not list else encode_message(m))
         if role == "tool" and type(m.content) is list:
-            seen += tool_images(m)
+            seen += tool_media(m)
     if seen:
         append({"role": "user", "content": seen})
     body: dict[str, Any] = {"model": model, "messages": messages}

@@ -21,7 +21,7 @@ and parameters. Parameter paths in errors follow Anthropic's (``messages.1.conte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,15 @@ def _document(block: dict[str, Any], path: str) -> dict[str, Any]:
     return _cached({"type": "file", "file": file}, block, path)
 
 
+def _text_part(block: dict[str, Any], path: str) -> dict[str, Any]:
+    return _cached({"type": "text", "text": _text(block, path)}, block, path)
+
+
+#: The content blocks that become parts of a message (in a user turn or a tool_result), by type.
+_PARTS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "text": _text_part, "image": _image, "document": _document}
+
+
 def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
@@ -131,16 +140,12 @@ def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
     if isinstance(content, list):
         parts: list[dict[str, Any]] = []
         for inner, kind, where in _blocks(content, f"{path}.content"):
-            if kind == "text":
-                parts.append(_cached({"type": "text", "text": _text(inner, where)}, inner, where))
-            elif kind == "image":
-                parts.append(_image(inner, where))
-            elif kind == "document":
-                parts.append(_document(inner, where))
-            else:
+            convert = _PARTS.get(kind)
+            if convert is None:
                 raise invalid(f"{where}.type", f"{where}.type: only text, image and document "
                                                "blocks are supported in a tool_result by this "
                                                "proxy")
+            parts.append(convert(inner, where))
         texts = [p for p in parts if p["type"] == "text"]
         if len(texts) < len(parts):
             content = parts  # with media: the parts, each with its own breakpoint
@@ -158,12 +163,9 @@ def _user(content: list[Any], path: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     for block, kind, where in _blocks(content, path):
-        if kind == "text":
-            parts.append(_cached({"type": "text", "text": _text(block, where)}, block, where))
-        elif kind == "image":
-            parts.append(_image(block, where))
-        elif kind == "document":
-            parts.append(_document(block, where))
+        convert = _PARTS.get(kind)
+        if convert is not None:
+            parts.append(convert(block, where))
         elif kind == "tool_result":
             results.append(_tool_result(block, where))
         else:
@@ -239,7 +241,7 @@ def _system(raw: Any) -> list[dict[str, Any]]:
     for block, kind, where in _blocks(raw, "system"):
         if kind != "text":
             raise invalid(f"{where}.type", f"{where}.type: system blocks must be text")
-        parts.append(_cached({"type": "text", "text": _text(block, where)}, block, where))
+        parts.append(_text_part(block, where))
     return [{"role": "system", "content": parts}] if parts else []
 
 
